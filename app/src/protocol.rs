@@ -1,0 +1,477 @@
+//! The wire contract of `shared/protocol.md`, written once and used by both sides: the server
+//! encodes every event with [`ServerEvent::to_sse_frame`], the browser decodes it with
+//! [`ServerEvent::decode`]. Event names and JSON shapes are spelled here and nowhere else.
+//!
+//! Input is parsed, not validated: a [`UserId`], [`UserName`] or [`MessageText`] can only exist
+//! if it satisfies the protocol's limits, so code that holds one never checks again. The same
+//! parsers run in the browser (the join form) and on the server (the request edge), and
+//! deserialising goes through them too, so a malformed event is a decode error, not bad state.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Longest `id`, in characters of `[A-Za-z0-9_-]`.
+pub const USER_ID_MAX_LEN: usize = 64;
+/// Longest `name`, in Unicode scalar values after trimming.
+pub const USER_NAME_MAX_CHARS: usize = 32;
+/// Longest message text, in Unicode scalar values after trimming.
+pub const MESSAGE_MAX_CHARS: usize = 2000;
+
+/// Why a piece of user input was refused. `Display` is the plain-text reason sent with a 400,
+/// and shown as is in the browser, so it is written for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("id and name are required")]
+    IdOrNameMissing,
+    #[error("id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'")]
+    IdInvalid,
+    #[error("name must not be blank")]
+    NameBlank,
+    #[error("name must be at most 32 characters")]
+    NameTooLong,
+    #[error("name must not contain control characters")]
+    NameControlChar,
+    #[error("message is required")]
+    MessageMissing,
+    #[error("message must not be blank")]
+    MessageBlank,
+    #[error("message must be at most 2000 characters")]
+    MessageTooLong,
+}
+
+/// A user's stable identity, chosen by the client (a UUID in the browser).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserId(String);
+
+impl UserId {
+    pub fn parse(raw: &str) -> Result<Self, InputError> {
+        let valid_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if raw.is_empty() || raw.len() > USER_ID_MAX_LEN || !raw.chars().all(valid_char) {
+            return Err(InputError::IdInvalid);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What people see as the author. Trimmed; 1-32 scalar values; no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserName(String);
+
+impl UserName {
+    pub fn parse(raw: &str) -> Result<Self, InputError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(InputError::NameBlank);
+        }
+        if trimmed.chars().count() > USER_NAME_MAX_CHARS {
+            return Err(InputError::NameTooLong);
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(InputError::NameControlChar);
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The text of a message: trimmed, 1-2000 scalar values. Line breaks are kept; clients render
+/// it as text, never as HTML.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MessageText(String);
+
+impl MessageText {
+    pub fn parse(raw: &str) -> Result<Self, InputError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(InputError::MessageBlank);
+        }
+        if trimmed.chars().count() > MESSAGE_MAX_CHARS {
+            return Err(InputError::MessageTooLong);
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+macro_rules! string_newtype_conversions {
+    ($($ty:ident),*) => {$(
+        impl TryFrom<String> for $ty {
+            type Error = InputError;
+            fn try_from(raw: String) -> Result<Self, InputError> {
+                Self::parse(&raw)
+            }
+        }
+        impl From<$ty> for String {
+            fn from(value: $ty) -> String {
+                value.0
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    )*};
+}
+string_newtype_conversions!(UserId, UserName, MessageText);
+
+/// A member of the room.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct User {
+    pub id: UserId,
+    pub name: UserName,
+}
+
+/// A message as stored and broadcast. `seq` is assigned by the store: it starts at 1, grows by
+/// one per message and never repeats. `ts` is RFC 3339 UTC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub id: UserId,
+    pub name: UserName,
+    pub message: MessageText,
+    pub seq: u64,
+    pub ts: String,
+}
+
+impl ChatMessage {
+    pub fn author(&self) -> User {
+        User { id: self.id.clone(), name: self.name.clone() }
+    }
+}
+
+/// Data of `history-gap`: messages before `from` were asked for but are no longer retained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryGap {
+    pub from: u64,
+}
+
+/// Data of `presence`, the large-room summary: an exact count and the most recent changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    pub count: u64,
+    pub joined: Vec<User>,
+    pub left: Vec<User>,
+}
+
+/// The JSON body of `POST /message` (form bodies have the same fields). `id` and `name` are
+/// optional and only checked against the session: the author always comes from the session.
+/// Unknown fields are refused so that a client's typo is a clear 400, not a silent drop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostMessage {
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// One page of `GET /users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsersPage {
+    pub users: Vec<User>,
+    pub next: Option<String>,
+}
+
+/// Every event the server sends on `GET /sse`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// First event on every stream: the whole room, the newcomer included, in join order.
+    AllUsers(Vec<User>),
+    NewUser(User),
+    UserLeave(User),
+    /// A repair snapshot of the room, sent only to a stream whose view is wrong.
+    Users(Vec<User>),
+    Message(ChatMessage),
+    HistoryGap(HistoryGap),
+    Presence(Presence),
+}
+
+/// Why an SSE event could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown event name {0:?}")]
+    UnknownEvent(String),
+    #[error("malformed data for {event}: {source}")]
+    Data {
+        event: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl ServerEvent {
+    pub const ALL_USERS: &'static str = "all-users";
+    pub const NEW_USER: &'static str = "new-user";
+    pub const USER_LEAVE: &'static str = "user-leave";
+    pub const USERS: &'static str = "users";
+    pub const MESSAGE: &'static str = "message";
+    pub const HISTORY_GAP: &'static str = "history-gap";
+    pub const PRESENCE: &'static str = "presence";
+
+    /// Every event name, for a client that must subscribe to each by name.
+    pub const NAMES: [&'static str; 7] = [
+        Self::ALL_USERS,
+        Self::NEW_USER,
+        Self::USER_LEAVE,
+        Self::USERS,
+        Self::MESSAGE,
+        Self::HISTORY_GAP,
+        Self::PRESENCE,
+    ];
+
+    /// The SSE `event:` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::AllUsers(_) => Self::ALL_USERS,
+            Self::NewUser(_) => Self::NEW_USER,
+            Self::UserLeave(_) => Self::USER_LEAVE,
+            Self::Users(_) => Self::USERS,
+            Self::Message(_) => Self::MESSAGE,
+            Self::HistoryGap(_) => Self::HISTORY_GAP,
+            Self::Presence(_) => Self::PRESENCE,
+        }
+    }
+
+    /// The SSE `id:` line: only messages carry one, so `Last-Event-ID` is always a `seq`.
+    pub fn sse_id(&self) -> Option<u64> {
+        match self {
+            Self::Message(message) => Some(message.seq),
+            _ => None,
+        }
+    }
+
+    /// The `data:` payload as JSON.
+    pub fn data_json(&self) -> String {
+        let encoded = match self {
+            Self::AllUsers(users) | Self::Users(users) => serde_json::to_string(users),
+            Self::NewUser(user) | Self::UserLeave(user) => serde_json::to_string(user),
+            Self::Message(message) => serde_json::to_string(message),
+            Self::HistoryGap(gap) => serde_json::to_string(gap),
+            Self::Presence(presence) => serde_json::to_string(presence),
+        };
+        // Serialising these plain structs (strings, integers, vectors) cannot fail.
+        encoded.unwrap_or_default()
+    }
+
+    /// The complete SSE frame, ending in the blank line that dispatches it. JSON never holds a
+    /// raw line break (serde escapes `\n` and `\r` inside strings), so one `data:` line carries
+    /// the whole payload and no user text can start a line of its own.
+    pub fn to_sse_frame(&self) -> String {
+        let data = self.data_json();
+        let mut frame = String::with_capacity(data.len() + 48);
+        frame.push_str("event: ");
+        frame.push_str(self.name());
+        frame.push('\n');
+        if let Some(id) = self.sse_id() {
+            frame.push_str("id: ");
+            frame.push_str(&id.to_string());
+            frame.push('\n');
+        }
+        frame.push_str("data: ");
+        frame.push_str(&data);
+        frame.push_str("\n\n");
+        frame
+    }
+
+    /// Decodes an event from its SSE name and data, as an `EventSource` hands them over.
+    pub fn decode(name: &str, data: &str) -> Result<Self, DecodeError> {
+        fn parse<T: serde::de::DeserializeOwned>(event: &'static str, data: &str) -> Result<T, DecodeError> {
+            serde_json::from_str(data).map_err(|source| DecodeError::Data { event, source })
+        }
+        Ok(match name {
+            Self::ALL_USERS => Self::AllUsers(parse(Self::ALL_USERS, data)?),
+            Self::NEW_USER => Self::NewUser(parse(Self::NEW_USER, data)?),
+            Self::USER_LEAVE => Self::UserLeave(parse(Self::USER_LEAVE, data)?),
+            Self::USERS => Self::Users(parse(Self::USERS, data)?),
+            Self::MESSAGE => Self::Message(parse(Self::MESSAGE, data)?),
+            Self::HISTORY_GAP => Self::HistoryGap(parse(Self::HISTORY_GAP, data)?),
+            Self::PRESENCE => Self::Presence(parse(Self::PRESENCE, data)?),
+            other => return Err(DecodeError::UnknownEvent(other.to_owned())),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn user(id: &str, name: &str) -> User {
+        User { id: UserId::parse(id).unwrap(), name: UserName::parse(name).unwrap() }
+    }
+
+    fn message(seq: u64, text: &str) -> ChatMessage {
+        ChatMessage {
+            id: UserId::parse("alice-1").unwrap(),
+            name: UserName::parse("Alice").unwrap(),
+            message: MessageText::parse(text).unwrap(),
+            seq,
+            ts: "2026-11-24T10:00:00.123Z".into(),
+        }
+    }
+
+    /// Splits a frame into (event, id, data) the way an `EventSource` would.
+    fn parse_frame(frame: &str) -> (String, Option<String>, String) {
+        assert!(frame.ends_with("\n\n"), "frame must end with a blank line: {frame:?}");
+        let (mut event, mut id, mut data) = (String::new(), None, Vec::new());
+        for line in frame.trim_end_matches('\n').split('\n') {
+            assert!(!line.contains('\r'), "no carriage return may reach the wire");
+            let (field, value) = line.split_once(": ").expect("every line is `field: value`");
+            match field {
+                "event" => event = value.to_owned(),
+                "id" => id = Some(value.to_owned()),
+                "data" => data.push(value.to_owned()),
+                other => panic!("unexpected field {other}"),
+            }
+        }
+        (event, id, data.join("\n"))
+    }
+
+    fn every_kind_of_event() -> Vec<ServerEvent> {
+        vec![
+            ServerEvent::AllUsers(vec![user("a", "Ann"), user("b", "Bob")]),
+            ServerEvent::NewUser(user("c", "Cleo")),
+            ServerEvent::UserLeave(user("c", "Cleo")),
+            ServerEvent::Users(vec![]),
+            ServerEvent::Message(message(7, "hello\nworld")),
+            ServerEvent::HistoryGap(HistoryGap { from: 42 }),
+            ServerEvent::Presence(Presence { count: 1001, joined: vec![user("d", "Dee")], left: vec![] }),
+        ]
+    }
+
+    #[test]
+    fn every_event_round_trips_through_its_sse_frame() {
+        for event in every_kind_of_event() {
+            let (name, _, data) = parse_frame(&event.to_sse_frame());
+            assert_eq!(ServerEvent::decode(&name, &data).unwrap(), event);
+        }
+    }
+
+    #[test]
+    fn only_messages_carry_an_sse_id_equal_to_their_seq() {
+        for event in every_kind_of_event() {
+            let (_, id, _) = parse_frame(&event.to_sse_frame());
+            match &event {
+                ServerEvent::Message(m) => assert_eq!(id, Some(m.seq.to_string())),
+                _ => assert_eq!(id, None),
+            }
+        }
+    }
+
+    #[test]
+    fn message_data_has_the_protocol_field_names() {
+        let value: serde_json::Value =
+            serde_json::from_str(&ServerEvent::Message(message(3, "hi")).data_json()).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"id": "alice-1", "name": "Alice", "message": "hi", "seq": 3,
+                               "ts": "2026-11-24T10:00:00.123Z"})
+        );
+    }
+
+    #[test]
+    fn event_names_are_the_protocols() {
+        let names: Vec<_> = every_kind_of_event().iter().map(ServerEvent::name).collect();
+        assert_eq!(
+            names,
+            ["all-users", "new-user", "user-leave", "users", "message", "history-gap", "presence"]
+        );
+        assert_eq!(names, ServerEvent::NAMES);
+    }
+
+    #[test]
+    fn decoding_refuses_unknown_events_and_invalid_users() {
+        assert!(matches!(ServerEvent::decode("nope", "{}"), Err(DecodeError::UnknownEvent(_))));
+        let bad_id = r#"{"id": "has space", "name": "x"}"#;
+        assert!(ServerEvent::decode("new-user", bad_id).is_err());
+    }
+
+    #[test]
+    fn ids_follow_the_protocol() {
+        assert!(UserId::parse("3f2a-_Z9").is_ok());
+        assert!(UserId::parse(&"a".repeat(64)).is_ok());
+        for bad in ["", " ", "a b", "é", "a/b", &"a".repeat(65)] {
+            assert_eq!(UserId::parse(bad), Err(InputError::IdInvalid), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_are_trimmed_and_limited() {
+        assert_eq!(UserName::parse("  Ann  ").unwrap().as_str(), "Ann");
+        assert_eq!(UserName::parse(&"é".repeat(32)).unwrap().as_str().chars().count(), 32);
+        assert_eq!(UserName::parse(" \t "), Err(InputError::NameBlank));
+        assert_eq!(UserName::parse(&"é".repeat(33)), Err(InputError::NameTooLong));
+        assert_eq!(UserName::parse("a\u{7}b"), Err(InputError::NameControlChar));
+        assert_eq!(UserName::parse("a\nb"), Err(InputError::NameControlChar));
+    }
+
+    #[test]
+    fn message_text_is_trimmed_keeps_inner_line_breaks_and_is_limited() {
+        assert_eq!(MessageText::parse("  a\nb \n").unwrap().as_str(), "a\nb");
+        assert!(MessageText::parse(&"x".repeat(2000)).is_ok());
+        assert_eq!(MessageText::parse(&"x".repeat(2001)), Err(InputError::MessageTooLong));
+        assert_eq!(MessageText::parse("\n \t"), Err(InputError::MessageBlank));
+    }
+
+    #[test]
+    fn post_message_refuses_unknown_fields() {
+        assert!(serde_json::from_str::<PostMessage>(r#"{"message": "hi"}"#).is_ok());
+        assert!(serde_json::from_str::<PostMessage>(r#"{"message": "hi", "x": 1}"#).is_err());
+        assert!(serde_json::from_str::<PostMessage>(r#"{"message": 5}"#).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_rejected_or_round_trips_without_breaking_its_frame(raw in ".*") {
+            match MessageText::parse(&raw) {
+                Err(_) => prop_assert!(raw.trim().is_empty() || raw.trim().chars().count() > 2000),
+                Ok(text) => {
+                    prop_assert_eq!(text.as_str(), raw.trim());
+                    let mut chat = message(1, "x");
+                    chat.message = text;
+                    let event = ServerEvent::Message(chat);
+                    let frame = event.to_sse_frame();
+                    // Exactly three lines: event, id, data. Nothing the user wrote makes a fourth.
+                    prop_assert_eq!(frame.matches('\n').count(), 4);
+                    let (name, _, data) = parse_frame(&frame);
+                    prop_assert_eq!(ServerEvent::decode(&name, &data).unwrap(), event);
+                }
+            }
+        }
+
+        #[test]
+        fn any_name_is_rejected_or_round_trips(raw in "\\PC{0,40}|.*[\r\n\u{0}-\u{1f}].*") {
+            match UserName::parse(&raw) {
+                Err(_) => {}
+                Ok(name) => {
+                    prop_assert!(!name.as_str().chars().any(char::is_control));
+                    let event = ServerEvent::NewUser(User { id: UserId::parse("x").unwrap(), name });
+                    let (event_name, _, data) = parse_frame(&event.to_sse_frame());
+                    prop_assert_eq!(ServerEvent::decode(&event_name, &data).unwrap(), event);
+                }
+            }
+        }
+
+        #[test]
+        fn any_id_is_rejected_or_is_safe_in_a_url(raw in ".{0,70}") {
+            if let Ok(id) = UserId::parse(&raw) {
+                prop_assert!(id.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+                prop_assert!(id.as_str().len() <= 64);
+            }
+        }
+    }
+}
