@@ -1,0 +1,138 @@
+//! The server's configuration: one clap struct, the single source of truth. Every option is a
+//! flag and an environment variable, with defaults that run the chat on one machine with
+//! nothing else installed.
+
+use clap::{Parser, ValueEnum};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "server", version, about = "ssechat: a group chat over Server-Sent Events")]
+pub struct Config {
+    /// Address to listen on. Port 0 picks a free port (the bound address is printed).
+    #[arg(long, env = "SSECHAT_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+
+    /// Folder with the built site (cargo-leptos output: pkg/, favicon, static files).
+    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+
+    /// Folder for the message database and the generated session key; created if missing.
+    #[arg(long, env = "SSECHAT_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Secret that signs session cookies (at least 32 bytes). Instances that share it accept
+    /// each other's cookies. Default: a random key kept in DATA_DIR/session.key.
+    #[arg(long, env = "SSECHAT_SESSION_SECRET", hide_env_values = true)]
+    pub session_secret: Option<String>,
+
+    /// Messages sent to a newcomer that has no last event id.
+    #[arg(long, env = "SSECHAT_HISTORY", default_value_t = 50)]
+    pub history: usize,
+
+    /// Messages kept in the store; older ones are deleted (replay past them is a history-gap).
+    #[arg(long, env = "SSECHAT_RETENTION", default_value_t = 10_000)]
+    pub retention: u64,
+
+    /// How long a user whose last stream closed stays in the room (a reload is no leave).
+    #[arg(long, env = "SSECHAT_LEAVE_GRACE_MS", default_value_t = 3_000)]
+    pub leave_grace_ms: u64,
+
+    /// At most one `users` repair snapshot per stream per interval.
+    #[arg(long, env = "SSECHAT_USERS_INTERVAL_MS", default_value_t = 2_000)]
+    pub users_interval_ms: u64,
+
+    /// A `: keep-alive` comment after this much silence on a stream.
+    #[arg(long, env = "SSECHAT_KEEPALIVE_MS", default_value_t = 15_000)]
+    pub keepalive_ms: u64,
+
+    /// The `retry:` hint sent at the start of every stream.
+    #[arg(long, env = "SSECHAT_RETRY_MS", default_value_t = 1_000)]
+    pub retry_ms: u64,
+
+    /// Open streams in total; past it, 503 with Retry-After.
+    #[arg(long, env = "SSECHAT_MAX_STREAMS", default_value_t = 50_000)]
+    pub max_streams: usize,
+
+    /// Open streams per user; past it, 503 with Retry-After.
+    #[arg(long, env = "SSECHAT_MAX_STREAMS_PER_USER", default_value_t = 8)]
+    pub max_streams_per_user: usize,
+
+    /// Messages an author may send at once before the rate applies.
+    #[arg(long, env = "SSECHAT_RATE_BURST", default_value_t = 10)]
+    pub rate_burst: u32,
+
+    /// Messages per second an author may send in the long run.
+    #[arg(long, env = "SSECHAT_RATE_PER_SEC", default_value_t = 5.0)]
+    pub rate_per_sec: f64,
+
+    /// Largest accepted `POST /message` body, in bytes.
+    #[arg(long, env = "SSECHAT_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Events a stream may fall behind before it is dropped as a slow client.
+    #[arg(long, env = "SSECHAT_STREAM_BUFFER", default_value_t = 4_096)]
+    pub stream_buffer: usize,
+
+    /// Above this many users the room is large: joins and leaves are summarised in one
+    /// `presence` event per interval instead of one event per change to everyone.
+    #[arg(long, env = "SSECHAT_LARGE_ROOM_THRESHOLD", default_value_t = 1_000)]
+    pub large_room_threshold: usize,
+
+    /// A client whose socket accepts no bytes for this long is disconnected (it stopped
+    /// reading); it catches up by replay when it reconnects.
+    #[arg(long, env = "SSECHAT_SLOW_CLIENT_TIMEOUT_MS", default_value_t = 5_000)]
+    pub slow_client_timeout_ms: u64,
+
+    /// Log format on stderr.
+    #[arg(long, env = "SSECHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+impl Config {
+    pub fn leave_grace(&self) -> Duration {
+        Duration::from_millis(self.leave_grace_ms)
+    }
+    pub fn users_interval(&self) -> Duration {
+        Duration::from_millis(self.users_interval_ms.max(1))
+    }
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_millis(self.keepalive_ms.max(1))
+    }
+
+    /// The defaults, with the given data folder: what tests start from.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        let mut config = Self::parse_from(["server"]);
+        config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.data_dir = data_dir;
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_follow_the_protocol() {
+        let config = Config::parse_from(["server"]);
+        assert_eq!(config.history, 50);
+        assert_eq!(config.leave_grace(), Duration::from_secs(3));
+        assert_eq!(config.users_interval(), Duration::from_secs(2));
+        assert_eq!(config.keepalive(), Duration::from_secs(15));
+        assert_eq!((config.max_streams, config.max_streams_per_user), (50_000, 8));
+        assert_eq!((config.rate_burst, config.rate_per_sec), (10, 5.0));
+        assert_eq!(config.max_body_bytes, 16 * 1024);
+    }
+}

@@ -1,0 +1,438 @@
+//! The hub: fans every event out to every open stream.
+//!
+//! Each event is serialised once, into shared [`Bytes`], and put on one broadcast ring; every
+//! stream holds a cursor into that ring ([`broadcast::Receiver`]) and writes from its cursor to
+//! the head in one chunk ([`stream`]). Nothing is encoded per recipient. A stream whose cursor
+//! falls off the ring's tail is a slow client: it is dropped and catches up by replay.
+//!
+//! Messages enter from the store's feed ([`Hub::publish_messages`]), after they are durable,
+//! in `seq` order; presence changes enter from stream open/close under the room lock, so the
+//! ring's order of presence events is the order the room changed in. The lock is a std mutex
+//! held for plain data only, never across an `.await`.
+
+mod room;
+mod stream;
+
+pub use room::{JoinNo, Refusal};
+pub use stream::EventStream;
+
+use crate::{
+    metrics::Metrics,
+    session::Session,
+    store::{MessageStore, StoreError},
+};
+use app::protocol::{ChatMessage, HistoryGap, ServerEvent, User, UserId, UserName};
+use bytes::{Bytes, BytesMut};
+use room::{Announce, PendingLeave, Room};
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
+use tokio_util::sync::CancellationToken;
+
+/// The hub's settings, taken from the configuration.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub history: usize,
+    pub retention: u64,
+    pub leave_grace: Duration,
+    pub users_interval: Duration,
+    pub keepalive: Duration,
+    pub retry: Duration,
+    pub max_streams: usize,
+    pub max_streams_per_user: usize,
+    pub stream_buffer: usize,
+    pub large_room_threshold: usize,
+}
+
+/// Recent message frames kept in memory, so a join or a reconnect after a blip is served
+/// without reading the store.
+const RECENT_CAPACITY: usize = 4_096;
+
+/// One entry on the broadcast ring.
+#[derive(Debug, Clone)]
+pub(crate) enum Frame {
+    /// One committed batch of messages: consecutive `seq`s from `first_seq`, each frame's
+    /// bytes starting at the matching offset, so a stream that already has some of them
+    /// (from replay) can slice past those without copying.
+    Messages { first_seq: u64, offsets: Arc<[usize]>, bytes: Bytes },
+    /// `new-user`, `user-leave`, or the `users` snapshot sent when a large room shrinks back;
+    /// `version` is the room version the change produced.
+    Presence { version: u64, bytes: Bytes },
+    /// A large room's `presence` summary, for every stream.
+    Summary { bytes: Bytes },
+}
+
+/// Why a stream could not be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenError {
+    Refused(Refusal),
+    ServerFull,
+    ShuttingDown,
+}
+
+/// What a newly opened stream needs before it goes live.
+pub struct OpenedStream {
+    /// The user as bound (the bound name, not necessarily the one asked for).
+    pub user: User,
+    /// The cookie to set, when this stream bound the `id`.
+    pub new_session: Option<Session>,
+    stream: EventStream,
+}
+
+impl OpenedStream {
+    /// Writes `all-users`, then the history the client is owed, then goes live. `last_event_id`
+    /// is the `seq` the client has already seen, if any.
+    pub async fn start(mut self, hub: &Hub, last_event_id: Option<u64>) -> Result<EventStream, StoreError> {
+        let backlog = hub.backlog(last_event_id).await?;
+        self.stream.set_backlog(backlog);
+        Ok(self.stream)
+    }
+}
+
+/// Messages owed to a stream before it goes live.
+pub(crate) struct Backlog {
+    /// Encoded `history-gap` (when something was lost) and `message` frames.
+    pub bytes: BytesMut,
+    pub events: u64,
+    /// The newest `seq` the client has after the backlog: live messages up to it are skipped.
+    pub last_seq: u64,
+}
+
+struct RecentMessages {
+    frames: VecDeque<(u64, Bytes)>,
+    capacity: usize,
+    /// The newest `seq` committed (0 before the first message).
+    head: u64,
+}
+
+impl RecentMessages {
+    /// True when every retained message with `seq > after` is in memory.
+    fn covers_after(&self, after: u64) -> bool {
+        match self.frames.front() {
+            Some((first, _)) => *first <= after.saturating_add(1),
+            // Nothing in memory: nothing retained is newer than the head.
+            None => after >= self.head,
+        }
+    }
+}
+
+struct HubInner {
+    config: HubConfig,
+    room: Mutex<Room>,
+    events: broadcast::Sender<Frame>,
+    recent: Mutex<RecentMessages>,
+    /// The room's version, readable without the lock by streams checking their view.
+    room_version: AtomicU64,
+    /// The `users` snapshot for one room version, encoded once for every stream that needs it.
+    snapshot: Mutex<Option<(u64, Bytes)>>,
+    stream_slots: Arc<Semaphore>,
+    store: Mutex<Option<Arc<dyn MessageStore>>>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+}
+
+/// A handle to the hub. Cloning is shallow.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+/// Locks a mutex that guards plain data: a panic elsewhere cannot leave it half-updated in a
+/// way worse than refusing all further service, so poisoning is ignored.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Hub {
+    pub fn new(config: HubConfig, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
+        let (events, _) = broadcast::channel(config.stream_buffer.max(16));
+        let capacity = RECENT_CAPACITY.min(config.retention.max(1) as usize);
+        Self {
+            inner: Arc::new(HubInner {
+                room: Mutex::new(Room::new(config.large_room_threshold)),
+                events,
+                recent: Mutex::new(RecentMessages {
+                    frames: VecDeque::with_capacity(capacity),
+                    capacity,
+                    head: 0,
+                }),
+                room_version: AtomicU64::new(0),
+                snapshot: Mutex::new(None),
+                stream_slots: Arc::new(Semaphore::new(config.max_streams)),
+                store: Mutex::new(None),
+                metrics,
+                shutdown,
+                config,
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// Connects the store the hub replays from, and preloads the recent messages from it.
+    pub async fn attach_store(&self, store: Arc<dyn MessageStore>) -> Result<(), StoreError> {
+        let capacity = lock(&self.inner.recent).capacity;
+        let recent = store.read_last(capacity).await?;
+        {
+            let mut cache = lock(&self.inner.recent);
+            // The feed may already have delivered newer messages; keep those and put the
+            // preloaded ones in front of them.
+            let first_live = cache.frames.front().map_or(u64::MAX, |(seq, _)| *seq);
+            for message in recent.iter().rev().filter(|m| m.seq < first_live) {
+                cache.frames.push_front((
+                    message.seq,
+                    Bytes::from(ServerEvent::Message(message.clone()).to_sse_frame()),
+                ));
+                cache.head = cache.head.max(message.seq);
+            }
+            while cache.frames.len() > cache.capacity {
+                cache.frames.pop_front();
+            }
+        }
+        *lock(&self.inner.store) = Some(store);
+        Ok(())
+    }
+
+    /// The store's feed: encodes a committed batch once and hands it to every stream.
+    pub fn publish_messages(&self, messages: &[ChatMessage]) {
+        let Some(first) = messages.first() else { return };
+        let mut bytes = BytesMut::new();
+        let mut offsets = Vec::with_capacity(messages.len());
+        for message in messages {
+            offsets.push(bytes.len());
+            bytes.extend_from_slice(ServerEvent::Message(message.clone()).to_sse_frame().as_bytes());
+        }
+        let bytes = bytes.freeze();
+        {
+            let mut recent = lock(&self.inner.recent);
+            for (i, message) in messages.iter().enumerate() {
+                let end = offsets.get(i + 1).copied().unwrap_or(bytes.len());
+                recent.frames.push_back((message.seq, bytes.slice(offsets[i]..end)));
+                recent.head = message.seq;
+            }
+            while recent.frames.len() > recent.capacity {
+                recent.frames.pop_front();
+            }
+        }
+        self.inner.metrics.messages_total.fetch_add(messages.len() as u64, Ordering::Relaxed);
+        // No receivers is fine: nobody is listening.
+        let _ =
+            self.inner.events.send(Frame::Messages { first_seq: first.seq, offsets: offsets.into(), bytes });
+    }
+
+    /// Admits a stream: checks identity and limits, records presence, and subscribes to the
+    /// ring, all under the room lock, so the stream sees every change after its `all-users`.
+    pub fn open_stream(
+        &self,
+        id: UserId,
+        name: UserName,
+        session: Option<&Session>,
+    ) -> Result<OpenedStream, OpenError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(OpenError::ShuttingDown);
+        }
+        let permit =
+            Arc::clone(&self.inner.stream_slots).try_acquire_owned().map_err(|_| OpenError::ServerFull)?;
+        let mut room = lock(&self.inner.room);
+        let admitted = room
+            .open_stream(id, name, session, self.inner.config.max_streams_per_user)
+            .map_err(OpenError::Refused)?;
+        if let Announce::Event { version } = admitted.announce {
+            self.send_presence(version, ServerEvent::NewUser(admitted.user.clone()));
+        }
+        let receiver = self.inner.events.subscribe();
+        let mut opening = ServerEvent::AllUsers(room.all_users_for(&admitted.user.id)).to_sse_frame();
+        let mut opening_events = 1;
+        if room.is_large() {
+            opening.push_str(&ServerEvent::Presence(room.presence_now()).to_sse_frame());
+            opening_events += 1;
+        }
+        let view_version = room.version();
+        drop(room);
+
+        self.inner.metrics.streams_open.fetch_add(1, Ordering::Relaxed);
+        let guard = StreamGuard { hub: self.clone(), id: admitted.user.id.clone(), _permit: permit };
+        let stream = EventStream::new(self.clone(), receiver, (opening, opening_events), view_version, guard);
+        Ok(OpenedStream { user: admitted.user, new_session: admitted.new_session, stream })
+    }
+
+    /// The user a session speaks for, if the session is current.
+    pub fn authorize(&self, session: &Session) -> Option<User> {
+        lock(&self.inner.room).authorize(session).cloned()
+    }
+
+    pub fn users_online(&self) -> usize {
+        lock(&self.inner.room).len()
+    }
+
+    pub fn users_page(&self, after: Option<JoinNo>, limit: usize) -> (Vec<User>, Option<JoinNo>) {
+        lock(&self.inner.room).page(after, limit)
+    }
+
+    /// Encodes a presence change and puts it on the ring. Called with the room locked, so
+    /// presence frames enter the ring in the order the room changed.
+    fn send_presence(&self, version: u64, event: ServerEvent) {
+        self.inner.room_version.store(version, Ordering::Release);
+        let frame = Frame::Presence { version, bytes: Bytes::from(event.to_sse_frame()) };
+        let _ = self.inner.events.send(frame);
+    }
+
+    /// Sends a large room's `presence` summary once per interval while it changes, until
+    /// shutdown.
+    pub fn spawn_presence_summaries(&self) {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(hub.inner.config.users_interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let shutdown = hub.inner.shutdown.clone();
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = ticks.tick() => {
+                        let summary = lock(&hub.inner.room).take_summary();
+                        if let Some(summary) = summary {
+                            let bytes = Bytes::from(ServerEvent::Presence(summary).to_sse_frame());
+                            let _ = hub.inner.events.send(Frame::Summary { bytes });
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    fn room_version(&self) -> u64 {
+        self.inner.room_version.load(Ordering::Acquire)
+    }
+
+    /// The current `users` snapshot and the room version it shows, encoded at most once per
+    /// version.
+    fn users_snapshot(&self) -> (u64, Bytes) {
+        let room = lock(&self.inner.room);
+        let version = room.version();
+        let mut cached = lock(&self.inner.snapshot);
+        if let Some((cached_version, bytes)) = cached.as_ref()
+            && *cached_version == version
+        {
+            return (version, bytes.clone());
+        }
+        let bytes = Bytes::from(ServerEvent::Users(room.users()).to_sse_frame());
+        *cached = Some((version, bytes.clone()));
+        (version, bytes)
+    }
+
+    fn close_stream(&self, id: &UserId) {
+        self.inner.metrics.streams_open.fetch_sub(1, Ordering::Relaxed);
+        let Some(pending) = lock(&self.inner.room).close_stream(id) else { return };
+        let grace = self.inner.config.leave_grace;
+        // Streams are dropped on the runtime's threads; without a runtime (the process is
+        // ending) there is nobody left to tell.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let hub = self.clone();
+            runtime.spawn(async move {
+                tokio::time::sleep(grace).await;
+                hub.expire(&pending);
+            });
+        }
+    }
+
+    fn expire(&self, pending: &PendingLeave) {
+        let mut room = lock(&self.inner.room);
+        match room.expire(pending) {
+            Some((user, Announce::Event { version })) => {
+                self.send_presence(version, ServerEvent::UserLeave(user))
+            }
+            Some((_, Announce::Snapshot { version })) => {
+                self.send_presence(version, ServerEvent::Users(room.users()))
+            }
+            Some((_, Announce::Summarized | Announce::Nothing)) | None => {}
+        }
+    }
+
+    /// What a stream is owed before going live: the last `history` messages, or everything
+    /// retained after `last_event_id`, preceded by `history-gap` when some of it is gone.
+    async fn backlog(&self, last_event_id: Option<u64>) -> Result<Backlog, StoreError> {
+        let from_memory = {
+            let recent = lock(&self.inner.recent);
+            let owed: Option<Vec<Bytes>> = match last_event_id {
+                Some(after) if recent.covers_after(after) => Some(
+                    recent.frames.iter().filter(|(seq, _)| *seq > after).map(|(_, b)| b.clone()).collect(),
+                ),
+                // The newest `history` are in memory, or memory holds everything retained.
+                None if recent.frames.len() >= self.inner.config.history
+                    || recent.frames.len() < recent.capacity =>
+                {
+                    let skip = recent.frames.len().saturating_sub(self.inner.config.history);
+                    Some(recent.frames.iter().skip(skip).map(|(_, b)| b.clone()).collect())
+                }
+                _ => None,
+            };
+            owed.map(|frames| (frames, recent.head))
+        };
+        if let Some((frames, head)) = from_memory {
+            let mut bytes = BytesMut::with_capacity(frames.iter().map(Bytes::len).sum());
+            for frame in &frames {
+                bytes.extend_from_slice(frame);
+            }
+            return Ok(Backlog { bytes, events: frames.len() as u64, last_seq: head });
+        }
+
+        let store = lock(&self.inner.store).clone().ok_or(StoreError::Unavailable)?;
+        let (messages, gap) = match last_event_id {
+            Some(after) => {
+                let limit = self.inner.config.retention.min(usize::MAX as u64) as usize;
+                let replay = store.read_after(after, limit).await?;
+                let gap = match replay.messages.first() {
+                    Some(first) if first.seq != after + 1 => {
+                        replay.oldest_retained.map(|from| HistoryGap { from })
+                    }
+                    _ => None,
+                };
+                (replay.messages, gap)
+            }
+            None => (store.read_last(self.inner.config.history).await?, None),
+        };
+        let mut bytes = BytesMut::new();
+        if let Some(gap) = gap {
+            bytes.extend_from_slice(ServerEvent::HistoryGap(gap).to_sse_frame().as_bytes());
+        }
+        let events = messages.len() as u64 + u64::from(gap.is_some());
+        // Live messages are skipped up to `last_seq`: never past what has been committed, or a
+        // client claiming a future id would miss real messages.
+        let head = lock(&self.inner.recent).head;
+        let last_seq = messages.last().map_or(last_event_id.unwrap_or(0).min(head), |m| m.seq);
+        for message in messages {
+            bytes.extend_from_slice(ServerEvent::Message(message).to_sse_frame().as_bytes());
+        }
+        Ok(Backlog { bytes, events, last_seq })
+    }
+}
+
+/// Held by every open stream; dropping it (the client went away, or the stream ended) closes
+/// the stream in the room and frees its slot.
+pub(crate) struct StreamGuard {
+    hub: Hub,
+    id: UserId,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.hub.close_stream(&self.id);
+    }
+}

@@ -1,0 +1,207 @@
+//! One open event stream: the per-stream writer.
+//!
+//! It first writes its opening chunk (`retry:`, `all-users`, owed history), then waits on the
+//! broadcast ring and, each time it wakes, takes everything from its cursor to the head and
+//! writes it as one chunk: under load a busy stream costs one socket write per wake-up, not
+//! one per event. Messages the backlog already carried are sliced off, so each arrives once.
+
+use super::{Backlog, Frame, Hub, StreamGuard};
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use std::{convert::Infallible, sync::atomic::Ordering, time::Duration};
+use tokio::{
+    sync::broadcast::{Receiver, error::RecvError, error::TryRecvError},
+    time::{Instant, Interval, MissedTickBehavior},
+};
+
+/// A chunk stops growing past this, so one wake-up's write stays bounded.
+const MAX_CHUNK_BYTES: usize = 256 * 1024;
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+/// The stream's cursor fell off the ring's tail.
+struct Lagged;
+
+pub struct EventStream {
+    hub: Hub,
+    receiver: Receiver<Frame>,
+    /// Written before anything from the ring.
+    opening: Option<BytesMut>,
+    opening_events: u64,
+    /// The newest message `seq` this stream has written.
+    last_seq: u64,
+    /// The room version this stream's view of the room matches.
+    view_version: u64,
+    ticker: Interval,
+    last_write: Instant,
+    _guard: StreamGuard,
+}
+
+impl EventStream {
+    /// `room_view` is the encoded `all-users` (and, in a large room, `presence`) that opens
+    /// the stream, with its event count.
+    pub(super) fn new(
+        hub: Hub,
+        receiver: Receiver<Frame>,
+        room_view: (String, u64),
+        view_version: u64,
+        guard: StreamGuard,
+    ) -> Self {
+        let config = hub.config();
+        let (room_view, opening_events) = room_view;
+        let mut opening = BytesMut::with_capacity(room_view.len() + 32);
+        opening.extend_from_slice(format!("retry: {}\n\n", config.retry.as_millis()).as_bytes());
+        opening.extend_from_slice(room_view.as_bytes());
+        // One timer per stream serves both duties; it ticks often enough for each.
+        let period = config.users_interval.min(config.keepalive).max(Duration::from_millis(10));
+        let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self {
+            hub,
+            receiver,
+            opening: Some(opening),
+            opening_events,
+            last_seq: 0,
+            view_version,
+            ticker,
+            last_write: Instant::now(),
+            _guard: guard,
+        }
+    }
+
+    pub(super) fn set_backlog(&mut self, backlog: Backlog) {
+        if let Some(opening) = self.opening.as_mut() {
+            opening.extend_from_slice(&backlog.bytes);
+        }
+        self.opening_events += backlog.events;
+        self.last_seq = backlog.last_seq;
+    }
+
+    /// The response body: chunks until the client leaves, the stream falls behind, or the
+    /// server shuts down.
+    pub fn into_body(self) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+        futures_util::stream::unfold(self, |mut stream| async move {
+            let chunk = stream.next_chunk().await?;
+            stream.last_write = Instant::now();
+            Some((Ok(chunk), stream))
+        })
+    }
+
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if let Some(opening) = self.opening.take() {
+            self.count_events(self.opening_events);
+            return Some(opening.freeze());
+        }
+        let shutdown = self.hub.shutdown_token().clone();
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return None,
+                received = self.receiver.recv() => match received {
+                    Ok(frame) => match self.drain(frame) {
+                        Ok(Some(chunk)) => return Some(chunk),
+                        Ok(None) => {}
+                        Err(Lagged) => return self.drop_slow_client(),
+                    },
+                    Err(RecvError::Lagged(_)) => return self.drop_slow_client(),
+                    Err(RecvError::Closed) => return None,
+                },
+                _ = self.ticker.tick() => {
+                    if let Some(chunk) = self.on_tick() {
+                        return Some(chunk);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gathers `first` and everything behind it on the ring, up to the head, into one chunk.
+    /// `Ok(None)` when all of it was already written (e.g. messages the backlog carried).
+    fn drain(&mut self, first: Frame) -> Result<Option<Bytes>, Lagged> {
+        let mut parts: Vec<Bytes> = Vec::new();
+        let mut size = 0;
+        let mut events = 0;
+        let mut next = Some(first);
+        while let Some(frame) = next.take() {
+            if let Some(bytes) = self.unwritten_part(frame, &mut events) {
+                size += bytes.len();
+                parts.push(bytes);
+            }
+            if size >= MAX_CHUNK_BYTES {
+                break;
+            }
+            match self.receiver.try_recv() {
+                Ok(frame) => next = Some(frame),
+                // Whatever was gathered goes with the stream: replay resends it.
+                Err(TryRecvError::Lagged(_)) => return Err(Lagged),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        self.count_events(events);
+        Ok(match parts.len() {
+            0 => None,
+            // Zero-copy when a wake-up carries exactly one frame, the common case.
+            1 => parts.pop(),
+            _ => {
+                let mut chunk = BytesMut::with_capacity(size);
+                for part in &parts {
+                    chunk.extend_from_slice(part);
+                }
+                Some(chunk.freeze())
+            }
+        })
+    }
+
+    /// The part of a frame this stream has not written yet.
+    fn unwritten_part(&mut self, frame: Frame, events: &mut u64) -> Option<Bytes> {
+        match frame {
+            Frame::Messages { first_seq, offsets, bytes } => {
+                let count = offsets.len() as u64;
+                let last = first_seq + count - 1;
+                if last <= self.last_seq {
+                    return None;
+                }
+                let skip = self.last_seq.saturating_sub(first_seq - 1) as usize;
+                self.last_seq = last;
+                *events += count - skip as u64;
+                Some(bytes.slice(offsets[skip]..))
+            }
+            Frame::Presence { version, bytes } => {
+                // A snapshot may already have shown this change.
+                if version <= self.view_version {
+                    return None;
+                }
+                self.view_version = version;
+                *events += 1;
+                Some(bytes)
+            }
+            Frame::Summary { bytes } => {
+                *events += 1;
+                Some(bytes)
+            }
+        }
+    }
+
+    /// A `users` snapshot when this stream's view of the room is wrong, else a keep-alive
+    /// comment after long enough silence.
+    fn on_tick(&mut self) -> Option<Bytes> {
+        if self.receiver.is_empty() && self.view_version != self.hub.room_version() {
+            let (version, snapshot) = self.hub.users_snapshot();
+            self.view_version = version;
+            self.count_events(1);
+            return Some(snapshot);
+        }
+        (self.last_write.elapsed() >= self.hub.config().keepalive).then(|| Bytes::from_static(KEEP_ALIVE))
+    }
+
+    fn drop_slow_client(&self) -> Option<Bytes> {
+        self.hub.metrics().slow_clients_dropped_total.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("dropping a stream that fell behind; it will catch up by replay");
+        None
+    }
+
+    fn count_events(&self, events: u64) {
+        if events > 0 {
+            self.hub.metrics().events_sent_total.fetch_add(events, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! ssechat's server: a group chat over Server-Sent Events.
+//!
+//! A message's path, top to bottom: `POST /message` ([`routes::message`]) parses a validated
+//! [`app::protocol::MessageText`] → the store appends it durably and assigns its `seq`
+//! ([`store`]) → the store's feed hands the batch to the hub, which encodes it once onto its
+//! broadcast ring ([`hub`]) → each stream's writer copies from its cursor to the head in one
+//! chunk ([`hub::EventStream`]) → SSE bytes → the browser's `EventSource`.
+//!
+//! [`start`] builds all of it and serves on a bound listener; `main.rs` only parses the
+//! configuration and waits for a signal, so tests start the same server on `127.0.0.1:0`.
+
+pub mod config;
+pub mod error;
+mod form;
+pub mod hub;
+mod limits;
+mod metrics;
+mod net;
+pub mod routes;
+pub mod session;
+mod state;
+pub mod store;
+
+pub use config::Config;
+
+use app::{App, shell};
+use axum::{
+    Router,
+    http::{HeaderValue, header},
+    routing::{get, post},
+};
+use hub::{Hub, HubConfig};
+use leptos::config::LeptosOptions;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use metrics::Metrics;
+use session::SessionKey;
+use state::AppState;
+use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+use store::{MessageStore, SqliteStore, StoreError};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+/// How long shutdown waits for open requests to finish before giving up on them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the data folder {path}: {source}")]
+    DataDir { path: String, source: io::Error },
+    #[error(transparent)]
+    Secret(#[from] session::SecretError),
+    #[error("cannot open the message store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+}
+
+/// A server that is accepting connections.
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    shutdown: CancellationToken,
+    serving: JoinHandle<io::Result<()>>,
+    store: Arc<dyn MessageStore>,
+}
+
+impl RunningServer {
+    /// The address actually bound (the port is chosen by the OS for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A token that starts shutdown when cancelled (from a signal handler, say).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until shutdown has been requested, then stops: refuses new connections, ends
+    /// every stream, lets requests in flight finish, and makes every accepted write durable.
+    pub async fn stopped(self) -> io::Result<()> {
+        self.shutdown.cancelled().await;
+        let served = match tokio::time::timeout(SHUTDOWN_GRACE, self.serving).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join_error)) => Err(io::Error::other(join_error)),
+            Err(_) => {
+                tracing::warn!("requests still open after the shutdown grace period; stopping anyway");
+                Ok(())
+            }
+        };
+        self.store.close().await;
+        served
+    }
+
+    /// Requests shutdown and waits for it.
+    pub async fn shutdown(self) -> io::Result<()> {
+        self.shutdown.cancel();
+        self.stopped().await
+    }
+}
+
+/// Builds the server from its configuration and starts serving.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| StartError::DataDir { path: config.data_dir.display().to_string(), source })?;
+    let sessions = match &config.session_secret {
+        Some(secret) => SessionKey::from_secret(secret.as_bytes())?,
+        None => SessionKey::load_or_create(&config.data_dir.join("session.key"))?,
+    };
+    let shutdown = CancellationToken::new();
+    let metrics = Arc::new(Metrics::default());
+    let hub = Hub::new(hub_config(&config), Arc::clone(&metrics), shutdown.clone());
+    let feed_hub = hub.clone();
+    let store: Arc<dyn MessageStore> = Arc::new(SqliteStore::open(
+        &config.data_dir.join("messages.db"),
+        config.retention,
+        Arc::new(move |messages| feed_hub.publish_messages(messages)),
+    )?);
+    hub.attach_store(Arc::clone(&store)).await?;
+    hub.spawn_presence_summaries();
+
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| StartError::Bind { addr: config.addr, source })?;
+    let local_addr =
+        listener.local_addr().map_err(|source| StartError::Bind { addr: config.addr, source })?;
+    let slow_client_timeout_ms = config.slow_client_timeout_ms;
+    let state = AppState {
+        leptos_options: leptos_options(&config, local_addr),
+        rate: Arc::new(limits::RateLimiter::new(config.rate_burst, config.rate_per_sec)),
+        config: Arc::new(config),
+        hub,
+        store: Arc::clone(&store),
+        sessions,
+    };
+    let router = router(state);
+    let listener =
+        net::GuardedListener::new(listener, Duration::from_millis(slow_client_timeout_ms), metrics);
+    let serving = tokio::spawn(
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future(),
+    );
+    Ok(RunningServer { local_addr, shutdown, serving, store })
+}
+
+fn hub_config(config: &Config) -> HubConfig {
+    HubConfig {
+        history: config.history,
+        retention: config.retention,
+        leave_grace: config.leave_grace(),
+        users_interval: config.users_interval(),
+        keepalive: config.keepalive(),
+        retry: Duration::from_millis(config.retry_ms),
+        max_streams: config.max_streams,
+        max_streams_per_user: config.max_streams_per_user,
+        stream_buffer: config.stream_buffer,
+        large_room_threshold: config.large_room_threshold,
+    }
+}
+
+/// Leptos's options: what cargo-leptos put in the environment (output name, reload port),
+/// with the site folder and address from our configuration.
+fn leptos_options(config: &Config, local_addr: SocketAddr) -> LeptosOptions {
+    // Outside cargo-leptos (plain `cargo test`) there is no output name to read, and asking
+    // for the configuration only prints a warning.
+    let from_cargo_leptos =
+        option_env!("LEPTOS_OUTPUT_NAME").is_some() || std::env::var_os("LEPTOS_OUTPUT_NAME").is_some();
+    let mut options = from_cargo_leptos
+        .then(|| leptos::config::get_configuration(None).ok())
+        .flatten()
+        .map(|conf| conf.leptos_options)
+        .unwrap_or_else(|| LeptosOptions::builder().output_name("ssechat").build());
+    if options.output_name.is_empty() {
+        options.output_name = "ssechat".into();
+    }
+    options.site_root = config.site_root.display().to_string().into();
+    options.site_addr = local_addr;
+    options
+}
+
+fn router(state: AppState) -> Router {
+    let reload_port = std::env::var_os("LEPTOS_WATCH").map(|_| state.leptos_options.reload_port);
+    let routes = generate_route_list(App);
+    Router::new()
+        .route("/sse", get(routes::sse::open_stream))
+        .route("/message", post(routes::message::post_message))
+        .route("/users", get(routes::users::list_users))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/metrics", get(routes::health::metrics))
+        .leptos_routes_with_context(&state, routes, routes::page::page_context(reload_port), {
+            let options = state.leptos_options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,143 @@
+//! `POST /message`: a message from the session's user, acknowledged once it is durable.
+//!
+//! The checks run in the protocol's order, and the first that fails answers: size (413),
+//! content type (415), session (403), shape and values (400), a body `id`/`name` that
+//! disagrees with the session (403), rate (429). Only then is the message appended; the hub
+//! hears of it from the store, not from here.
+
+use crate::{error::ApiError, form, state::AppState, store::StoreError};
+use app::protocol::{ChatMessage, InputError, MessageText, PostMessage};
+use axum::{
+    Json,
+    body::{Body, Bytes},
+    extract::{Request, State},
+    http::{HeaderMap, header},
+};
+use std::{convert::Infallible, time::Duration};
+
+/// The body encodings the protocol accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BodyKind {
+    Form,
+    Multipart { boundary: String },
+    Json,
+}
+
+impl BodyKind {
+    fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .ok_or(ApiError::UnsupportedMediaType)?;
+        let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        match essence.as_str() {
+            "application/x-www-form-urlencoded" => Ok(Self::Form),
+            "application/json" => Ok(Self::Json),
+            "multipart/form-data" => multer::parse_boundary(content_type)
+                .map(|boundary| Self::Multipart { boundary })
+                .map_err(|_| ApiError::BadRequest("multipart body without a boundary".into())),
+            _ => Err(ApiError::UnsupportedMediaType),
+        }
+    }
+
+    async fn parse(self, body: Bytes) -> Result<PostMessage, ApiError> {
+        match self {
+            Self::Json => {
+                let malformed = |error: serde_json::Error| ApiError::MalformedBody(error.to_string());
+                // serde would also build the struct from a JSON array; the protocol's body is
+                // an object, so anything else is refused before decoding.
+                let value: serde_json::Value = serde_json::from_slice(&body).map_err(malformed)?;
+                if !value.is_object() {
+                    return Err(ApiError::MalformedBody("expected a JSON object".into()));
+                }
+                serde_json::from_value(value).map_err(malformed)
+            }
+            Self::Form => {
+                let pairs =
+                    form::parse_pairs(&body).map_err(|error| ApiError::MalformedBody(error.to_string()))?;
+                from_fields(pairs)
+            }
+            Self::Multipart { boundary } => {
+                let chunks = futures_util::stream::once(async move { Ok::<_, Infallible>(body) });
+                let mut multipart = multer::Multipart::new(chunks, boundary);
+                let mut pairs = Vec::new();
+                let malformed = |error: multer::Error| ApiError::MalformedBody(error.to_string());
+                while let Some(field) = multipart.next_field().await.map_err(malformed)? {
+                    let name = field.name().unwrap_or_default().to_owned();
+                    if pairs.iter().any(|(existing, _)| *existing == name) {
+                        return Err(ApiError::MalformedBody(format!("field {name} appears more than once")));
+                    }
+                    pairs.push((name, field.text().await.map_err(malformed)?));
+                }
+                from_fields(pairs)
+            }
+        }
+    }
+}
+
+/// Builds the body from form fields, refusing unknown ones as the JSON decoder does.
+fn from_fields(pairs: Vec<(String, String)>) -> Result<PostMessage, ApiError> {
+    let mut body = PostMessage { message: String::new(), id: None, name: None };
+    let mut has_message = false;
+    for (key, value) in pairs {
+        match key.as_str() {
+            "message" => {
+                body.message = value;
+                has_message = true;
+            }
+            "id" => body.id = Some(value),
+            "name" => body.name = Some(value),
+            other => return Err(ApiError::MalformedBody(format!("unknown field {other:?}"))),
+        }
+    }
+    if !has_message {
+        return Err(InputError::MessageMissing.into());
+    }
+    Ok(body)
+}
+
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::PayloadTooLarge { limit })
+}
+
+pub async fn post_message(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Json<ChatMessage>, ApiError> {
+    let (parts, body) = request.into_parts();
+    let body = read_body(&parts.headers, body, state.config.max_body_bytes).await?;
+    let kind = BodyKind::from_headers(&parts.headers)?;
+    let session = state
+        .sessions
+        .from_headers(&parts.headers)
+        .ok_or(ApiError::Forbidden("no session: open the event stream (GET /sse) before posting"))?;
+    let author = state
+        .hub
+        .authorize(&session)
+        .ok_or(ApiError::Forbidden("your session has ended: reconnect to the chat before posting"))?;
+    let fields = kind.parse(body).await?;
+    let text = MessageText::parse(&fields.message)?;
+    let id_differs = fields.id.as_deref().is_some_and(|id| id != author.id.as_str());
+    let name_differs = fields.name.as_deref().is_some_and(|name| name.trim() != author.name.as_str());
+    if id_differs || name_differs {
+        return Err(ApiError::Forbidden("id and name must be those of your session"));
+    }
+    state.rate.check(&author.id).map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    let message = state.store.append(author, text).await.map_err(|error| {
+        if let StoreError::Backend(reason) = &error {
+            tracing::error!(%reason, "appending a message failed");
+        }
+        ApiError::Unavailable {
+            reason: "the message store is unavailable: retry shortly",
+            retry_after: Duration::from_secs(1),
+        }
+    })?;
+    Ok(Json(message))
+}

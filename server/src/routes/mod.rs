@@ -1,0 +1,7 @@
+//! The HTTP API of `shared/protocol.md`, one module per endpoint, and the page's headers.
+
+pub mod health;
+pub mod message;
+pub mod page;
+pub mod sse;
+pub mod users;

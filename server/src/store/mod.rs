@@ -1,0 +1,51 @@
+//! Where messages live. The store assigns every message its `seq` and makes it durable before
+//! it is acknowledged; the hub is fed from the store (its [`MessageFeed`]), never from the
+//! handler, so that every instance sharing a store delivers the same sequence.
+//!
+//! The trait is what the hub and the handlers need (append, read after a `seq`, read the last
+//! N), not what SQLite offers, so that a Redis implementation can stand beside it.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use app::protocol::{ChatMessage, MessageText, User};
+use futures_util::future::BoxFuture;
+use std::sync::Arc;
+
+/// Receives every appended message once it is durable, in `seq` order, with no gap. Called on
+/// the store's writer thread: it must not block.
+pub type MessageFeed = Arc<dyn Fn(&[ChatMessage]) + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot take writes now (closing, or its backend is down). Retry later.
+    #[error("the message store is unavailable")]
+    Unavailable,
+    #[error("message store failure: {0}")]
+    Backend(String),
+}
+
+/// What is retained after a given `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replay {
+    /// The retained messages after the asked-for `seq`, in order (at most the asked limit).
+    pub messages: Vec<ChatMessage>,
+    /// The `seq` of the oldest retained message, when the store holds any.
+    pub oldest_retained: Option<u64>,
+}
+
+pub trait MessageStore: Send + Sync + 'static {
+    /// Appends a message, assigning its `seq` and `ts`; resolves once it is durable and has been
+    /// handed to the feed.
+    fn append(&self, author: User, text: MessageText) -> BoxFuture<'_, Result<ChatMessage, StoreError>>;
+
+    /// Retained messages with `seq > after`, oldest first, at most `limit`.
+    fn read_after(&self, after: u64, limit: usize) -> BoxFuture<'_, Result<Replay, StoreError>>;
+
+    /// The last `n` retained messages, oldest first.
+    fn read_last(&self, n: usize) -> BoxFuture<'_, Result<Vec<ChatMessage>, StoreError>>;
+
+    /// Waits until every accepted write is durable and stops taking new ones.
+    fn close(&self) -> BoxFuture<'_, ()>;
+}

@@ -1,0 +1,349 @@
+//! The embedded message store: SQLite in WAL mode, in a file under the data folder.
+//!
+//! One writer thread owns the write connection and commits in groups: it takes every append
+//! waiting in its queue (up to [`MAX_BATCH`]) and writes them in one transaction with one
+//! fsync (`synchronous=FULL`), then hands them to the feed and answers each caller. Under load
+//! many posts share one fsync, so durability does not cost throughput; alone, a post waits for
+//! exactly one. `seq` is assigned here, one writer, so it is strictly increasing; the last one
+//! is kept in a `meta` row in the same transaction, so deleting old rows never lets one repeat.
+
+use super::{MessageFeed, MessageStore, Replay, StoreError};
+use app::protocol::{ChatMessage, MessageText, User, UserId, UserName};
+use futures_util::future::BoxFuture;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::{
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::SystemTime,
+};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most appends committed in one transaction.
+const MAX_BATCH: usize = 1024;
+/// Appends that may wait for the writer before callers wait for room in the queue.
+const QUEUE_DEPTH: usize = 16 * 1024;
+
+/// An append waiting for the writer, and where to send its outcome.
+struct PendingAppend {
+    author: User,
+    text: MessageText,
+    reply: oneshot::Sender<Result<ChatMessage, StoreError>>,
+}
+
+enum Command {
+    Append(PendingAppend),
+    /// Everything queued before this is written; then the writer stops.
+    Close {
+        done: oneshot::Sender<()>,
+    },
+}
+
+pub struct SqliteStore {
+    commands: mpsc::Sender<Command>,
+    closed: AtomicBool,
+    /// Reads run on the blocking pool over their own connection (WAL lets them proceed while
+    /// the writer commits). A std mutex: it is only taken inside `spawn_blocking`.
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (or creates) `path`, and starts the writer thread. `feed` receives each committed
+    /// batch, in order.
+    pub fn open(path: &Path, retention: u64, feed: MessageFeed) -> Result<Self, StoreError> {
+        let writer = open_connection(path)?;
+        writer
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS messages (
+                 seq INTEGER PRIMARY KEY,
+                 user_id TEXT NOT NULL,
+                 name TEXT NOT NULL,
+                 message TEXT NOT NULL,
+                 ts TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+            )
+            .map_err(backend)?;
+        let last_seq: u64 = writer
+            .query_row("SELECT value FROM meta WHERE key = 'last_seq'", [], |row| row.get(0))
+            .optional()
+            .map_err(backend)?
+            .unwrap_or(0);
+        let reader = open_connection(path)?;
+
+        let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
+        let retention = retention.max(1);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || Writer { conn: writer, last_seq, retention, feed }.run(receiver))
+            .map_err(|error| StoreError::Backend(error.to_string()))?;
+        Ok(Self { commands, closed: AtomicBool::new(false), reader: Arc::new(Mutex::new(reader)) })
+    }
+
+    async fn with_reader<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = Arc::clone(&self.reader);
+        tokio::task::spawn_blocking(move || {
+            // A poisoned lock means a read panicked; the connection itself is still sound.
+            let conn = reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            read(&conn).map_err(backend)
+        })
+        .await
+        .map_err(|error| StoreError::Backend(error.to_string()))?
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(backend)?;
+    // FULL: a commit is on disk before it returns, so an acknowledged message survives a power
+    // cut, not only a `kill -9`. The busy timeout lets the reader wait out a checkpoint.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA busy_timeout = 5000;",
+    )
+    .map_err(backend)?;
+    Ok(conn)
+}
+
+fn backend(error: rusqlite::Error) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+struct Writer {
+    conn: Connection,
+    last_seq: u64,
+    retention: u64,
+    feed: MessageFeed,
+}
+
+impl Writer {
+    fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = receiver.blocking_recv() {
+            let mut close = None;
+            let mut next = Some(first);
+            while let Some(command) = next.take() {
+                match command {
+                    Command::Append(append) => batch.push(append),
+                    Command::Close { done } => {
+                        close = Some(done);
+                        break;
+                    }
+                }
+                if batch.len() < MAX_BATCH {
+                    next = receiver.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                self.commit(&mut batch);
+            }
+            if let Some(done) = close {
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+
+    fn commit(&mut self, batch: &mut Vec<PendingAppend>) {
+        let ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let messages: Vec<ChatMessage> = batch
+            .iter()
+            .zip(self.last_seq + 1..)
+            .map(|(PendingAppend { author, text, .. }, seq)| ChatMessage {
+                id: author.id.clone(),
+                name: author.name.clone(),
+                message: text.clone(),
+                seq,
+                ts: ts.clone(),
+            })
+            .collect();
+        match self.write(&messages) {
+            Ok(()) => {
+                self.last_seq += messages.len() as u64;
+                (self.feed)(&messages);
+                for (append, message) in batch.drain(..).zip(messages) {
+                    let _ = append.reply.send(Ok(message));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "committing messages failed");
+                for append in batch.drain(..) {
+                    let _ = append.reply.send(Err(StoreError::Backend(error.to_string())));
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, messages: &[ChatMessage]) -> rusqlite::Result<()> {
+        let Some(last) = messages.last() else { return Ok(()) };
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO messages (seq, user_id, name, message, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for m in messages {
+                insert.execute(params![m.seq, m.id.as_str(), m.name.as_str(), m.message.as_str(), m.ts])?;
+            }
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('last_seq', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![last.seq],
+            )?;
+            if last.seq > self.retention {
+                tx.execute("DELETE FROM messages WHERE seq <= ?1", params![last.seq - self.retention])?;
+            }
+        }
+        tx.commit()
+    }
+}
+
+const SELECT: &str = "SELECT user_id, name, message, seq, ts FROM messages";
+
+fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
+    // Rows were validated when written; a row that no longer parses is corruption, reported
+    // as an error instead of a panic.
+    fn invalid(column: usize, error: app::protocol::InputError) -> rusqlite::Error {
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(error))
+    }
+    let id: String = row.get(0)?;
+    let name: String = row.get(1)?;
+    let message: String = row.get(2)?;
+    Ok(ChatMessage {
+        id: UserId::parse(&id).map_err(|e| invalid(0, e))?,
+        name: UserName::parse(&name).map_err(|e| invalid(1, e))?,
+        message: MessageText::parse(&message).map_err(|e| invalid(2, e))?,
+        seq: row.get(3)?,
+        ts: row.get(4)?,
+    })
+}
+
+impl MessageStore for SqliteStore {
+    fn append(&self, author: User, text: MessageText) -> BoxFuture<'_, Result<ChatMessage, StoreError>> {
+        Box::pin(async move {
+            if self.closed.load(Ordering::Acquire) {
+                return Err(StoreError::Unavailable);
+            }
+            let (reply, answer) = oneshot::channel();
+            self.commands
+                .send(Command::Append(PendingAppend { author, text, reply }))
+                .await
+                .map_err(|_| StoreError::Unavailable)?;
+            // A dropped reply means the writer stopped before this append: not written.
+            answer.await.map_err(|_| StoreError::Unavailable)?
+        })
+    }
+
+    fn read_after(&self, after: u64, limit: usize) -> BoxFuture<'_, Result<Replay, StoreError>> {
+        Box::pin(self.with_reader(move |conn| {
+            let oldest_retained = conn.query_row("SELECT MIN(seq) FROM messages", [], |row| row.get(0))?;
+            let mut select =
+                conn.prepare_cached(&format!("{SELECT} WHERE seq > ?1 ORDER BY seq LIMIT ?2"))?;
+            let messages = select
+                .query_map(params![after, limit as i64], row_to_message)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Replay { messages, oldest_retained })
+        }))
+    }
+
+    fn read_last(&self, n: usize) -> BoxFuture<'_, Result<Vec<ChatMessage>, StoreError>> {
+        Box::pin(self.with_reader(move |conn| {
+            let mut select = conn.prepare_cached(&format!("{SELECT} ORDER BY seq DESC LIMIT ?1"))?;
+            let mut messages =
+                select.query_map(params![n as i64], row_to_message)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            messages.reverse();
+            Ok(messages)
+        }))
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.closed.store(true, Ordering::Release);
+            let (done, finished) = oneshot::channel();
+            if self.commands.send(Command::Close { done }).await.is_ok() {
+                let _ = finished.await;
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex as StdMutex;
+
+    fn author() -> User {
+        User { id: UserId::parse("ann").unwrap(), name: UserName::parse("Ann").unwrap() }
+    }
+
+    fn text(s: &str) -> MessageText {
+        MessageText::parse(s).unwrap()
+    }
+
+    fn recording_feed() -> (MessageFeed, Arc<StdMutex<Vec<u64>>>) {
+        let seen = Arc::new(StdMutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let feed: MessageFeed =
+            Arc::new(move |batch: &[ChatMessage]| sink.lock().unwrap().extend(batch.iter().map(|m| m.seq)));
+        (feed, seen)
+    }
+
+    #[tokio::test]
+    async fn seq_starts_at_one_and_continues_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.db");
+        let (feed, seen) = recording_feed();
+        let store = SqliteStore::open(&path, 100, feed.clone()).unwrap();
+        for i in 1..=3 {
+            assert_eq!(store.append(author(), text("hi")).await.unwrap().seq, i);
+        }
+        store.close().await;
+        assert!(matches!(store.append(author(), text("late")).await, Err(StoreError::Unavailable)));
+        drop(store);
+
+        let store = SqliteStore::open(&path, 100, feed).unwrap();
+        assert_eq!(store.append(author(), text("again")).await.unwrap().seq, 4);
+        assert_eq!(*seen.lock().unwrap(), vec![1, 2, 3, 4]);
+        let all = store.read_last(10).await.unwrap();
+        assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn concurrent_appends_get_distinct_consecutive_seqs_fed_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (feed, seen) = recording_feed();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("chat.db"), 10_000, feed).unwrap());
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move { store.append(author(), text(&format!("m{i}"))).await })
+            })
+            .collect();
+        let mut seqs = Vec::new();
+        for task in tasks {
+            seqs.push(task.await.unwrap().unwrap().seq);
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
+        assert_eq!(*seen.lock().unwrap(), (1..=200).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn retention_keeps_the_newest_and_reports_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (feed, _) = recording_feed();
+        let store = SqliteStore::open(&dir.path().join("chat.db"), 3, feed).unwrap();
+        for i in 0..5 {
+            store.append(author(), text(&format!("m{i}"))).await.unwrap();
+        }
+        let replay = store.read_after(0, 100).await.unwrap();
+        assert_eq!(replay.oldest_retained, Some(3));
+        assert_eq!(replay.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
+        let replay = store.read_after(4, 100).await.unwrap();
+        assert_eq!(replay.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![5]);
+    }
+}
