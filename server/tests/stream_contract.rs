@@ -1,0 +1,243 @@
+//! The event stream as a client sees it on the wire: headers, event order and shapes,
+//! presence, and messages reaching everyone.
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_stream_starts_with_retry_then_all_users_including_the_newcomer() {
+    let server = TestServer::start().await;
+    let mut ann = SseClient::open(&server, "ann-1", "Ann").await;
+    assert_eq!(ann.status, StatusCode::OK);
+    assert_eq!(ann.headers["content-type"], "text/event-stream");
+    assert_eq!(ann.headers["cache-control"], "no-cache");
+    assert_eq!(ann.headers["x-accel-buffering"], "no");
+    assert!(ann.headers.get("content-encoding").is_none());
+    let set_cookie = ann.headers["set-cookie"].to_str().unwrap();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+
+    let first = ann.next_event().await;
+    assert!(ann.raw.starts_with("retry: "), "the stream opens with a retry hint: {:?}", ann.raw);
+    assert_eq!(first.event, "all-users");
+    assert_eq!(first.id, None, "only messages carry an id");
+    assert_eq!(first.json(), json!([{"id": "ann-1", "name": "Ann"}]));
+}
+
+#[tokio::test]
+async fn a_newcomer_is_announced_to_others_and_sees_everyone_in_join_order() {
+    let server = TestServer::start().await;
+    let (mut ann, _) = join(&server, "ann", "Ann").await;
+    let (mut bob, _) = join(&server, "bob", "Bob").await;
+    assert_eq!(ann.next_event().await.json(), json!({"id": "bob", "name": "Bob"}));
+
+    let mut cleo = SseClient::open(&server, "cleo", "  Cleo ").await;
+    let all = cleo.next_event().await;
+    assert_eq!(
+        all.json(),
+        json!([{"id": "ann", "name": "Ann"}, {"id": "bob", "name": "Bob"}, {"id": "cleo", "name": "Cleo"}])
+    );
+    for stream in [&mut ann, &mut bob] {
+        let event = stream.next_event().await;
+        assert_eq!((event.event.as_str(), event.json()), ("new-user", json!({"id": "cleo", "name": "Cleo"})));
+    }
+    // Cleo's own stream never hears about Cleo joining: the next thing it gets is a message.
+    let (_, cookie) = (0, cleo.cookie.clone().unwrap());
+    say(&server, &cookie, "hi").await;
+    assert_eq!(cleo.next_event().await.event, "message");
+}
+
+#[tokio::test]
+async fn a_second_tab_is_one_user_and_no_new_user_event() {
+    let server = TestServer::start().await;
+    let (mut ann, ann_cookie) = join(&server, "ann", "Ann").await;
+    let (_bob, bob_cookie) = join(&server, "bob", "Bob").await;
+    assert_eq!(ann.next_event().await.event, "new-user");
+
+    let mut bob_tab =
+        SseClient::connect(&server, Connect::new("bob", "Robert").cookie(Some(&bob_cookie))).await;
+    assert_eq!(bob_tab.status, StatusCode::OK);
+    let all = bob_tab.next_event().await;
+    assert_eq!(
+        all.json(),
+        json!([{"id": "ann", "name": "Ann"}, {"id": "bob", "name": "Bob"}]),
+        "bound name stands"
+    );
+
+    // Ann's next event is the message, not a second new-user for Bob.
+    say(&server, &ann_cookie, "after the second tab").await;
+    let next = ann.next_event().await;
+    assert_eq!(next.event, "message");
+    let users: serde_json::Value =
+        http().get(server.url("/users")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(users["users"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_message_reaches_every_stream_once_with_seq_ts_and_its_sse_id() {
+    let server = TestServer::start().await;
+    let (mut ann, ann_cookie) = join(&server, "ann", "Ann").await;
+    let (mut bob, _) = join(&server, "bob", "Bob").await;
+    assert_eq!(ann.next_event().await.event, "new-user");
+
+    let acknowledged = say(&server, &ann_cookie, "  hello\nworld <b>  ").await;
+    assert_eq!(acknowledged["message"], "hello\nworld <b>", "trimmed, otherwise unchanged");
+    assert_eq!(acknowledged["seq"], 1);
+    assert_eq!(acknowledged["id"], "ann");
+    assert_eq!(acknowledged["name"], "Ann");
+    let ts = acknowledged["ts"].as_str().unwrap();
+    assert!(ts.ends_with('Z') && humantime::parse_rfc3339(ts).is_ok(), "RFC 3339 UTC: {ts}");
+
+    for stream in [&mut ann, &mut bob] {
+        let event = stream.next_named("message").await;
+        assert_eq!(event.json(), acknowledged, "broadcast exactly as acknowledged");
+        assert_eq!(event.id.as_deref(), Some("1"));
+    }
+    let second = say(&server, &ann_cookie, "again").await;
+    assert_eq!(second["seq"], 2);
+    assert_eq!(bob.next_event().await.json(), second);
+}
+
+#[tokio::test]
+async fn form_and_multipart_bodies_are_accepted_like_json() {
+    let server = TestServer::start().await;
+    let (mut ann, cookie) = join(&server, "ann", "Ann").await;
+    let form = post_raw(
+        &server,
+        Some(&cookie),
+        Some("application/x-www-form-urlencoded"),
+        "message=a+form%21&id=ann",
+    )
+    .await;
+    assert_eq!(form.status(), StatusCode::OK);
+    assert_eq!(ann.next_event().await.json()["message"], "a form!");
+
+    let multipart = reqwest::multipart::Form::new().text("message", "a multipart").text("name", "Ann");
+    let response = http()
+        .post(server.url("/message"))
+        .header("cookie", &cookie)
+        .multipart(multipart)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(ann.next_event().await.json()["message"], "a multipart");
+}
+
+#[tokio::test]
+async fn closing_the_last_stream_makes_the_user_leave_after_the_grace_period() {
+    let server = TestServer::start().await;
+    let (mut ann, _) = join(&server, "ann", "Ann").await;
+    let (bob, bob_cookie) = join(&server, "bob", "Bob").await;
+    assert_eq!(ann.next_event().await.event, "new-user");
+    let bob_tab = SseClient::connect(&server, Connect::new("bob", "Bob").cookie(Some(&bob_cookie))).await;
+
+    drop(bob);
+    drop(bob_tab);
+    let leave = ann.next_event().await;
+    assert_eq!((leave.event.as_str(), leave.json()), ("user-leave", json!({"id": "bob", "name": "Bob"})));
+    let page: serde_json::Value =
+        http().get(server.url("/users")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(page, json!({"users": [{"id": "ann", "name": "Ann"}], "next": null}));
+}
+
+#[tokio::test]
+async fn a_reconnect_within_the_grace_period_is_no_leave_and_no_join() {
+    let server = TestServer::start_with(|config| config.leave_grace_ms = 60_000).await;
+    let (mut ann, ann_cookie) = join(&server, "ann", "Ann").await;
+    let (bob, bob_cookie) = join(&server, "bob", "Bob").await;
+    assert_eq!(ann.next_event().await.event, "new-user");
+    drop(bob);
+    let mut bob = SseClient::connect(&server, Connect::new("bob", "Bob").cookie(Some(&bob_cookie))).await;
+    assert_eq!(bob.next_event().await.json().as_array().unwrap().len(), 2);
+    say(&server, &ann_cookie, "still here?").await;
+    assert_eq!(ann.next_event().await.event, "message", "no user-leave or new-user in between");
+}
+
+#[tokio::test]
+async fn users_pages_through_the_room_with_cursors_the_server_issued() {
+    let server = TestServer::start().await;
+    let mut streams = Vec::new();
+    for i in 0..5 {
+        streams.push(join(&server, &format!("u{i}"), &format!("User {i}")).await);
+    }
+    let mut seen = Vec::new();
+    let mut url = server.url("/users?limit=2");
+    loop {
+        let page: serde_json::Value = http().get(&url).send().await.unwrap().json().await.unwrap();
+        seen.extend(page["users"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap().to_owned()));
+        match page["next"].as_str() {
+            Some(cursor) => url = server.url(&format!("/users?limit=2&after={cursor}")),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["u0", "u1", "u2", "u3", "u4"]);
+    for bad in ["/users?limit=0", "/users?limit=501", "/users?limit=x", "/users?after=3.forged"] {
+        let response = http().get(server.url(bad)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn health_and_metrics_report_the_room() {
+    let server = TestServer::start().await;
+    let (_ann, cookie) = join(&server, "ann", "Ann").await;
+    say(&server, &cookie, "counted").await;
+    let health = http().get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(health.text().await.unwrap(), "ok");
+    let metrics = http().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for line in ["ssechat_streams_open 1", "ssechat_users_online 1", "ssechat_messages_total 1"] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    assert!(metrics.contains("ssechat_events_sent_total"));
+    assert!(metrics.contains("ssechat_slow_clients_dropped_total 0"));
+}
+
+#[tokio::test]
+async fn shutdown_ends_every_stream_cleanly() {
+    let server = TestServer::start().await;
+    let (mut ann, _) = join(&server, "ann", "Ann").await;
+    let base = server.base.clone();
+    server.shutdown().await;
+    assert!(ann.ends().await, "the stream ends when the server stops");
+    assert!(http().get(format!("{base}/healthz")).send().await.is_err(), "no longer accepting");
+}
+
+#[tokio::test]
+async fn a_large_room_switches_to_presence_summaries_and_back_to_snapshots() {
+    let server = TestServer::start_with(|config| {
+        config.large_room_threshold = 2;
+        config.users_interval_ms = 100;
+    })
+    .await;
+    let (mut ann, _) = join(&server, "ann", "Ann").await;
+    let (_bob, _) = join(&server, "bob", "Bob").await;
+    assert_eq!(ann.next_event().await.event, "new-user");
+
+    // The third user makes the room large: no new-user, a presence summary instead.
+    let mut cleo = SseClient::open(&server, "cleo", "Cleo").await;
+    assert_eq!(cleo.next_event().await.json().as_array().unwrap().len(), 3);
+    let at_once = cleo.next_event().await;
+    assert_eq!((at_once.event.as_str(), at_once.json()["count"].as_u64()), ("presence", Some(3)));
+    let summary = ann.next_event().await;
+    assert_eq!(summary.event, "presence");
+    assert_eq!(summary.json(), json!({"count": 3, "joined": [{"id": "cleo", "name": "Cleo"}], "left": []}));
+
+    // Back to the threshold: everyone gets a full snapshot, and per-user events resume.
+    drop(cleo);
+    let snapshot = ann.next_event().await;
+    assert_eq!(snapshot.event, "users");
+    assert_eq!(snapshot.json(), json!([{"id": "ann", "name": "Ann"}, {"id": "bob", "name": "Bob"}]));
+    let (_dan, _) = join(&server, "dan", "Dan").await;
+    let summary = ann.next_event().await;
+    assert_eq!(
+        (summary.event.as_str(), summary.json()["joined"][0]["id"].as_str()),
+        ("presence", Some("dan"))
+    );
+}
