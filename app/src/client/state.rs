@@ -1,0 +1,51 @@
+//! How each server event changes what the page shows: the one place that maps the protocol's
+//! events onto the page's signals ([`ChatSignals`]). The rules themselves (one entry per user,
+//! messages de-duplicated and ordered by `seq`) live in `Roster` and `Timeline`, next to the
+//! views that show them.
+
+use crate::{
+    components::{ChatSignals, Entry},
+    protocol::ServerEvent,
+};
+use leptos::prelude::*;
+
+/// Applies one decoded event.
+pub fn apply(chat: &ChatSignals, event: ServerEvent) {
+    match event {
+        ServerEvent::AllUsers(users) | ServerEvent::Users(users) => {
+            chat.roster.update(|roster| roster.replace(users));
+        }
+        ServerEvent::NewUser(user) => {
+            // A join that a snapshot already showed is neither re-rendered nor announced.
+            let name = user.name.clone();
+            let mut added = false;
+            chat.roster.maybe_update(|roster| {
+                added = roster.add(user);
+                added
+            });
+            if added {
+                chat.timeline.update(|timeline| timeline.add_notice(Entry::Joined(name)));
+            }
+        }
+        ServerEvent::UserLeave(user) => {
+            let mut removed = false;
+            chat.roster.maybe_update(|roster| {
+                removed = roster.remove(&user.id).is_some();
+                removed
+            });
+            if removed {
+                chat.timeline.update(|timeline| timeline.add_notice(Entry::Left(user.name)));
+            }
+        }
+        ServerEvent::Message(message) => {
+            chat.timeline.maybe_update(|timeline| timeline.add_message(message));
+        }
+        ServerEvent::HistoryGap(_) => {
+            chat.timeline.update(|timeline| timeline.add_notice(Entry::Gap));
+        }
+        ServerEvent::Presence(presence) => {
+            let me = chat.me.with_untracked(|me| me.as_ref().map(|me| me.id.clone()));
+            chat.roster.update(|roster| roster.apply_presence(presence, me.as_ref()));
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The join form: pick a name, press Join. It is a real `<form method="get">`, so it works even
+//! before the page is interactive: a submission that happens before hydration loads `/?name=…`,
+//! and the browser side joins with that name once it starts (see `crate::client::Session`).
+
+use crate::protocol::UserName;
+use leptos::{ev::SubmitEvent, html, prelude::*};
+
+/// The form. It parses the name with the protocol's own rules, so a refused name is explained
+/// here, before any request, in the same words the server would use.
+#[component]
+pub fn JoinForm(
+    #[prop(into)] on_join: Callback<UserName>,
+    /// Why the last attempt to join failed: a name the parser refused, or the server's reason.
+    error: RwSignal<Option<String>>,
+) -> impl IntoView {
+    // Read from the element at submit time rather than mirrored on every keystroke: text typed
+    // before hydration never fired our `input` handler, but it is in the element.
+    let name_input: NodeRef<html::Input> = NodeRef::new();
+
+    let submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        let raw = name_input.get().map(|input| input.value()).unwrap_or_default();
+        match UserName::parse(&raw) {
+            Ok(name) => {
+                error.set(None);
+                on_join.run(name);
+            }
+            Err(reason) => error.set(Some(capitalised(&reason.to_string()))),
+        }
+    };
+
+    view! {
+        <form data-testid="join-form" class="join-form" method="get" action="/" on:submit=submit>
+            <h2>"Join the chat"</h2>
+            <label for="join-name">"Your name"</label>
+            <div class="join-row">
+                <input
+                    id="join-name"
+                    name="name"
+                    type="text"
+                    autocomplete="nickname"
+                    spellcheck="false"
+                    node_ref=name_input
+                    aria-invalid=move || if error.with(Option::is_some) { "true" } else { "false" }
+                    aria-describedby=move || error.with(Option::is_some).then_some("join-error")
+                />
+                <button type="submit">"Join"</button>
+            </div>
+            {move || {
+                error
+                    .get()
+                    .map(|reason| {
+                        view! {
+                            <p data-testid="join-error" id="join-error" class="error" role="alert">
+                                {reason}
+                            </p>
+                        }
+                    })
+            }}
+        </form>
+    }
+    .into_any()
+}
+
+/// The parser's reasons are written to follow "400: "; as a sentence on their own they start
+/// with a capital letter and end with a full stop.
+pub(crate) fn capitalised(reason: &str) -> String {
+    let mut chars = reason.chars();
+    let Some(first) = chars.next() else {
+        return String::new();
+    };
+    let mut sentence: String = first.to_uppercase().chain(chars).collect();
+    if !sentence.ends_with(['.', '!', '?']) {
+        sentence.push('.');
+    }
+    sentence
+}
+
+#[cfg(test)]
+mod tests {
+    use super::capitalised;
+
+    #[test]
+    fn a_reason_reads_as_a_sentence() {
+        assert_eq!(capitalised("name must not be blank"), "Name must not be blank.");
+        assert_eq!(capitalised("Already one."), "Already one.");
+        assert_eq!(capitalised(""), "");
+    }
+}
