@@ -1,0 +1,39 @@
+import { defineConfig, devices } from "@playwright/test";
+
+// Every test starts its own server (see tests/fixtures.ts), so there is no `webServer` here and
+// no fixed port: run `cargo leptos build --release` first (scripts/test.sh does).
+export default defineConfig({
+  testDir: "./tests",
+  timeout: 60_000,
+  expect: { timeout: 10_000 },
+  fullyParallel: true,
+  forbidOnly: !!process.env.CI,
+  retries: 0,
+  workers: process.env.SSECHAT_E2E_WORKERS ? Number(process.env.SSECHAT_E2E_WORKERS) : 2,
+  // Not "html": its report server keeps CI waiting.
+  reporter: "list",
+  use: {
+    trace: "retain-on-failure",
+    actionTimeout: 10_000,
+    navigationTimeout: 20_000,
+  },
+  projects: [
+    {
+      name: "chromium",
+      use: {
+        ...devices["Desktop Chrome"],
+        // Debian's chromium (apt-get install chromium); Playwright's own browser downloads are
+        // not used.
+        launchOptions: {
+          executablePath: process.env.SSECHAT_CHROMIUM ?? "/usr/bin/chromium",
+          args: [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+          ],
+        },
+      },
+    },
+  ],
+});
