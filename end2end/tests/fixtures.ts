@@ -46,16 +46,25 @@ interface RunningServer {
   stop(): Promise<string | null>;
 }
 
-/** Starts target/release/server on 127.0.0.1:0 and waits for its "listening" line. */
-export async function startServer(extraArgs: string[] = []): Promise<RunningServer> {
+export interface StartOptions {
+  /** Address to listen on; default 127.0.0.1:0 (a free port). A restart passes the old one. */
+  addr?: string;
+  /** Data folder to use; default a fresh temporary one, removed at stop. One passed in is kept. */
+  dataDir?: string;
+}
+
+/** Starts target/release/server (on 127.0.0.1:0 by default) and waits for its "listening" line. */
+export async function startServer(extraArgs: string[] = [], options: StartOptions = {}): Promise<RunningServer> {
   if (!fs.existsSync(SERVER_BIN)) {
     throw new Error(`${SERVER_BIN} does not exist: build it first with \`cargo leptos build --release\` (./scripts/test.sh does)`);
   }
   if (!fs.existsSync(path.join(SITE_ROOT, "pkg"))) {
     throw new Error(`${SITE_ROOT}/pkg does not exist: build it first with \`cargo leptos build --release\``);
   }
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "ssechat-e2e-"));
-  const args = ["--addr", "127.0.0.1:0", "--data-dir", dataDir, "--leave-grace-ms", String(LEAVE_GRACE_MS), ...extraArgs];
+  const ownsDataDir = options.dataDir === undefined;
+  const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), "ssechat-e2e-"));
+  const addr = options.addr ?? "127.0.0.1:0";
+  const args = ["--addr", addr, "--data-dir", dataDir, "--leave-grace-ms", String(LEAVE_GRACE_MS), ...extraArgs];
   const child = spawn(SERVER_BIN, args, {
     cwd: REPO_ROOT,
     env: { ...process.env, LEPTOS_SITE_ROOT: SITE_ROOT, RUST_LOG: process.env.RUST_LOG ?? "info" },
@@ -128,7 +137,7 @@ export async function startServer(extraArgs: string[] = []): Promise<RunningServ
         problem = `server ${pid} exited with code ${result.code} (signal ${result.signal}) after SIGTERM, not 0`;
       }
     }
-    fs.rmSync(dataDir, { recursive: true, force: true });
+    if (ownsDataDir) fs.rmSync(dataDir, { recursive: true, force: true });
     return problem;
   };
 
