@@ -433,6 +433,7 @@ pub(crate) struct StreamGuard {
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
+        tracing::info!(user = %self.id, "stream closed");
         self.hub.close_stream(&self.id);
     }
 }

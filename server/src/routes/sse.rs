@@ -88,7 +88,7 @@ pub async fn open_stream(
             retry_after: Duration::from_secs(2),
         }
     })?;
-    tracing::debug!(user = %user.id, "stream opened");
+    tracing::info!(user = %user.id, "stream opened");
 
     let mut response = Body::from_stream(stream.into_body()).into_response();
     let headers = response.headers_mut();
