@@ -41,7 +41,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-/// How long shutdown waits for open requests to finish before giving up on them.
+/// How long shutdown waits for open connections to finish before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
@@ -79,14 +79,7 @@ impl RunningServer {
     /// every stream, lets requests in flight finish, and makes every accepted write durable.
     pub async fn stopped(self) -> io::Result<()> {
         self.shutdown.cancelled().await;
-        let served = match tokio::time::timeout(SHUTDOWN_GRACE, self.serving).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(join_error)) => Err(io::Error::other(join_error)),
-            Err(_) => {
-                tracing::warn!("requests still open after the shutdown grace period; stopping anyway");
-                Ok(())
-            }
-        };
+        let served = self.serving.await.unwrap_or_else(|join_error| Err(io::Error::other(join_error)));
         self.store.close().await;
         served
     }
@@ -133,13 +126,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         sessions,
     };
     let router = router(state);
-    let listener =
-        net::GuardedListener::new(listener, Duration::from_millis(slow_client_timeout_ms), metrics);
-    let serving = tokio::spawn(
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future(),
-    );
+    let options = net::ServeOptions {
+        write_timeout: Duration::from_millis(slow_client_timeout_ms),
+        grace: SHUTDOWN_GRACE,
+        metrics,
+    };
+    let serving = tokio::spawn(net::serve(listener, router, options, shutdown.clone()));
     Ok(RunningServer { local_addr, shutdown, serving, store })
 }
 

@@ -8,11 +8,16 @@
 //! Everyone else is unaffected, and the client catches up by replay when it reconnects.
 
 use crate::metrics::Metrics;
-use axum::serve::Listener;
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+    service::TowerToHyperService,
+};
 use std::{
     future::Future,
     io,
-    net::SocketAddr,
     pin::Pin,
     sync::{Arc, atomic::Ordering},
     task::{Context, Poll, ready},
@@ -20,39 +25,73 @@ use std::{
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     time::Sleep,
 };
+use tokio_util::sync::CancellationToken;
 
-/// Accepts TCP connections with `TCP_NODELAY` (events are small and latency matters) and a
-/// write deadline.
-pub struct GuardedListener {
-    inner: TcpListener,
-    write_timeout: Duration,
-    metrics: Arc<Metrics>,
-}
-
-impl GuardedListener {
-    pub fn new(inner: TcpListener, write_timeout: Duration, metrics: Arc<Metrics>) -> Self {
-        Self { inner, write_timeout, metrics }
-    }
-}
-
-impl Listener for GuardedListener {
-    type Io = WriteDeadline<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (stream, addr) = Listener::accept(&mut self.inner).await;
+/// Serves `router` on `listener` over HTTP/1.1 until `shutdown`, then lets open connections
+/// finish (each stream ends itself on the same signal) for at most `grace`.
+///
+/// This is axum's `serve` reduced to what a chat needs: HTTP/1.1 only (browsers speak it to a
+/// plain-HTTP origin, and an SSE stream is one long response), so each connection's task holds
+/// one protocol's state, not the larger of HTTP/1 and HTTP/2's; `TCP_NODELAY`, because events
+/// are small and latency matters; and the write deadline below on every socket.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_BUF_SIZE);
+    let connections = GracefulShutdown::new();
+    loop {
+        let (stream, _peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait a little instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
         // Best effort: a socket without NODELAY still works, only with more latency.
         let _ = stream.set_nodelay(true);
-        (WriteDeadline::new(stream, self.write_timeout, Arc::clone(&self.metrics)), addr)
+        let io =
+            TokioIo::new(WriteDeadline::new(stream, options.write_timeout, Arc::clone(&options.metrics)));
+        let service = TowerToHyperService::new(router.clone());
+        let connection = connections.watch(http.serve_connection(io, service));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
     }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
+    drop(listener);
+    if tokio::time::timeout(options.grace, connections.shutdown()).await.is_err() {
+        tracing::warn!("connections still open after the shutdown grace period; stopping anyway");
     }
+    Ok(())
 }
+
+/// How [`serve`] treats connections.
+pub struct ServeOptions {
+    /// A write that makes no progress for this long fails (see [`WriteDeadline`]).
+    pub write_timeout: Duration,
+    /// How long shutdown waits for open connections.
+    pub grace: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A client has this long to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests are small (bodies are capped at 16 KiB by default); hyper's read buffer may not
+/// grow past this.
+const MAX_BUF_SIZE: usize = 64 * 1024;
 
 /// A socket whose writes fail once they have made no progress for `timeout`.
 pub struct WriteDeadline<T> {
