@@ -8,13 +8,16 @@
 //! with `fetch`: a 200 is aborted at once and the `EventSource` reopened with `last_event_id`
 //! (it cannot set headers); a 409 is shown and ends the retries; a 400 goes back to the join
 //! form; a 503 waits as long as its `Retry-After` says.
+//!
+//! A patient start (after this page let go of another id, see `super::Session::rename`) probes
+//! first and takes a 409 as "not yet" for a while, since the server keeps the old id for its
+//! leave grace period and refuses this browser a second one until then.
 
-use super::{identity, state, with_reason};
+use super::{http, identity, state, with_reason};
 use crate::{
     components::{ChatSignals, ConnectionState, capitalised},
     protocol::{ServerEvent, User},
 };
-use gloo_net::http::Request;
 use leptos::{logging, prelude::*};
 use std::{
     cell::{Cell, RefCell},
@@ -29,6 +32,19 @@ const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(15);
 /// A `Retry-After` longer than this is taken as this: someone will be looking at the page.
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(300);
+/// How long a patient start takes a 409 as "not yet", and how often it asks again meanwhile.
+/// The server's leave grace period is 3 s by default.
+const PATIENCE_MS: f64 = 30_000.0;
+const PATIENT_RETRY: Duration = Duration::from_millis(400);
+
+/// Where a new connection starts.
+pub struct Start {
+    /// The last `seq` this page has, so a new stream continues after it instead of sending
+    /// recent history again.
+    pub last_seq: Option<u64>,
+    /// Whether a 409 may just mean that the server still holds the id this page let go of.
+    pub patient: bool,
+}
 
 /// An open (or reopening) stream for one joined user. Dropping it closes the stream and stops
 /// any reconnect in progress.
@@ -38,7 +54,7 @@ pub struct Connection {
 
 impl Connection {
     /// Opens the stream for `me` (the page already shows the `connecting` state).
-    pub fn open(chat: ChatSignals, me: User) -> Self {
+    pub fn open(chat: ChatSignals, me: User, start: Start) -> Self {
         let url = format!(
             "/sse?id={}&name={}",
             String::from(js_sys::encode_uri_component(me.id.as_str())),
@@ -51,11 +67,21 @@ impl Connection {
             source: RefCell::new(None),
             failures: Cell::new(0),
             reconnecting: Cell::new(false),
-            last_seq: Cell::new(None),
+            last_seq: Cell::new(start.last_seq),
+            patient_until: Cell::new(if start.patient { js_sys::Date::now() + PATIENCE_MS } else { 0.0 }),
         });
-        // The first stream asks for no `last_event_id`: the server then sends recent history.
-        Inner::connect(&inner, None);
+        if start.patient {
+            Inner::start_reconnecting(&inner, Duration::ZERO, ConnectionState::Connecting);
+        } else {
+            // Without a `last_event_id` the server starts with recent history.
+            Inner::connect(&inner, start.last_seq);
+        }
         Self { inner }
+    }
+
+    /// The newest `seq` that came over the stream, where another stream would continue.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.inner.last_seq.get()
     }
 }
 
@@ -86,6 +112,8 @@ struct Inner {
     /// (`last_event_id`). Not the newest shown: the answer to our own `POST` may be newer than
     /// a message the stream has not delivered yet, and continuing after it would skip that one.
     last_seq: Cell<Option<u64>>,
+    /// Until when (`Date.now()`) a 409 means "not yet" rather than "no": see [`Start::patient`].
+    patient_until: Cell<f64>,
 }
 
 impl Inner {
@@ -147,6 +175,8 @@ impl Inner {
     /// The stream is open (its `open` event, or any event, came in).
     fn mark_live(&self) {
         self.failures.set(0);
+        // From now on a 409 is a real refusal.
+        self.patient_until.set(0.0);
         self.set_status(ConnectionState::Live);
     }
 
@@ -173,21 +203,29 @@ impl Inner {
     /// Starts the reconnect task unless one runs. It runs after this handler returns, which
     /// matters: it drops the closed `EventSource` and with it the closure calling us now.
     fn reconnect_by_hand(this: &Rc<Self>) {
+        if this.stopped.get() || this.reconnecting.get() {
+            return;
+        }
+        let wait = this.next_backoff();
+        Self::start_reconnecting(this, wait, ConnectionState::Reconnecting);
+    }
+
+    fn start_reconnecting(this: &Rc<Self>, first_wait: Duration, status: ConnectionState) {
         if this.stopped.get() || this.reconnecting.replace(true) {
             return;
         }
-        this.set_status(ConnectionState::Reconnecting);
+        this.set_status(status);
         let inner = Rc::clone(this);
         wasm_bindgen_futures::spawn_local(async move {
             let closed = inner.source.borrow_mut().take();
             drop(closed);
-            Self::reconnect(&inner).await;
+            Self::reconnect(&inner, first_wait).await;
             inner.reconnecting.set(false);
         });
     }
 
-    async fn reconnect(this: &Rc<Self>) {
-        let mut wait = this.next_backoff();
+    async fn reconnect(this: &Rc<Self>, first_wait: Duration) {
+        let mut wait = first_wait;
         loop {
             gloo_timers::future::sleep(wait).await;
             if this.stopped.get() {
@@ -202,6 +240,9 @@ impl Inner {
                 Probe::Open => {
                     Self::connect(this, last_seq);
                     return;
+                }
+                Probe::Refused { status: 409, .. } if js_sys::Date::now() < this.patient_until.get() => {
+                    PATIENT_RETRY
                 }
                 Probe::Refused { status, reason } => {
                     this.refuse(status, &reason);
@@ -300,11 +341,8 @@ async fn probe(url: &str) -> Probe {
     // The probe must not stay open next to the stream it stands in for.
     let controller = AbortController::new().ok();
     let signal = controller.as_ref().map(AbortController::signal);
-    let response =
-        Request::get(url).header("Accept", "text/event-stream").abort_signal(signal.as_ref()).send().await;
-    let response = match response {
-        Ok(response) => response,
-        Err(_) => return Probe::Failed,
+    let Some(response) = http::fetch("GET", url, None, signal.as_ref()).await else {
+        return Probe::Failed;
     };
     let status = response.status();
     if status == 200 {
@@ -313,12 +351,8 @@ async fn probe(url: &str) -> Probe {
         }
         return Probe::Open;
     }
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|value| value.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let reason = response.text().await.unwrap_or_default();
+    let retry_after = http::retry_after(&response).map(|secs| Duration::from_secs(secs.into()));
+    let reason = http::text(&response).await;
     match status {
         400 => Probe::Invalid(reason),
         503 => Probe::RetryAfter(retry_after),

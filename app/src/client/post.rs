@@ -1,43 +1,58 @@
 //! Sending a message: `POST /message` with a JSON body `{"message": "…"}`. The author comes from
 //! the session cookie, which the browser sends by itself (same origin), so the body carries the
-//! text alone. A refusal comes back as a sentence for people, with the server's reason.
+//! text alone. A refusal comes back as a sentence for people, never a status code.
 
-use super::with_reason;
-use crate::protocol::{ChatMessage, MessageText, PostMessage};
-use gloo_net::http::Request;
+use super::{http, with_reason};
+use crate::{
+    components::SendFailure,
+    protocol::{ChatMessage, MessageText, PostMessage},
+};
 
 /// Posts `text`. `Ok` carries the message as stored (with its `seq`) when the answer could be
-/// read; `Err` is a sentence saying why it was not sent.
-pub async fn send_message(text: &MessageText) -> Result<Option<ChatMessage>, String> {
+/// read; `Err` says why it was not sent.
+pub async fn send_message(text: &MessageText) -> Result<Option<ChatMessage>, SendFailure> {
     let body = PostMessage { message: text.as_str().to_owned(), id: None, name: None };
-    let request = Request::post("/message")
-        .json(&body)
-        .map_err(|_| "This message could not be prepared for sending.".to_owned())?;
-    let response = request.send().await.map_err(|_| {
-        "The message was not sent: the server cannot be reached. Check your connection and \
-         try again."
-            .to_owned()
-    })?;
+    let body = serde_json::to_string(&body).unwrap_or_default();
+    let Some(response) = http::fetch("POST", "/message", Some(&body), None).await else {
+        return Err(SendFailure {
+            sentence: "The message was not sent because the chat cannot be reached. Check your \
+                       connection and try again."
+                .to_owned(),
+            retry_after_secs: None,
+        });
+    };
+    let text = http::text(&response).await;
     let status = response.status();
     if response.ok() {
         // The message is stored either way; if this answer cannot be read, its broadcast will
         // still show it.
-        return Ok(response.json::<ChatMessage>().await.ok());
+        return Ok(serde_json::from_str(&text).ok());
     }
-    let reason = response.text().await.unwrap_or_default();
-    Err(with_reason(&refusal(status), &reason))
+    let retry_after_secs = http::retry_after(&response);
+    Err(SendFailure { sentence: refusal(status, &text, retry_after_secs), retry_after_secs })
 }
 
 /// What a refused `POST /message` means for the person who pressed Send.
-fn refusal(status: u16) -> String {
+fn refusal(status: u16, reason: &str, retry_after_secs: Option<u32>) -> String {
     match status {
-        400 => "This message cannot be sent.".to_owned(),
-        403 => "You are not joined in this browser session; reload the page to join again.".to_owned(),
-        409 => "This name is already in use in another browser.".to_owned(),
-        413 => "This message is too large to send.".to_owned(),
-        415 => "The server does not accept messages in this form.".to_owned(),
-        429 => "You are sending messages too fast; wait a moment.".to_owned(),
-        503 => "The chat is busy right now; try again in a moment.".to_owned(),
-        other => format!("The message was not sent (the server answered {other})."),
+        400 => with_reason("The chat did not accept this message.", reason),
+        403 => "This browser is no longer signed in to the chat, so the message was not sent. \
+                Reload the page to join again."
+            .to_owned(),
+        409 => "Your name is in use in another browser, so the message was not sent.".to_owned(),
+        413 => "This message is too large to send. Shorten it and try again.".to_owned(),
+        415 => "The chat did not understand how this message was sent. Reload the page and try \
+                again."
+            .to_owned(),
+        429 => match retry_after_secs {
+            Some(1) | None => {
+                "You are sending messages too quickly. Wait a second, then try again.".to_owned()
+            }
+            Some(secs) => {
+                format!("You are sending messages too quickly. Wait {secs} seconds, then try again.")
+            }
+        },
+        503 => "The chat is busy right now, so the message was not sent. Try again in a moment.".to_owned(),
+        _ => "Something went wrong on the server, so the message was not sent. Try again.".to_owned(),
     }
 }

@@ -1,7 +1,8 @@
 //! How each server event changes what the page shows: the one place that maps the protocol's
 //! events onto the page's signals ([`ChatSignals`]). The rules themselves (one entry per user,
 //! messages de-duplicated and ordered by `seq`) live in `Roster` and `Timeline`, next to the
-//! views that show them.
+//! views that show them. A message from someone else that arrives while the tab is hidden
+//! counts as unread (see `super::tab`).
 
 use crate::{
     components::{ChatSignals, Entry},
@@ -38,7 +39,15 @@ pub fn apply(chat: &ChatSignals, event: ServerEvent) {
             }
         }
         ServerEvent::Message(message) => {
-            chat.timeline.maybe_update(|timeline| timeline.add_message(message));
+            let by_me = chat.me.with_untracked(|me| me.as_ref().is_some_and(|me| me.id == message.id));
+            let mut added = false;
+            chat.timeline.maybe_update(|timeline| {
+                added = timeline.add_message(message);
+                added
+            });
+            if added && !by_me && super::tab::is_hidden() {
+                chat.unread.update(|unread| *unread += 1);
+            }
         }
         ServerEvent::HistoryGap(_) => {
             chat.timeline.update(|timeline| timeline.add_notice(Entry::Gap));

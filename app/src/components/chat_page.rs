@@ -1,18 +1,25 @@
-//! The page, put together: a header with the title and (once joined) the connection's status;
-//! then either the join form or the chat (people, conversation, composer). [`ChatSignals`] is
-//! what the page shows; the browser's connection (`crate::client`) writes it and the components
-//! read it. It exists in the server build too, where nobody has joined yet, so the server renders
-//! exactly the join form the browser then hydrates.
+//! The page, put together: a header with the room's name, the connection's state and (once
+//! joined) the people toggle and the account menu; then either the join form or the chat: the
+//! people panel beside the conversation (above it, folded away, on narrow screens), the messages
+//! and the composer.
+//!
+//! [`ChatSignals`] is what the page shows; the browser's connection (`crate::client`) writes it
+//! and the components read it. It exists in the server build too, where nobody has joined yet,
+//! so the server renders exactly the join form the browser then hydrates.
 
 use super::{
+    account::AccountMenu,
     composer::Composer,
     join_form::JoinForm,
     message_list::{MessageList, Timeline},
     status::{ConnectionError, ConnectionState, ConnectionStatus},
-    user_list::{Roster, UserList},
+    user_list::{Roster, UserList, grouped},
 };
 use crate::protocol::{ChatMessage, User, UserName};
-use leptos::prelude::*;
+use leptos::{either::Either, ev, html, prelude::*};
+
+/// The room's name, in the header and the tab title.
+pub const ROOM_NAME: &str = "ssechat";
 
 /// Everything the chat page shows, as signals. Copying it is shallow: every field is a handle
 /// to the same signal, so the connection and the views share one state.
@@ -25,8 +32,16 @@ pub struct ChatSignals {
     pub connection_error: RwSignal<Option<String>>,
     /// Why joining failed: the name parser's reason, or the server's 400.
     pub join_error: RwSignal<Option<String>>,
+    /// News shown above the join form ("You left the chat.").
+    pub join_info: RwSignal<Option<String>>,
     pub roster: RwSignal<Roster>,
     pub timeline: RwSignal<Timeline>,
+    /// Messages by others that arrived while the tab was hidden: shown in the tab's title.
+    #[cfg_attr(
+        not(feature = "hydrate"),
+        allow(dead_code, reason = "counted by crate::client, browser build only")
+    )]
+    pub unread: RwSignal<u32>,
 }
 
 impl ChatSignals {
@@ -36,8 +51,10 @@ impl ChatSignals {
             status: RwSignal::new(ConnectionState::default()),
             connection_error: RwSignal::new(None),
             join_error: RwSignal::new(None),
+            join_info: RwSignal::new(None),
             roster: RwSignal::new(Roster::default()),
             timeline: RwSignal::new(Timeline::default()),
+            unread: RwSignal::new(0),
         }
     }
 }
@@ -49,8 +66,8 @@ pub fn ChatPage() -> impl IntoView {
 
     // The browser side starts here, after hydration: effects never run on the server, and the
     // first run of this one comes after the server's DOM has been adopted. It marks the page
-    // interactive and rejoins a stored name (a reload is the same user); the page's cleanup
-    // closes the stream.
+    // interactive, keeps the tab's title, and rejoins a stored name (a reload is the same user);
+    // the page's cleanup closes the stream.
     #[cfg(feature = "hydrate")]
     let session = crate::client::Session::new(chat);
     #[cfg(feature = "hydrate")]
@@ -58,6 +75,7 @@ pub fn ChatPage() -> impl IntoView {
         Effect::new(move |_| {
             untrack(|| {
                 crate::client::mark_hydrated();
+                crate::client::tab::follow_unread(chat);
                 session.resume();
             })
         });
@@ -70,6 +88,16 @@ pub fn ChatPage() -> impl IntoView {
         #[cfg(not(feature = "hydrate"))]
         let _ = name;
     });
+    let rename = Callback::new(move |name: UserName| {
+        #[cfg(feature = "hydrate")]
+        session.rename(name);
+        #[cfg(not(feature = "hydrate"))]
+        let _ = name;
+    });
+    let leave = Callback::new(move |()| {
+        #[cfg(feature = "hydrate")]
+        session.leave();
+    });
     let start_over = Callback::new(move |()| {
         #[cfg(feature = "hydrate")]
         session.start_over();
@@ -80,39 +108,76 @@ pub fn ChatPage() -> impl IntoView {
         });
     });
 
-    let joined = move || chat.me.with(Option::is_some);
-    let live = Signal::derive(move || chat.status.get() == ConnectionState::Live);
+    let joined = Memo::new(move |_| chat.me.with(Option::is_some));
+    // Whether the people panel is unfolded (narrow screens only; wide ones always show it).
+    let people_open = RwSignal::new(false);
+    let count = move || grouped(chat.roster.with(Roster::count));
+    let people_toggle: NodeRef<html::Button> = NodeRef::new();
+    // Escape folds the people panel from anywhere, and the focus goes back to its toggle.
+    let close_people = move |event: ev::KeyboardEvent| {
+        if event.key() == "Escape" && people_open.get_untracked() {
+            people_open.set(false);
+            if let Some(toggle) = people_toggle.get_untracked() {
+                let _ = toggle.focus();
+            }
+        }
+    };
 
     view! {
-        <div class="app">
+        <div class="app" on:keydown=close_people>
             <header class="app-header">
-                <h1>"ssechat"</h1>
-                <Show when=joined>
-                    <ConnectionStatus state=chat.status/>
-                </Show>
+                <div class="room">
+                    <h1>{ROOM_NAME}</h1>
+                    {move || joined.get().then(|| view! { <ConnectionStatus state=chat.status/> })}
+                </div>
+                {move || {
+                    joined
+                        .get()
+                        .then(|| {
+                            view! {
+                                <button
+                                    type="button"
+                                    class="people-toggle secondary"
+                                    data-testid="people-toggle"
+                                    node_ref=people_toggle
+                                    aria-controls="people"
+                                    aria-expanded=move || if people_open.get() { "true" } else { "false" }
+                                    on:click=move |_| people_open.update(|open| *open = !*open)
+                                >
+                                    "People "
+                                    <span class="count">{count}</span>
+                                </button>
+                                <AccountMenu me=chat.me on_rename=rename on_leave=leave/>
+                            }
+                        })
+                }}
             </header>
-            <Show
-                when=joined
-                fallback=move || {
-                    view! {
-                        <main class="join">
-                            <JoinForm on_join=join error=chat.join_error/>
-                        </main>
-                    }
+            {move || {
+                if joined.get() {
+                    Either::Left(
+                        view! {
+                            <div class="chat" class:people-open=move || people_open.get()>
+                                <aside id="people" class="sidebar" aria-labelledby="user-list-title">
+                                    <UserList roster=chat.roster me=chat.me/>
+                                </aside>
+                                <main class="conversation">
+                                    <ConnectionError error=chat.connection_error on_start_over=start_over/>
+                                    <MessageList timeline=chat.timeline me=chat.me/>
+                                    <Composer status=chat.status on_sent=sent/>
+                                </main>
+                            </div>
+                        },
+                    )
+                } else {
+                    Either::Right(
+                        view! {
+                            <main class="join">
+                                <JoinForm on_join=join error=chat.join_error info=chat.join_info/>
+                            </main>
+                        },
+                    )
                 }
-            >
-                <ConnectionError error=chat.connection_error on_start_over=start_over/>
-                <main class="chat">
-                    <aside class="sidebar">
-                        <UserList roster=chat.roster me=chat.me/>
-                    </aside>
-                    <section class="conversation" aria-label="Conversation">
-                        <MessageList timeline=chat.timeline me=chat.me/>
-                        <Composer live on_sent=sent/>
-                    </section>
-                </main>
-            </Show>
+            }}
         </div>
     }
-    .into_any()
 }

@@ -1,31 +1,48 @@
 //! The composer: a text area and a Send button at the bottom of the conversation. Enter sends,
-//! Shift+Enter starts a new line. The button is enabled only when the text is something the
-//! server would take (the protocol's own parser says so) and the stream is live; a refused send
-//! keeps the draft and says why.
+//! Shift+Enter starts a new line. Sending needs a live stream (a message sent while it is down
+//! would arrive unseen) and text the server would take (the protocol's own parser says so); a
+//! counter appears near the length limit.
+//!
+//! The draft stays in the text area until the server has stored the message: a send that fails
+//! leaves it there, says why in a sentence, and offers to try again (after the wait a 429 asks
+//! for).
 
-use crate::protocol::{ChatMessage, InputError, MessageText};
+use super::status::ConnectionState;
+use crate::protocol::{ChatMessage, MESSAGE_MAX_CHARS, MessageText};
 use leptos::{
     ev::{KeyboardEvent, SubmitEvent},
     html,
     prelude::*,
 };
 
+/// The counter shows from this many characters on.
+const COUNTER_FROM: usize = MESSAGE_MAX_CHARS * 9 / 10;
+
+/// Why the last send failed, and how long the server asked us to wait before trying again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendFailure {
+    pub sentence: String,
+    pub retry_after_secs: Option<u32>,
+}
+
 /// The form. `on_sent` receives the message as the server stored it, so it shows at once even if
 /// its broadcast is still on the way (the timeline de-duplicates by `seq`).
 #[component]
 pub fn Composer(
-    /// Whether the stream is open: a message sent while it is not would arrive unseen.
-    #[prop(into)]
-    live: Signal<bool>,
+    #[prop(into)] status: Signal<ConnectionState>,
     #[prop(into)] on_sent: Callback<ChatMessage>,
 ) -> impl IntoView {
     let draft = RwSignal::new(String::new());
     let sending = RwSignal::new(false);
-    let error = RwSignal::new(None::<String>);
+    let failure = RwSignal::new(None::<SendFailure>);
+    // Set while a 429's `Retry-After` runs: sending again now would only be refused again.
+    let cooling = RwSignal::new(false);
     let input: NodeRef<html::Textarea> = NodeRef::new();
 
-    let parsed = Memo::new(move |_| draft.with(|draft| MessageText::parse(draft)));
-    let can_send = move || live.get() && !sending.get() && parsed.with(|parsed| parsed.is_ok());
+    let live = move || status.get() == ConnectionState::Live;
+    let chars = Memo::new(move |_| draft.with(|draft| draft.trim().chars().count()));
+    let can_send =
+        move || live() && !sending.get() && !cooling.get() && (1..=MESSAGE_MAX_CHARS).contains(&chars.get());
 
     let send = move || {
         if !untrack(can_send) {
@@ -39,14 +56,13 @@ pub fn Composer(
         #[cfg(feature = "hydrate")]
         leptos::task::spawn_local(async move {
             let outcome = crate::client::post::send_message(&text).await;
-            // The composer may be gone by now (back to the join form): nothing left to update.
-            if sending.is_disposed() {
+            // The composer may be gone by now (the user left): nothing left to update.
+            if sending.try_set(false).is_some() {
                 return;
             }
-            sending.set(false);
             match outcome {
                 Ok(sent) => {
-                    error.set(None);
+                    failure.set(None);
                     // Clear only what was sent: anything typed while the request was in flight
                     // is a new draft.
                     draft.update(|draft| {
@@ -57,15 +73,26 @@ pub fn Composer(
                     if let Some(message) = sent {
                         on_sent.run(message);
                     }
-                    if let Some(input) = input.get_untracked() {
-                        let _ = input.focus();
-                    }
                 }
-                Err(reason) => error.set(Some(reason)),
+                Err(error) => {
+                    if let Some(secs) = error.retry_after_secs {
+                        cooling.set(true);
+                        set_timeout(
+                            move || {
+                                let _ = cooling.try_set(false);
+                            },
+                            std::time::Duration::from_secs(u64::from(secs.clamp(1, 300))),
+                        );
+                    }
+                    failure.set(Some(error));
+                }
+            }
+            if let Some(input) = input.get_untracked() {
+                let _ = input.focus();
             }
         });
         #[cfg(not(feature = "hydrate"))]
-        let _ = (text, raw, on_sent, input);
+        let _ = (text, raw, on_sent, input, failure, cooling);
     };
 
     let submit = move |ev: SubmitEvent| {
@@ -79,37 +106,84 @@ pub fn Composer(
             send();
         }
     };
-    let too_long = move || parsed.with(|parsed| parsed == &Err(InputError::MessageTooLong));
+    let too_long = move || chars.get() > MESSAGE_MAX_CHARS;
+    let offline = move || matches!(status.get(), ConnectionState::Reconnecting | ConnectionState::Refused);
+    let counter = move || {
+        let count = chars.get();
+        (count >= COUNTER_FROM).then(|| {
+            let over = count > MESSAGE_MAX_CHARS;
+            let (n, state) = if over {
+                (count - MESSAGE_MAX_CHARS, "too many")
+            } else {
+                (MESSAGE_MAX_CHARS - count, "left")
+            };
+            let text = format!("{n} character{} {state}", if n == 1 { "" } else { "s" });
+            view! {
+                <span id="char-count" data-testid="char-count" class="char-count" class:over=over>
+                    {text}
+                </span>
+            }
+        })
+    };
 
     view! {
-        <form data-testid="composer" class="composer" on:submit=submit>
-            <label for="composer-input">"Message"</label>
-            <textarea
-                id="composer-input"
-                name="message"
-                rows="2"
-                placeholder="Write a message… (Enter sends, Shift+Enter for a new line)"
-                node_ref=input
-                prop:value=move || draft.get()
-                on:input=move |ev| draft.set(event_target_value(&ev))
-                on:keydown=keydown
-            ></textarea>
-            <button type="submit" disabled=move || !can_send()>"Send"</button>
-            <Show when=too_long>
-                <p class="hint">"Messages can be at most 2000 characters long."</p>
-            </Show>
+        <form data-testid="composer" class="composer" aria-label="Send a message" on:submit=submit>
             {move || {
-                error
-                    .get()
-                    .map(|reason| {
+                offline()
+                    .then(|| {
                         view! {
-                            <p data-testid="composer-error" class="error" role="alert">
-                                {reason}
+                            <p data-testid="composer-offline" class="composer-note">
+                                "You are offline. You can send again as soon as the connection is back; your draft is kept."
                             </p>
                         }
                     })
             }}
+            {move || {
+                failure
+                    .get()
+                    .map(|failure| {
+                        view! {
+                            <div class="composer-note failed">
+                                <p data-testid="composer-error" class="error" role="alert">
+                                    {failure.sentence}
+                                </p>
+                                <button
+                                    type="button"
+                                    data-testid="composer-retry"
+                                    class="secondary"
+                                    disabled=move || !can_send()
+                                    on:click=move |_| send()
+                                >
+                                    "Retry"
+                                </button>
+                            </div>
+                        }
+                    })
+            }}
+            <label for="composer-input" class="sr-only">"Message"</label>
+            <div class="composer-row">
+                <textarea
+                    id="composer-input"
+                    name="message"
+                    rows="1"
+                    placeholder="Write a message…"
+                    aria-describedby=move || {
+                        if chars.get() >= COUNTER_FROM { "composer-help char-count" } else { "composer-help" }
+                    }
+                    aria-invalid=move || { if too_long() { "true" } else { "false" } }
+                    node_ref=input
+                    prop:value=move || draft.get()
+                    on:input=move |ev| draft.set(event_target_value(&ev))
+                    on:keydown=keydown
+                ></textarea>
+                <button type="submit" class="send" class:busy=move || sending.get() disabled=move || !can_send()>
+                    "Send"
+                </button>
+            </div>
+            <div class="composer-foot">
+                <span id="composer-help" class="hint">"Enter sends · Shift+Enter adds a line"</span>
+                {counter}
+            </div>
         </form>
     }
-    .into_any()
 }

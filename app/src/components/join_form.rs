@@ -12,6 +12,9 @@ pub fn JoinForm(
     #[prop(into)] on_join: Callback<UserName>,
     /// Why the last attempt to join failed: a name the parser refused, or the server's reason.
     error: RwSignal<Option<String>>,
+    /// News for someone back at the form, such as "You left the chat."
+    #[prop(into)]
+    info: Signal<Option<String>>,
 ) -> impl IntoView {
     // Read from the element at submit time rather than mirrored on every keystroke: text typed
     // before hydration never fired our `input` handler, but it is in the element.
@@ -31,7 +34,11 @@ pub fn JoinForm(
 
     view! {
         <form data-testid="join-form" class="join-form" method="get" action="/" on:submit=submit>
+            {move || {
+                info.get().map(|info| view! { <p data-testid="join-info" class="info" role="status">{info}</p> })
+            }}
             <h2>"Join the chat"</h2>
+            <p class="lead">"Pick the name people will see next to your messages."</p>
             <label for="join-name">"Your name"</label>
             <div class="join-row">
                 <input
@@ -59,7 +66,6 @@ pub fn JoinForm(
             }}
         </form>
     }
-    .into_any()
 }
 
 /// The parser's reasons are written to follow "400: "; as a sentence on their own they start

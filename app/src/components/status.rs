@@ -39,9 +39,9 @@ impl ConnectionState {
     pub fn label(self) -> &'static str {
         match self {
             Self::Connecting => "Connecting…",
-            Self::Live => "Live",
+            Self::Live => "Connected",
             Self::Reconnecting => "Reconnecting…",
-            Self::Refused => "Refused",
+            Self::Refused => "Not connected",
         }
     }
 }
@@ -54,12 +54,12 @@ pub fn ConnectionStatus(#[prop(into)] state: Signal<ConnectionState>) -> impl In
             data-testid="connection-status"
             class="connection-status"
             data-state=move || state.get().as_str()
-            aria-live="polite"
+            role="status"
         >
+            <span class="dot" aria-hidden="true"></span>
             {move || state.get().label()}
         </span>
     }
-    .into_any()
 }
 
 /// Why the stream was refused, with a way out: starting over forgets this browser's name and id,
@@ -74,7 +74,7 @@ pub fn ConnectionError(
             view! {
                 <div class="connection-error">
                     <p data-testid="connection-error" role="alert">{reason}</p>
-                    <button type="button" on:click=move |_| on_start_over.run(())>
+                    <button type="button" class="secondary" on:click=move |_| on_start_over.run(())>
                         "Join with another name"
                     </button>
                 </div>

@@ -1,0 +1,161 @@
+//! When a message was sent, as people read it: "just now", "5 min ago", "2 h ago", and for
+//! anything older than a day the local date. The exact local time is for the hover title.
+//!
+//! The server stamps messages in RFC 3339 UTC; parsing that here (instead of with `Date` in the
+//! browser) keeps grouping and relative times plain Rust, tested without a browser. Only the
+//! local time zone and the reader's locale need JavaScript, so those two helpers exist in the
+//! browser build alone: the server never renders a message.
+
+/// Milliseconds since the Unix epoch of an RFC 3339 timestamp such as
+/// `2026-11-24T10:00:00.123Z` or `2026-11-24T11:00:00+01:00`; `None` if it is not one.
+pub fn parse_ts_ms(ts: &str) -> Option<f64> {
+    let bytes = ts.as_bytes();
+    let number = |from: usize, to: usize| -> Option<i64> {
+        let digits = bytes.get(from..to)?;
+        digits.iter().try_fold(0i64, |value, &digit| {
+            digit.is_ascii_digit().then(|| value * 10 + i64::from(digit - b'0'))
+        })
+    };
+    let separators = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
+    if separators.iter().any(|&(at, byte)| bytes.get(at) != Some(&byte))
+        || !matches!(bytes.get(10), Some(b'T' | b't' | b' '))
+    {
+        return None;
+    }
+    let (year, month, day) = (number(0, 4)?, number(5, 7)?, number(8, 10)?);
+    let (hour, minute, second) = (number(11, 13)?, number(14, 16)?, number(17, 19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+
+    let mut at = 19;
+    let mut millis = 0.0;
+    if bytes.get(at) == Some(&b'.') {
+        at += 1;
+        let start = at;
+        let mut scale = 100.0;
+        while let Some(digit) = bytes.get(at).filter(|byte| byte.is_ascii_digit()) {
+            millis += f64::from(digit - b'0') * scale;
+            scale /= 10.0;
+            at += 1;
+        }
+        if at == start {
+            return None;
+        }
+    }
+    let offset_minutes = match bytes.get(at..)? {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let minutes = number(at + 1, at + 3)? * 60 + number(at + 4, at + 6)?;
+            if *sign == b'+' { minutes } else { -minutes }
+        }
+        _ => return None,
+    };
+
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
+    Some(seconds as f64 * 1000.0 + millis)
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// How long ago `ts_ms` was at `now_ms`, in words, up to a day; `None` after that (the date is
+/// clearer then). A clock a little behind the server's reads as "just now", never "-1 min".
+pub fn relative(ts_ms: f64, now_ms: f64) -> Option<String> {
+    let seconds = ((now_ms - ts_ms) / 1000.0).max(0.0) as u64;
+    match seconds {
+        0..45 => Some("just now".to_owned()),
+        45..3_600 => Some(format!("{} min ago", (seconds / 60).max(1))),
+        3_600..86_400 => Some(format!("{} h ago", seconds / 3_600)),
+        _ => None,
+    }
+}
+
+/// Messages by one author closer together than this are shown as one group.
+pub const GROUP_WINDOW_MS: f64 = 5.0 * 60.0 * 1000.0;
+
+/// Now, by the browser's clock.
+#[cfg(feature = "hydrate")]
+pub fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+/// `ts_ms` in the reader's locale and time zone: `full` for the exact time ("Tuesday,
+/// 24 November 2026 at 10:00:05"), or a short date and time for messages older than a day.
+#[cfg(feature = "hydrate")]
+pub fn local(ts_ms: f64, full: bool) -> String {
+    use wasm_bindgen::JsValue;
+    let options = js_sys::Object::new();
+    let set = |key: &str, value: &str| {
+        let _ = js_sys::Reflect::set(&options, &JsValue::from_str(key), &JsValue::from_str(value));
+    };
+    if full {
+        set("dateStyle", "full");
+        set("timeStyle", "medium");
+    } else {
+        set("dateStyle", "medium");
+        set("timeStyle", "short");
+    }
+    let date = js_sys::Date::new(&JsValue::from_f64(ts_ms));
+    // `undefined` as the locale means the browser's own.
+    let format = js_sys::Intl::DateTimeFormat::new(&js_sys::Array::new(), &options);
+    format
+        .format()
+        .call1(&JsValue::UNDEFINED, &date)
+        .ok()
+        .and_then(|text| text.as_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_timestamps_parse_to_epoch_milliseconds() {
+        assert_eq!(parse_ts_ms("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(parse_ts_ms("2026-11-24T10:00:00.123Z"), Some(1_795_514_400_123.0));
+        assert_eq!(parse_ts_ms("2000-02-29T23:59:59.5Z"), Some(951_868_799_500.0));
+    }
+
+    #[test]
+    fn offsets_are_applied() {
+        assert_eq!(parse_ts_ms("2026-11-24T11:00:00+01:00"), parse_ts_ms("2026-11-24T10:00:00Z"));
+        assert_eq!(parse_ts_ms("2026-11-24T05:30:00-04:30"), parse_ts_ms("2026-11-24T10:00:00Z"));
+    }
+
+    #[test]
+    fn anything_else_is_not_a_time() {
+        for bad in [
+            "",
+            "yesterday",
+            "2026-11-24",
+            "2026-11-24T10:00:00",
+            "2026-13-24T10:00:00Z",
+            "2026-11-24T10:00:00.Z",
+        ] {
+            assert_eq!(parse_ts_ms(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn relative_times_read_as_words_for_a_day() {
+        let minute = 60_000.0;
+        assert_eq!(relative(0.0, 10_000.0).as_deref(), Some("just now"));
+        assert_eq!(relative(5_000.0, 0.0).as_deref(), Some("just now"));
+        assert_eq!(relative(0.0, 50_000.0).as_deref(), Some("1 min ago"));
+        assert_eq!(relative(0.0, 59.0 * minute).as_deref(), Some("59 min ago"));
+        assert_eq!(relative(0.0, 150.0 * minute).as_deref(), Some("2 h ago"));
+        assert_eq!(relative(0.0, 24.0 * 60.0 * minute), None);
+    }
+}
