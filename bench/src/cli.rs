@@ -140,9 +140,48 @@ pub enum ScenarioArgs {
     },
 }
 
+impl ScenarioArgs {
+    /// The parameters in words, for the report.
+    fn describe(&self) -> String {
+        let duration = |d: &Duration| humantime::format_duration(*d).to_string();
+        let limit =
+            |messages: &Option<u64>| messages.map(|m| format!(" (at most {m} messages)")).unwrap_or_default();
+        match self {
+            Self::Idle { streams, hold } => format!("{streams} idle streams, held {}", duration(hold)),
+            Self::Fanout { subscribers, publishers, rate, duration: d, messages } => format!(
+                "{subscribers} subscribers, {publishers} publishers, {rate} messages/s asked, {}{}",
+                duration(d),
+                limit(messages)
+            ),
+            Self::Throughput { subscribers, publishers, duration: d, messages } => format!(
+                "{subscribers} subscribers, {publishers} publishers, as fast as answers come, {}{}",
+                duration(d),
+                limit(messages)
+            ),
+            Self::Search { subscribers, publishers, step_duration, p99_bound_ms, .. } => format!(
+                "{subscribers} subscribers, {publishers} publishers, {} per rate, p99 under {p99_bound_ms} ms",
+                duration(step_duration)
+            ),
+            Self::JoinBurst { users, settle_timeout } => {
+                format!("{users} users join at once, views may take {} to be right", duration(settle_timeout))
+            }
+        }
+    }
+}
+
 impl Cli {
     /// Runs the scenario on the current runtime.
     pub async fn run(self) -> Result<Report, LoadError> {
+        let parameters = format!(
+            "{}; at most {} connections opening at once",
+            self.scenario.describe(),
+            self.common.connect_concurrency
+        );
+        let report = self.run_scenario().await?;
+        Ok(Report { parameters, ..report })
+    }
+
+    async fn run_scenario(self) -> Result<Report, LoadError> {
         let common = self.common;
         let endpoint = Endpoint::parse(&common.url)?;
         let mut context = RunContext::new(endpoint, common.target, common.room, common.connect_concurrency);

@@ -81,19 +81,21 @@ enum Scenario {
     Idle,
     Fanout1000,
     Fanout5000,
+    Search5000,
     Throughput,
     JoinBurst,
 }
 
 impl Scenario {
-    const ALL: [Self; 5] =
-        [Self::Idle, Self::Fanout1000, Self::Fanout5000, Self::Throughput, Self::JoinBurst];
+    const ALL: [Self; 6] =
+        [Self::Idle, Self::Fanout1000, Self::Fanout5000, Self::Search5000, Self::Throughput, Self::JoinBurst];
 
     fn of_label(label: &str) -> Option<Self> {
         Some(match label {
             "idle" => Self::Idle,
             "fanout-1000" => Self::Fanout1000,
             "fanout-5000" => Self::Fanout5000,
+            "search-5000" => Self::Search5000,
             "throughput" => Self::Throughput,
             _ if label.starts_with("join-") => Self::JoinBurst,
             _ => return None,
@@ -105,6 +107,7 @@ impl Scenario {
             Self::Idle => "10,000 idle streams",
             Self::Fanout1000 => "1,000 subscribers, 100 messages/s, 30 s",
             Self::Fanout5000 => "5,000 subscribers, one publisher asking for 50 messages/s, 20 s",
+            Self::Search5000 => "5,000 subscribers, one publisher: the highest rate that holds",
             Self::Throughput => "10 subscribers, 16 publishers, as fast as answers come, 10 s",
             Self::JoinBurst => "N users join in a burst, N = 1,000 / 3,000 / 10,000",
         }
@@ -117,6 +120,7 @@ impl Scenario {
             Self::Fanout5000 => {
                 "50 messages/s held: 250,000 delivered events/s, 0 lost, 0 dropped, p99 under 100 ms"
             }
+            Self::Search5000 => "at least 50 messages/s with 0 lost, 0 disconnected, p99 under 100 ms",
             Self::Throughput => "at least 40,000 durable acked posts/s, 0 lost",
             Self::JoinBurst => "presence bytes per user flat as N grows; 10,000 joins done in under 2 s",
         }
@@ -207,6 +211,10 @@ fn verdict(scenario: Scenario, reports: &[&Report]) -> Verdict {
             };
             Verdict { met, detail }
         }
+        Scenario::Search5000 => {
+            let Some(search) = &first.search else { return none() };
+            Verdict { met: search.best_rate.is_some_and(|rate| rate >= 50.0), detail: search_summary(first) }
+        }
         Scenario::JoinBurst => {
             let joins: Vec<_> = reports.iter().filter_map(|report| report.join.as_ref()).collect();
             let Some(largest) = joins.iter().max_by_key(|join| join.users) else { return none() };
@@ -228,6 +236,26 @@ fn verdict(scenario: Scenario, reports: &[&Report]) -> Verdict {
                 ),
             }
         }
+    }
+}
+
+/// The highest rate that held and the first that did not, in words.
+fn search_summary(report: &Report) -> String {
+    let Some(search) = &report.search else { return "no search".into() };
+    let best = search.best_rate.map_or_else(
+        || "no rate held".into(),
+        |rate| {
+            let p99 = search
+                .best_step
+                .and_then(|best| report.steps.iter().find(|step| step.step == best))
+                .map(|step| format!(" (p99 {})", fmt_ms(step.latency.p99_ms)))
+                .unwrap_or_default();
+            format!("{rate:.0} messages/s held{p99}")
+        },
+    );
+    match search.first_failing_rate {
+        Some(rate) => format!("{best}; {rate:.0} did not"),
+        None => best,
     }
 }
 
@@ -272,6 +300,7 @@ fn overview_cell(scenario: Scenario, line: Option<&ResultLine>, joins: &[&Report
                 step.lost
             )
         }),
+        Scenario::Search5000 => search_summary(report),
         Scenario::Throughput => step(report).map_or_else(String::new, |step| {
             format!("{} acked posts/s, {} lost", fmt_int(step.posts.acknowledged_per_s), step.lost)
         }),
@@ -375,9 +404,22 @@ pub fn render(results: &[ResultLine], info: &RunInfo) -> String {
         let lines = lines_for(scenario);
         let _ = writeln!(w, "\n## {}\n", scenario.title());
         let _ = writeln!(w, "Target: {}.\n", scenario.goal());
+        let mut as_run: Vec<&str> = Vec::new();
+        for line in &lines {
+            if let ResultLine::Report(report) = line
+                && !report.parameters.is_empty()
+                && !as_run.contains(&report.parameters.as_str())
+            {
+                as_run.push(&report.parameters);
+            }
+        }
+        for parameters in as_run {
+            let _ = writeln!(w, "As run: {parameters}.\n");
+        }
         match scenario {
             Scenario::Idle => idle_table(w, &lines),
             Scenario::JoinBurst => join_table(w, &lines),
+            Scenario::Search5000 => search_table(w, &lines),
             _ => step_table(w, &lines),
         }
         failures_list(w, &lines);
@@ -506,6 +548,45 @@ fn step_table(w: &mut String, lines: &[&ResultLine]) {
             step.disconnected,
             fmt_cpu(step.cpu.server_cpu_pct),
             fmt_cpu(Some(step.cpu.loadtester_cpu_pct)),
+            saturated_mark(report)
+        );
+    }
+}
+
+fn search_table(w: &mut String, lines: &[&ResultLine]) {
+    let _ = writeln!(
+        w,
+        "| Server | Highest rate that held | First rate that did not, and why | Rates tried (acked/s, p99) |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|");
+    for (target, line) in by_target(lines) {
+        let Some(ResultLine::Report(report)) = line else {
+            let _ = writeln!(w, "| {} | {} | | |", peer_name(target), missing_text(line));
+            continue;
+        };
+        let Some(search) = &report.search else { continue };
+        let tried: Vec<String> = report
+            .steps
+            .iter()
+            .map(|step| {
+                format!(
+                    "{:.0}: {:.0}/s, {}",
+                    step.asked_rate.unwrap_or(0.0),
+                    step.posts.acknowledged_per_s,
+                    fmt_ms(step.latency.p99_ms)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {}{} |",
+            peer_name(target),
+            search.best_rate.map_or_else(|| "none".into(), |rate| format!("{rate:.0} messages/s")),
+            match (search.first_failing_rate, &search.first_failing_reason) {
+                (Some(rate), Some(reason)) => format!("{rate:.0}: {reason}"),
+                _ => "none".into(),
+            },
+            tried.join("; "),
             saturated_mark(report)
         );
     }

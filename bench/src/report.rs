@@ -19,6 +19,9 @@ pub struct Report {
     /// The scenario's name in a benchmark (`--label`).
     pub label: Option<String>,
     pub url: String,
+    /// The scenario's parameters, in words.
+    #[serde(default)]
+    pub parameters: String,
     pub connect: Option<ConnectReport>,
     pub memory: Option<MemoryReport>,
     #[serde(default)]
@@ -168,6 +171,7 @@ impl Report {
             target,
             label,
             url,
+            parameters: String::new(),
             connect: None,
             memory: None,
             steps: Vec::new(),
@@ -215,6 +219,9 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let label = self.label.as_deref().map(|l| format!(" [{l}]")).unwrap_or_default();
         writeln!(f, "loadtest {} against {} at {}{label}", self.mode, self.target, self.url)?;
+        if !self.parameters.is_empty() {
+            writeln!(f, "  {}", self.parameters)?;
+        }
         if let Some(connect) = &self.connect {
             writeln!(
                 f,
