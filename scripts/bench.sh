@@ -1,0 +1,307 @@
+#!/usr/bin/env bash
+# Benchmarks ssechat beside its peers, side by side, and writes BENCHMARKS.md:
+#   - ssechat (target/release/server, built here), data in a fresh temp folder per run;
+#   - nginx + nchan (Debian's nginx and libnginx-mod-nchan), config bench/peers/nchan/;
+#   - the original design, Hono on Bun (npm's bun and hono), code bench/peers/hono/.
+# Peers are installed into target/bench-peers/ (git-ignored) when missing. Every server gets a
+# fresh start for every scenario, pinned to CPU 0; the load tester (target/release/loadtest)
+# runs pinned to CPU 1. Everything listens on and connects to 127.0.0.1 only. Every process
+# started here is stopped by its PID.
+#
+# Usage: scripts/bench.sh [--quick] [--only SCENARIO,...] [--targets TARGET,...] [--out FILE]
+#   --quick     shrink sizes and durations (a few minutes); writes
+#               target/bench-peers/BENCHMARKS.quick.md unless --out is given
+#   --only      scenarios: idle, fanout-1000, fanout-5000, search-5000, throughput, join
+#               (default: all)
+#   --targets   ssechat, nchan, hono (default: all three)
+#   --out       where to write the page (default: BENCHMARKS.md for a full run)
+# Run it when nothing else is building: the figures are only as good as the quiet machine.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$SSECHAT_ROOT"
+
+invocation="scripts/bench.sh $*"
+quick=0
+only="idle,fanout-1000,fanout-5000,search-5000,throughput,join"
+targets="ssechat,nchan,hono"
+out=""
+while (( $# > 0 )); do
+  case "$1" in
+    --quick) quick=1 ;;
+    --only) only="${2:?--only needs a list}"; shift ;;
+    --targets) targets="${2:?--targets needs a list}"; shift ;;
+    --out) out="${2:?--out needs a file}"; shift ;;
+    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $1 (see --help)" ;;
+  esac
+  shift
+done
+wants() { [[ ",$1," == *",$2,"* ]]; }
+
+# --- Sizes -------------------------------------------------------------------------------
+if (( quick )); then
+  idle_streams=1000
+  f1_subs=200;  f1_rate=100; f1_duration=5s
+  f2_subs=1000; f2_rate=50;  f2_duration=5s
+  search_step=3s
+  tp_subs=10;   tp_pubs=16;  tp_duration=3s
+  join_sizes=(300 1000)
+  connect_timeout=20s; drain_timeout=10s; settle_timeout=15s
+  hono_join_max=1000
+  out="${out:-target/bench-peers/BENCHMARKS.quick.md}"
+else
+  idle_streams=10000
+  f1_subs=1000; f1_rate=100; f1_duration=30s
+  f2_subs=5000; f2_rate=50;  f2_duration=20s
+  search_step=5s
+  tp_subs=10;   tp_pubs=16;  tp_duration=10s
+  join_sizes=(1000 3000 10000)
+  connect_timeout=60s; drain_timeout=30s; settle_timeout=30s
+  # The original design sends N²/2 new-user events: 50 million at 10,000 users, gigabytes of
+  # buffers in Bun. It is run up to 3,000 (the issue's figures stop there too).
+  hono_join_max=3000
+  out="${out:-BENCHMARKS.md}"
+fi
+# Streams being opened at once: below nginx's stock listen backlog (511), so every server's
+# connect time is its own; a server with a smaller backlog shows accept-queue overflows.
+connect_concurrency=500
+
+# --- Preconditions -----------------------------------------------------------------------
+command -v taskset >/dev/null || die "taskset not found (Debian: util-linux)"
+(( $(nproc) >= 2 )) || die "needs 2 CPUs: the server on CPU 0, the load tester on CPU 1"
+if pgrep -f "cargo |rustc" >/dev/null 2>&1; then
+  log "WARNING: cargo or rustc is running: the figures will be disturbed"
+fi
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+(( $(ulimit -n) >= 2 * idle_streams + 100 )) ||
+  log "WARNING: open-file limit $(ulimit -n) is low for $idle_streams streams"
+
+# --- Build -------------------------------------------------------------------------------
+# The server is built exactly as `cargo leptos build --release` builds it (same features, same
+# LEPTOS_OUTPUT_NAME, which leptos reads at compile time), so neither build undoes the other.
+log "cargo build --release -p server; cargo build --release -p bench"
+LEPTOS_OUTPUT_NAME=ssechat cargo build --release -p server --bin server --no-default-features --features ssr
+cargo build --release -p bench --bins
+server_bin="$SSECHAT_ROOT/target/release/server"
+loadtest_bin="$SSECHAT_ROOT/target/release/loadtest"
+tool_bin="$SSECHAT_ROOT/target/release/bench-tool"
+
+# --- Peers -------------------------------------------------------------------------------
+peers="$SSECHAT_ROOT/target/bench-peers"
+mkdir -p "$peers"
+if wants "$targets" nchan; then
+  if [[ "$(dpkg-query -W -f='${Status}' libnginx-mod-nchan 2>/dev/null || true)" != "install ok installed" ]]; then
+    log "apt: installing nginx libnginx-mod-nchan"
+    sudo=()
+    if (( EUID != 0 )); then
+      command -v sudo >/dev/null || die "need root (or sudo) to install nginx libnginx-mod-nchan"
+      sudo=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq nginx libnginx-mod-nchan >/dev/null
+  fi
+  nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
+  [[ -x "$nginx_bin" ]] || die "nginx not found after installing it"
+fi
+hono_dir="$peers/hono"
+if wants "$targets" hono; then
+  mkdir -p "$hono_dir"
+  cp bench/peers/hono/server.ts "$hono_dir/server.ts"
+  if ! cmp -s bench/peers/hono/package.json "$hono_dir/package.json" || [[ ! -x "$hono_dir/node_modules/.bin/bun" ]]; then
+    command -v npm >/dev/null || die "npm not found: install Node.js 20+"
+    log "npm: installing bun and hono into $hono_dir"
+    cp bench/peers/hono/package.json "$hono_dir/package.json"
+    npm install --prefix "$hono_dir" --no-audit --no-fund --loglevel=error >/dev/null
+  fi
+  bun_bin="$hono_dir/node_modules/.bin/bun"
+  "$bun_bin" --version >/dev/null || die "the bun from npm does not run here"
+fi
+
+# --- Run bookkeeping ---------------------------------------------------------------------
+run_dir="$peers/run"
+rm -rf "$run_dir"
+mkdir -p "$run_dir/logs"
+results="$run_dir/results.jsonl"
+commands="$run_dir/commands.txt"
+: >"$results"
+echo "$invocation   # runs everything below" >"$commands"
+
+server_pid=""
+server_pids=()
+server_url=""
+server_data=""
+
+stop_server() {
+  [[ -n "$server_pid" ]] || return 0
+  if kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+      kill -0 "$server_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$server_pid" 2>/dev/null; then
+      log "server $server_pid did not stop on SIGTERM; killing it"
+      kill -KILL "$server_pid" 2>/dev/null || true
+    fi
+  fi
+  wait "$server_pid" 2>/dev/null || true
+  # nginx's workers leave with their master; any left over is stopped by its own PID.
+  for pid in "${server_pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  if [[ -n "$server_data" ]]; then
+    rm -rf "$server_data"
+  fi
+  server_pid=""
+  server_pids=()
+  server_url=""
+  server_data=""
+}
+trap 'stop_server' EXIT
+trap 'exit 130' INT TERM
+
+# Starts a fresh server of kind $1 for scenario $2: sets server_pid, server_pids, server_url.
+start_server() {
+  local kind="$1" label="$2" port log
+  port="$("$tool_bin" free-port)"
+  log="$run_dir/logs/$kind-$label.log"
+  case "$kind" in
+    ssechat)
+      server_data="$(mktemp -d -t ssechat-bench.XXXXXX)"
+      local args=(--addr "127.0.0.1:$port" --data-dir "$server_data"
+        --rate-burst 1000000 --rate-per-sec 1000000 --max-streams 100000)
+      echo "taskset -c 0 target/release/server ${args[*]/#$server_data/\$DATA}" >>"$commands"
+      taskset -c 0 "$server_bin" "${args[@]}" >"$log" 2>&1 &
+      server_pid=$!
+      server_pids=("$server_pid")
+      ;;
+    nchan)
+      local prefix="$run_dir/nchan-$label"
+      mkdir -p "$prefix"
+      sed -e "s#@PREFIX@#$prefix#g" -e "s#@PORT@#$port#g" -e "s#@NOFILE@#$(ulimit -Hn)#g" \
+        bench/peers/nchan/nginx.conf.in >"$prefix/nginx.conf"
+      echo "taskset -c 0 nginx -p \$PREFIX -c \$PREFIX/nginx.conf   # bench/peers/nchan/nginx.conf.in, port $port" >>"$commands"
+      taskset -c 0 "$nginx_bin" -p "$prefix" -c "$prefix/nginx.conf" >"$log" 2>&1 &
+      server_pid=$!
+      ;;
+    hono)
+      echo "PORT=$port NODE_ENV=production taskset -c 0 bun run bench/peers/hono/server.ts" >>"$commands"
+      PORT="$port" NODE_ENV=production taskset -c 0 "$bun_bin" run "$hono_dir/server.ts" >"$log" 2>&1 &
+      server_pid=$!
+      server_pids=("$server_pid")
+      ;;
+  esac
+  server_url="http://127.0.0.1:$port"
+  if ! "$tool_bin" wait-ready --addr "127.0.0.1:$port" --timeout 20s; then
+    tail -20 "$log" >&2 || true
+    stop_server
+    return 1
+  fi
+  if [[ "$kind" == nchan ]]; then
+    # The master and its workers, by parent PID: memory and CPU are summed over all.
+    mapfile -t server_pids < <(printf '%s\n' "$server_pid"; pgrep -P "$server_pid" || true)
+  fi
+}
+
+# Runs one scenario ($1, the label) against one server ($2) with loadtest arguments $3...
+run_scenario() {
+  local label="$1" kind="$2"
+  shift 2
+  log "$label: $kind"
+  if ! start_server "$kind" "$label"; then
+    printf '{"label":"%s","target":"%s","error":"the server did not start"}\n' "$label" "$kind" >>"$results"
+    return 0
+  fi
+  local pid_args=() pid
+  for pid in "${server_pids[@]}"; do pid_args+=(--server-pid "$pid"); done
+  local cmd=(taskset -c 1 "$loadtest_bin" --target "$kind" --url "$server_url" "${pid_args[@]}"
+    --label "$label" --connect-concurrency "$connect_concurrency"
+    --connect-timeout "$connect_timeout" --drain-timeout "$drain_timeout" "$@")
+  echo "taskset -c 1 target/release/loadtest --target $kind --url \$URL --server-pid \$PID --label $label --connect-concurrency $connect_concurrency --connect-timeout $connect_timeout --drain-timeout $drain_timeout $*" >>"$commands"
+  local json status=0
+  # The human summary goes to the terminal and the log; the JSON line to the results.
+  json="$(timeout 600 "${cmd[@]}" 2> >(tee "$run_dir/logs/loadtest-$kind-$label.txt" >&2))" || status=$?
+  json="$(printf '%s\n' "$json" | tail -n 1)"
+  if [[ "$json" == "{"* ]]; then
+    printf '%s\n' "$json" >>"$results"
+  else
+    printf '{"label":"%s","target":"%s","error":"the load tester exited with %s and no report"}\n' \
+      "$label" "$kind" "$status" >>"$results"
+  fi
+  stop_server
+}
+
+for_each_target() {
+  local label="$1" kind
+  shift
+  for kind in ssechat nchan hono; do
+    wants "$targets" "$kind" || continue
+    run_scenario "$label" "$kind" "$@"
+  done
+}
+
+started=$(date +%s)
+if wants "$only" idle; then
+  for_each_target idle idle --streams "$idle_streams" --hold 2s
+fi
+if wants "$only" fanout-1000; then
+  for_each_target fanout-1000 fanout --subscribers "$f1_subs" --publishers 1 --rate "$f1_rate" --duration "$f1_duration"
+fi
+if wants "$only" fanout-5000; then
+  for_each_target fanout-5000 fanout --subscribers "$f2_subs" --publishers 1 --rate "$f2_rate" --duration "$f2_duration"
+fi
+if wants "$only" search-5000; then
+  # From 10 messages/s, doubling while a rate holds, then three bisection steps.
+  for_each_target search-5000 search --subscribers "$f2_subs" --publishers 1 --step-duration "$search_step" \
+    --p99-bound-ms 100 --start-rate 10 --max-rate 400 --refine-steps 3
+fi
+if wants "$only" throughput; then
+  for_each_target throughput throughput --subscribers "$tp_subs" --publishers "$tp_pubs" --duration "$tp_duration"
+fi
+if wants "$only" join; then
+  for size in "${join_sizes[@]}"; do
+    for kind in ssechat hono; do
+      wants "$targets" "$kind" || continue
+      if [[ "$kind" == hono ]] && (( size > hono_join_max )); then
+        printf '{"label":"join-%s","target":"hono","error":"not run: N²/2 = %s new-user events"}\n' \
+          "$size" "$(( size * (size - 1) / 2 ))" >>"$results"
+        continue
+      fi
+      run_scenario "join-$size" "$kind" join-burst --users "$size" --settle-timeout "$settle_timeout"
+    done
+  done
+fi
+log "all scenarios done in $(( $(date +%s) - started )) s"
+
+# --- BENCHMARKS.md -----------------------------------------------------------------------
+notes="$run_dir/notes.md"
+: >"$notes"
+if [[ -f "$out" ]]; then
+  awk '/<!-- notes:end -->/ { keep = 0 } keep { print } /<!-- notes:begin -->/ { keep = 1 }' "$out" >"$notes"
+fi
+machine=(
+  "CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -n 1), $(nproc) cores"
+  "Memory: $(free -g | awk '/^Mem:/ { print $2 }') GiB"
+  "OS: Debian $(cat /etc/debian_version 2>/dev/null || echo '?'), Linux $(uname -r)"
+)
+versions=(
+  "ssechat: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- server app 2>/dev/null || echo ' (with uncommitted changes)'), $(rustc --version)"
+)
+if wants "$targets" nchan; then
+  versions+=("nginx $("$nginx_bin" -v 2>&1 | sed 's#.*nginx/##'), libnginx-mod-nchan $(dpkg-query -W -f='${Version}' libnginx-mod-nchan)")
+fi
+if wants "$targets" hono; then
+  versions+=("Bun $("$bun_bin" --version), Hono $(node -p "require('$hono_dir/node_modules/hono/package.json').version")")
+fi
+render_args=(render --results "$results" --out "$out" --date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+  --commands "$commands" --notes "$notes")
+for line in "${machine[@]}"; do render_args+=(--machine "$line"); done
+for line in "${versions[@]}"; do render_args+=(--version "$line"); done
+(( quick )) && render_args+=(--quick)
+mkdir -p "$(dirname "$out")"
+"$tool_bin" "${render_args[@]}"
+log "wrote $out (raw results: $results)"
