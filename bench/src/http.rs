@@ -1,9 +1,10 @@
 //! A minimal HTTP/1.1 client: what the load tester needs and nothing more.
 //!
 //! Two kinds of connection. A stream ([`open_stream`]) sends one `GET`, reads the response
-//! head, and hands back the socket with a [`BodyDecoder`]; its task then reads with
-//! [`read_with`], into one scratch buffer per thread, so ten thousand idle streams hold no
-//! buffers. A poster ([`PostClient`]) keeps one connection alive and sends one request at a
+//! head, and hands back an [`EventSocket`] with a [`BodyDecoder`]; its task then reads with
+//! [`EventSocket::read_with`], into one scratch buffer per thread, so ten thousand idle
+//! streams hold no buffers, and with one `recv` per wake-up where a plain tokio socket needs
+//! two (the second only to learn that nothing is left). A poster ([`PostClient`]) keeps one connection alive and sends one request at a
 //! time on it, like a browser tab's `fetch`, reconnecting when the server closes it.
 //!
 //! Response heads are parsed with `httparse`; bodies are framed by `Content-Length`, chunked
@@ -12,11 +13,11 @@
 use crate::error::LoadError;
 use std::{
     cell::RefCell,
-    io,
+    io::{self, Read},
     net::{SocketAddr, ToSocketAddrs},
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncReadExt, AsyncWriteExt, Interest, unix::AsyncFd},
     net::TcpStream,
 };
 
@@ -275,19 +276,47 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH_BYTES]);
 }
 
-/// Waits until `socket` has bytes, reads them into this thread's scratch buffer and calls
-/// `on_bytes` with them. `None` when the peer closed the connection.
-pub async fn read_with<R>(socket: &TcpStream, mut on_bytes: impl FnMut(&[u8]) -> R) -> io::Result<Option<R>> {
-    loop {
-        socket.readable().await?;
-        let read = SCRATCH.with_borrow_mut(|scratch| match socket.try_read(scratch) {
-            Ok(0) => Ok(None),
-            Ok(length) => Ok(Some(on_bytes(&scratch[..length]))),
-            Err(error) => Err(error),
-        });
-        match read {
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-            other => return other,
+/// The receiving end of an event stream.
+///
+/// A tokio `TcpStream` learns that a socket is drained only from a `recv` that fails with
+/// `EAGAIN`, one wasted system call per event on a stream that gets one event at a time. A
+/// `recv` that returns less than was asked for has drained the socket just as surely, so here
+/// readiness is cleared after it. (Safe against a race: tokio only clears readiness the
+/// reactor has not renewed since.)
+pub struct EventSocket {
+    fd: AsyncFd<std::net::TcpStream>,
+}
+
+impl EventSocket {
+    fn new(socket: TcpStream) -> io::Result<Self> {
+        let socket = socket.into_std()?;
+        // SAFETY: a std `TcpStream` owns its descriptor: it stays open, and `as_raw_fd` keeps
+        // returning it, until the stream (held by the `AsyncFd`) is dropped.
+        let fd = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }?;
+        Ok(Self { fd })
+    }
+
+    /// Waits until the socket has bytes, reads them into this thread's scratch buffer and
+    /// calls `on_bytes` with them. `None` when the peer closed the connection.
+    pub async fn read_with<R>(&self, mut on_bytes: impl FnMut(&[u8]) -> R) -> io::Result<Option<R>> {
+        loop {
+            let mut ready = self.fd.readable().await?;
+            let read = SCRATCH.with_borrow_mut(|scratch| match self.fd.get_ref().read(scratch) {
+                Ok(0) => Ok(None),
+                Ok(length) => Ok(Some((length < scratch.len(), on_bytes(&scratch[..length])))),
+                Err(error) => Err(error),
+            });
+            match read {
+                Ok(Some((drained, result))) => {
+                    if drained {
+                        ready.clear_ready();
+                    }
+                    return Ok(Some(result));
+                }
+                Ok(None) => return Ok(None),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
+                Err(error) => return Err(error),
+            }
         }
     }
 }
@@ -301,7 +330,7 @@ pub struct StreamRequest<'a> {
 /// An event stream whose response head has been read.
 pub struct OpenedStream {
     pub head: ResponseHead,
-    pub socket: TcpStream,
+    pub socket: EventSocket,
     pub body: BodyDecoder,
     /// Body bytes that arrived with the head; feed them to `body` before reading more.
     pub early_body: Vec<u8>,
@@ -331,7 +360,7 @@ pub async fn open_stream(endpoint: &Endpoint, request: StreamRequest<'_>) -> Res
     }
     let body = BodyDecoder::new(head.framing);
     buffer.shrink_to_fit();
-    Ok(OpenedStream { head, socket, body, early_body: buffer })
+    Ok(OpenedStream { head, socket: EventSocket::new(socket)?, body, early_body: buffer })
 }
 
 /// A `POST` to send.

@@ -97,7 +97,7 @@ impl Publisher {
         let open = Arc::new(AtomicBool::new(true));
         let still_open = Arc::clone(&open);
         let task = tokio::spawn(async move {
-            while let Ok(Some(())) = http::read_with(&opened.socket, |_| ()).await {}
+            while let Ok(Some(())) = opened.socket.read_with(|_| ()).await {}
             still_open.store(false, Ordering::Release);
         });
         Ok(Self { index, user, client, cookie: Some(cookie), own_stream: Some(OwnStream { task, open }) })

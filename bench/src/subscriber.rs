@@ -236,7 +236,7 @@ impl Drop for SubscriberSet {
 }
 
 /// The part of a subscriber's task that handles bytes: synchronous, so it can run inside
-/// [`http::read_with`] on the thread's scratch buffer.
+/// [`http::EventSocket::read_with`] on the thread's scratch buffer.
 struct StreamReader {
     body: BodyDecoder,
     parser: SseParser,
@@ -353,12 +353,11 @@ async fn subscribe(
             lock(&record).end(error.to_string());
             break;
         }
-        outcome =
-            match http::read_with(&opened.socket, |bytes| reader.on_bytes(&context, &record, bytes)).await {
-                Ok(Some(result)) => result,
-                Ok(None) => Err(LoadError::Closed),
-                Err(error) => Err(LoadError::Io(error)),
-            };
+        outcome = match opened.socket.read_with(|bytes| reader.on_bytes(&context, &record, bytes)).await {
+            Ok(Some(result)) => result,
+            Ok(None) => Err(LoadError::Closed),
+            Err(error) => Err(LoadError::Io(error)),
+        };
     }
     if let Some(settled) = settled.take() {
         settled.tick();
