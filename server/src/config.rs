@@ -83,6 +83,21 @@ pub struct Config {
     #[arg(long, env = "SSECHAT_SLOW_CLIENT_TIMEOUT_MS", default_value_t = 5_000)]
     pub slow_client_timeout_ms: u64,
 
+    /// Redis to share one room, one message sequence and replay with every instance that uses
+    /// the same URL and session secret (e.g. redis://127.0.0.1:6379). Without it, messages
+    /// stay in SQLite under DATA_DIR and the room in this process.
+    #[arg(long, env = "SSECHAT_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key, so several chats can share one Redis.
+    #[arg(long, env = "SSECHAT_REDIS_PREFIX", default_value = "ssechat")]
+    pub redis_prefix: String,
+
+    /// With Redis: an instance that has not beaten its heartbeat for this long is taken for
+    /// dead, and its users leave (after the grace period) everywhere.
+    #[arg(long, env = "SSECHAT_INSTANCE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub instance_timeout_ms: u64,
+
     /// Log format on stderr.
     #[arg(long, env = "SSECHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,

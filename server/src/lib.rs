@@ -52,6 +52,8 @@ pub enum StartError {
     Secret(#[from] session::SecretError),
     #[error("cannot open the message store: {0}")]
     Store(#[from] StoreError),
+    #[error("cannot reach the shared room: {0}")]
+    Cluster(#[from] hub::ClusterError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
 }
@@ -109,6 +111,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         Arc::new(move |messages| feed_hub.publish_messages(messages)),
     )?);
     hub.attach_store(Arc::clone(&store)).await?;
+    if let Some(url) = &config.redis_url {
+        let cluster = hub::ClusterPresence::connect(url, &config.redis_prefix).await?;
+        hub.attach_cluster(Arc::new(cluster));
+    }
     hub.spawn_presence_summaries();
 
     let listener = TcpListener::bind(config.addr)
@@ -147,6 +153,7 @@ fn hub_config(config: &Config) -> HubConfig {
         max_streams_per_user: config.max_streams_per_user,
         stream_buffer: config.stream_buffer,
         large_room_threshold: config.large_room_threshold,
+        instance_timeout: Duration::from_millis(config.instance_timeout_ms),
     }
 }
 

@@ -28,6 +28,15 @@ impl Binding {
         rand::thread_rng().fill_bytes(&mut bytes);
         Self(bytes)
     }
+
+    /// The text form kept in a shared store, so that every instance can check cookies.
+    pub fn to_text(self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    pub fn from_text(text: &str) -> Option<Self> {
+        URL_SAFE_NO_PAD.decode(text).ok()?.try_into().ok().map(Self)
+    }
 }
 
 impl fmt::Debug for Binding {
@@ -101,7 +110,7 @@ impl SessionKey {
 
     /// The cookie value for a session: `id.binding.signature`. `id` holds no dots.
     pub fn encode(&self, session: &Session) -> String {
-        let payload = format!("{}.{}", session.id, URL_SAFE_NO_PAD.encode(session.binding.0));
+        let payload = format!("{}.{}", session.id, session.binding.to_text());
         let signature = self.sign(payload.as_bytes());
         format!("{payload}.{signature}")
     }
@@ -113,8 +122,7 @@ impl SessionKey {
             return None;
         }
         let (id, binding) = payload.split_once('.')?;
-        let binding: [u8; 16] = URL_SAFE_NO_PAD.decode(binding).ok()?.try_into().ok()?;
-        Some(Session { id: UserId::parse(id).ok()?, binding: Binding(binding) })
+        Some(Session { id: UserId::parse(id).ok()?, binding: Binding::from_text(binding)? })
     }
 
     /// The `Set-Cookie` header value that binds this browser.

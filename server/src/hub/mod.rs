@@ -10,9 +10,11 @@
 //! ring's order of presence events is the order the room changed in. The lock is a std mutex
 //! held for plain data only, never across an `.await`.
 
+mod cluster;
 mod room;
 mod stream;
 
+pub use cluster::{ClusterError, ClusterPresence};
 pub use room::{JoinNo, Refusal};
 pub use stream::EventStream;
 
@@ -23,16 +25,16 @@ use crate::{
 };
 use app::protocol::{ChatMessage, HistoryGap, ServerEvent, User, UserId, UserName};
 use bytes::{Bytes, BytesMut};
-use room::{Announce, PendingLeave, Room};
+use room::{Announce, Room};
 use std::{
     collections::VecDeque,
     sync::{
-        Arc, Mutex, MutexGuard,
-        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard, OnceLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 /// The hub's settings, taken from the configuration.
@@ -48,6 +50,8 @@ pub struct HubConfig {
     pub max_streams_per_user: usize,
     pub stream_buffer: usize,
     pub large_room_threshold: usize,
+    /// With a shared room: an instance silent this long is taken for dead.
+    pub instance_timeout: Duration,
 }
 
 /// Recent message frames kept in memory, so a join or a reconnect after a blip is served
@@ -74,6 +78,8 @@ pub enum OpenError {
     Refused(Refusal),
     ServerFull,
     ShuttingDown,
+    /// The shared room (Redis) cannot be reached.
+    RoomUnavailable,
 }
 
 /// What a newly opened stream needs before it goes live.
@@ -133,6 +139,12 @@ struct HubInner {
     snapshot: Mutex<Option<(u64, Bytes)>>,
     stream_slots: Arc<Semaphore>,
     store: Mutex<Option<Arc<dyn MessageStore>>>,
+    /// Set when instances share one room through Redis (see [`cluster`]).
+    cluster: OnceLock<Arc<ClusterPresence>>,
+    /// Bumped each time the mirror of the shared room applies log entries.
+    mirror_applied: watch::Sender<u64>,
+    /// False while the shared room cannot be reached.
+    cluster_healthy: AtomicBool,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 }
@@ -166,6 +178,9 @@ impl Hub {
                 snapshot: Mutex::new(None),
                 stream_slots: Arc::new(Semaphore::new(config.max_streams)),
                 store: Mutex::new(None),
+                cluster: OnceLock::new(),
+                mirror_applied: watch::Sender::new(0),
+                cluster_healthy: AtomicBool::new(true),
                 metrics,
                 shutdown,
                 config,
@@ -237,8 +252,8 @@ impl Hub {
     }
 
     /// Admits a stream: checks identity and limits, records presence, and subscribes to the
-    /// ring, all under the room lock, so the stream sees every change after its `all-users`.
-    pub fn open_stream(
+    /// ring under the room lock, so the stream sees every change after its `all-users`.
+    pub async fn open_stream(
         &self,
         id: UserId,
         name: UserName,
@@ -249,27 +264,101 @@ impl Hub {
         }
         let permit =
             Arc::clone(&self.inner.stream_slots).try_acquire_owned().map_err(|_| OpenError::ServerFull)?;
-        let mut room = lock(&self.inner.room);
-        let admitted = room
-            .open_stream(id, name, session, self.inner.config.max_streams_per_user)
+        let max_streams = self.inner.config.max_streams_per_user;
+        let Some(cluster) = self.inner.cluster.get() else {
+            let mut room = lock(&self.inner.room);
+            let admitted = room.open_stream(id, name, session, max_streams).map_err(OpenError::Refused)?;
+            if let Announce::Event { version } = admitted.announce {
+                self.send_presence(version, ServerEvent::NewUser(admitted.user.clone()));
+            }
+            let guard = self.guard(&admitted.user.id, permit);
+            return Ok(self.subscribe(&mut room, admitted.user, admitted.new_session, guard));
+        };
+
+        let admitted = cluster
+            .open(&id, &name, session, max_streams)
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, "the shared room is unavailable");
+                OpenError::RoomUnavailable
+            })?
             .map_err(OpenError::Refused)?;
-        if let Announce::Event { version } = admitted.announce {
-            self.send_presence(version, ServerEvent::NewUser(admitted.user.clone()));
+        // From here the shared room counts this stream: the guard takes it back if we fail.
+        let guard = self.guard(&admitted.user.id, permit);
+        // The newcomer must be in its own `all-users`: wait for the mirror to apply its join.
+        let mut applied = self.inner.mirror_applied.subscribe();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            {
+                let mut room = lock(&self.inner.room);
+                if room.contains(&admitted.user.id) {
+                    return Ok(self.subscribe(&mut room, admitted.user, admitted.new_session, guard));
+                }
+            }
+            if tokio::time::timeout_at(deadline, applied.changed()).await.is_err() {
+                return Err(OpenError::RoomUnavailable);
+            }
         }
+    }
+
+    fn guard(&self, id: &UserId, permit: OwnedSemaphorePermit) -> StreamGuard {
+        self.inner.metrics.streams_open.fetch_add(1, Ordering::Relaxed);
+        StreamGuard { hub: self.clone(), id: id.clone(), _permit: permit }
+    }
+
+    /// Subscribes a stream to the ring and writes its view of the room; `room` is locked.
+    fn subscribe(
+        &self,
+        room: &mut Room,
+        user: User,
+        new_session: Option<Session>,
+        guard: StreamGuard,
+    ) -> OpenedStream {
         let receiver = self.inner.events.subscribe();
-        let mut opening = ServerEvent::AllUsers(room.all_users_for(&admitted.user.id)).to_sse_frame();
+        let mut opening = ServerEvent::AllUsers(room.all_users_for(&user.id)).to_sse_frame();
         let mut opening_events = 1;
         if room.is_large() {
             opening.push_str(&ServerEvent::Presence(room.presence_now()).to_sse_frame());
             opening_events += 1;
         }
-        let view_version = room.version();
-        drop(room);
+        let stream =
+            EventStream::new(self.clone(), receiver, (opening, opening_events), room.version(), guard);
+        OpenedStream { user, new_session, stream }
+    }
 
-        self.inner.metrics.streams_open.fetch_add(1, Ordering::Relaxed);
-        let guard = StreamGuard { hub: self.clone(), id: admitted.user.id.clone(), _permit: permit };
-        let stream = EventStream::new(self.clone(), receiver, (opening, opening_events), view_version, guard);
-        Ok(OpenedStream { user: admitted.user, new_session: admitted.new_session, stream })
+    /// Whether this instance can serve: not shutting down, and its shared room reachable.
+    pub fn is_ready(&self) -> bool {
+        !self.inner.shutdown.is_cancelled() && self.inner.cluster_healthy.load(Ordering::Relaxed)
+    }
+
+    /// Shares the room with every instance on the same Redis, from now on.
+    pub fn attach_cluster(&self, cluster: Arc<ClusterPresence>) {
+        if self.inner.cluster.set(Arc::clone(&cluster)).is_ok() {
+            tokio::spawn(cluster::run_mirror(self.clone(), Arc::clone(&cluster)));
+            tokio::spawn(cluster::run_heartbeat(self.clone(), cluster));
+        }
+    }
+
+    /// Applies entries of the shared room's log and announces what they change, in log order.
+    fn apply_log(&self, entries: Vec<cluster::LogEntry>) {
+        let mut room = lock(&self.inner.room);
+        for entry in entries {
+            if let Some((user, announce, joined)) = cluster::apply(&mut room, entry) {
+                let event = if joined { ServerEvent::NewUser(user) } else { ServerEvent::UserLeave(user) };
+                self.announce(&room, announce, event);
+            }
+        }
+        drop(room);
+        self.inner.mirror_applied.send_modify(|applied| *applied += 1);
+    }
+
+    /// Tells the streams about a change of membership, the way the room decided.
+    fn announce(&self, room: &Room, announce: Announce, event: ServerEvent) {
+        match announce {
+            Announce::Event { version } => self.send_presence(version, event),
+            Announce::Snapshot { version } => self.send_presence(version, ServerEvent::Users(room.users())),
+            Announce::Summarized | Announce::Nothing => {}
+        }
     }
 
     /// The user a session speaks for, if the session is current.
@@ -338,29 +427,32 @@ impl Hub {
 
     fn close_stream(&self, id: &UserId) {
         self.inner.metrics.streams_open.fetch_sub(1, Ordering::Relaxed);
-        let Some(pending) = lock(&self.inner.room).close_stream(id) else { return };
-        let grace = self.inner.config.leave_grace;
         // Streams are dropped on the runtime's threads; without a runtime (the process is
-        // ending) there is nobody left to tell.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let hub = self.clone();
-            runtime.spawn(async move {
-                tokio::time::sleep(grace).await;
-                hub.expire(&pending);
-            });
-        }
-    }
-
-    fn expire(&self, pending: &PendingLeave) {
-        let mut room = lock(&self.inner.room);
-        match room.expire(pending) {
-            Some((user, Announce::Event { version })) => {
-                self.send_presence(version, ServerEvent::UserLeave(user))
+        // ending) there is nobody left to tell, and with a shared room the other instances
+        // reap this one's streams once its heartbeat stops.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let grace = self.inner.config.leave_grace;
+        let hub = self.clone();
+        match self.inner.cluster.get() {
+            None => {
+                let Some(pending) = lock(&self.inner.room).close_stream(id) else { return };
+                runtime.spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    let mut room = lock(&hub.inner.room);
+                    if let Some((user, announce)) = room.expire(&pending) {
+                        hub.announce(&room, announce, ServerEvent::UserLeave(user));
+                    }
+                });
             }
-            Some((_, Announce::Snapshot { version })) => {
-                self.send_presence(version, ServerEvent::Users(room.users()))
+            Some(cluster) => {
+                let (cluster, id) = (Arc::clone(cluster), id.clone());
+                runtime.spawn(async move {
+                    if let Some(Some(token)) = cluster::retry(&hub, || cluster.close(&id)).await {
+                        tokio::time::sleep(grace).await;
+                        cluster::retry(&hub, || cluster.expire(&id, token)).await;
+                    }
+                });
             }
-            Some((_, Announce::Summarized | Announce::Nothing)) | None => {}
         }
     }
 

@@ -125,6 +125,10 @@ impl Room {
         self.members.len()
     }
 
+    pub fn contains(&self, id: &UserId) -> bool {
+        self.members.contains_key(id)
+    }
+
     /// The user a session speaks for, if its binding is the current one.
     pub fn authorize(&self, session: &Session) -> Option<&User> {
         self.members
@@ -166,23 +170,42 @@ impl Room {
             return Err(Refusal::TooManyStreams);
         }
         let session = Session { id: id.clone(), binding: Binding::random() };
-        let user = User { id: id.clone(), name };
+        let user = User { id, name };
         let join_no = self.next_join_no;
-        self.next_join_no += 1;
-        self.order.insert(join_no, id.clone());
+        let announce = self.record_join(user.clone(), session.binding, join_no, 1);
+        Ok(Admitted { user, new_session: Some(session), announce })
+    }
+
+    /// A join decided elsewhere (by the shared store, when instances share one room), applied
+    /// to this instance's copy of the room. Joins arrive in the store's order, so every
+    /// instance announces the same changes the same way. A repeat is ignored.
+    pub fn apply_join(&mut self, user: User, binding: Binding, join_no: JoinNo) -> Announce {
+        if self.members.contains_key(&user.id) {
+            return Announce::Nothing;
+        }
+        self.record_join(user, binding, join_no, 0)
+    }
+
+    /// A departure decided elsewhere; `None` if the user was not here.
+    pub fn apply_leave(&mut self, id: &UserId) -> Option<(User, Announce)> {
+        self.record_leave(id)
+    }
+
+    fn record_join(&mut self, user: User, binding: Binding, join_no: JoinNo, streams: usize) -> Announce {
+        self.next_join_no = self.next_join_no.max(join_no + 1);
+        self.order.insert(join_no, user.id.clone());
         self.members.insert(
-            id,
-            Member { user: user.clone(), binding: session.binding, streams: 1, join_no, leave_token: 0 },
+            user.id.clone(),
+            Member { user: user.clone(), binding, streams, join_no, leave_token: 0 },
         );
-        let announce = if self.is_large() {
-            push_recent(&mut self.recent_joins, user.clone());
+        if self.is_large() {
+            push_recent(&mut self.recent_joins, user);
             self.changed_since_summary = true;
             Announce::Summarized
         } else {
             self.version += 1;
             Announce::Event { version: self.version }
-        };
-        Ok(Admitted { user, new_session: Some(session), announce })
+        }
     }
 
     /// Records a closed stream. When it was the user's last, returns the departure to carry
@@ -203,8 +226,12 @@ impl Room {
         if member.streams > 0 || member.leave_token != pending.token {
             return None;
         }
+        self.record_leave(&pending.id)
+    }
+
+    fn record_leave(&mut self, id: &UserId) -> Option<(User, Announce)> {
         let was_large = self.is_large();
-        let member = self.members.remove(&pending.id)?;
+        let member = self.members.remove(id)?;
         self.order.remove(&member.join_no);
         let announce = if self.is_large() {
             push_recent(&mut self.recent_leaves, member.user.clone());

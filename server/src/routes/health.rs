@@ -7,11 +7,14 @@ use axum::{
     response::IntoResponse,
 };
 
-/// 200 while the server accepts connections; 503 once shutdown has begun, so a load balancer
-/// stops sending new clients here.
+/// 200 while the server accepts connections and reaches what it shares with other instances;
+/// 503 once shutdown has begun or while Redis is unreachable, so a load balancer sends new
+/// clients elsewhere.
 pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     if state.hub.shutdown_token().is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    } else if !state.hub.is_ready() {
+        (StatusCode::SERVICE_UNAVAILABLE, "the shared store is unreachable")
     } else {
         (StatusCode::OK, "ok")
     }

@@ -58,8 +58,8 @@ pub async fn open_stream(
 ) -> Result<Response, ApiError> {
     let request = StreamRequest::parse(&uri, &headers)?;
     let session = state.sessions.from_headers(&headers);
-    let opened =
-        state.hub.open_stream(request.id, request.name, session.as_ref()).map_err(|error| match error {
+    let opened = state.hub.open_stream(request.id, request.name, session.as_ref()).await.map_err(
+        |error| match error {
             OpenError::Refused(Refusal::IdHeldElsewhere) => {
                 ApiError::Conflict("this id is in use by someone else in the chat")
             }
@@ -74,11 +74,16 @@ pub async fn open_stream(
                 reason: "the server is at its connection limit: retry shortly",
                 retry_after: Duration::from_secs(5),
             },
+            OpenError::RoomUnavailable => ApiError::Unavailable {
+                reason: "the chat's shared store is unreachable: retry shortly",
+                retry_after: Duration::from_secs(2),
+            },
             OpenError::ShuttingDown => ApiError::Unavailable {
                 reason: "the server is shutting down: retry shortly",
                 retry_after: Duration::from_secs(1),
             },
-        })?;
+        },
+    )?;
     let cookie = opened.new_session.as_ref().map(|session| state.sessions.set_cookie_header(session));
     let user = opened.user.clone();
     let stream = opened.start(&state.hub, request.last_event_id).await.map_err(|error| {

@@ -2,6 +2,8 @@
 //! reads the SSE byte stream itself, frame by frame, as any client of the protocol would.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use futures_util::StreamExt;
 use reqwest::{StatusCode, header::HeaderMap};
 use server::Config;
