@@ -1,41 +1,107 @@
-//! Counters an operator can watch, rendered as Prometheus text at `GET /metrics`. Plain
-//! atomics: they sit on the hot path of every event, where a lock or an allocation per update
-//! would cost more than the count is worth.
+//! What an operator watches, per instance, exposed at `GET /metrics` through `prometheus-client`
+//! (OpenMetrics text, which Prometheus scrapes). Counters and gauges are atomics: they sit on
+//! the hot path of every event, where a lock per update would cost more than the count.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{
+        counter::Counter,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+use std::time::Duration;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    pub streams_open: AtomicU64,
-    pub messages_total: AtomicU64,
-    pub events_sent_total: AtomicU64,
-    pub slow_clients_dropped_total: AtomicU64,
+    registry: Registry,
+    streams_open: Gauge,
+    users_online: Gauge,
+    messages: Counter,
+    messages_accepted: Counter,
+    events_sent: Counter,
+    slow_clients_dropped: Counter,
+    store_append_seconds: Histogram,
+    redis_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ssechat");
+        let streams_open = Gauge::default();
+        let users_online = Gauge::default();
+        let messages = Counter::default();
+        let messages_accepted = Counter::default();
+        let events_sent = Counter::default();
+        let slow_clients_dropped = Counter::default();
+        // 0.1 ms to about 3 s: an fsync here takes ~0.1 ms, a Redis outage seconds.
+        let store_append_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
+        let redis_errors = Counter::default();
+        registry.register("streams_open", "Open event streams on this instance", streams_open.clone());
+        registry.register("users_online", "Users in the room", users_online.clone());
+        registry.register("messages", "Messages fanned out to this instance's streams", messages.clone());
+        registry.register(
+            "messages_accepted",
+            "Messages acknowledged by this instance",
+            messages_accepted.clone(),
+        );
+        registry.register("events_sent", "Events written to streams", events_sent.clone());
+        registry.register(
+            "slow_clients_dropped",
+            "Streams dropped because their client could not keep up",
+            slow_clients_dropped.clone(),
+        );
+        registry.register(
+            "store_append_seconds",
+            "Time from accepting a message to its durable append",
+            store_append_seconds.clone(),
+        );
+        registry.register("redis_errors", "Failed calls to Redis", redis_errors.clone());
+        Self {
+            registry,
+            streams_open,
+            users_online,
+            messages,
+            messages_accepted,
+            events_sent,
+            slow_clients_dropped,
+            store_append_seconds,
+            redis_errors,
+        }
+    }
 }
 
 impl Metrics {
+    pub fn stream_opened(&self) {
+        self.streams_open.inc();
+    }
+    pub fn stream_closed(&self) {
+        self.streams_open.dec();
+    }
+    pub fn messages_fanned_out(&self, count: u64) {
+        self.messages.inc_by(count);
+    }
+    pub fn message_accepted(&self, append_took: Duration) {
+        self.messages_accepted.inc();
+        self.store_append_seconds.observe(append_took.as_secs_f64());
+    }
+    pub fn events_sent(&self, count: u64) {
+        self.events_sent.inc_by(count);
+    }
+    pub fn slow_client_dropped(&self) {
+        self.slow_clients_dropped.inc();
+    }
+    pub fn redis_error(&self) {
+        self.redis_errors.inc();
+    }
+
     /// The exposition text; `users_online` comes from the room, which owns that number.
     pub fn render(&self, users_online: usize) -> String {
-        let mut out = String::with_capacity(1024);
-        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-            // Writing to a String cannot fail.
-            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
-        };
-        metric("ssechat_streams_open", "gauge", "Open event streams.", self.streams_open.load(Relaxed));
-        metric("ssechat_users_online", "gauge", "Users in the room.", users_online as u64);
-        metric("ssechat_messages_total", "counter", "Messages accepted.", self.messages_total.load(Relaxed));
-        metric(
-            "ssechat_events_sent_total",
-            "counter",
-            "Events written to streams.",
-            self.events_sent_total.load(Relaxed),
-        );
-        metric(
-            "ssechat_slow_clients_dropped_total",
-            "counter",
-            "Streams dropped because their client could not keep up.",
-            self.slow_clients_dropped_total.load(Relaxed),
-        );
+        self.users_online.set(i64::try_from(users_online).unwrap_or(i64::MAX));
+        let mut out = String::with_capacity(2048);
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
         out
     }
 }

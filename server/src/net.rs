@@ -19,7 +19,7 @@ use std::{
     future::Future,
     io,
     pin::Pin,
-    sync::{Arc, atomic::Ordering},
+    sync::Arc,
     task::{Context, Poll, ready},
     time::Duration,
 };
@@ -113,7 +113,7 @@ impl<T> WriteDeadline<T> {
         let deadline = self.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         ready!(deadline.as_mut().poll(cx));
         self.deadline = None;
-        self.metrics.slow_clients_dropped_total.fetch_add(1, Ordering::Relaxed);
+        self.metrics.slow_client_dropped();
         tracing::info!("dropping a connection whose client stopped reading");
         Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "client stopped reading")))
     }

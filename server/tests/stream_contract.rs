@@ -183,20 +183,49 @@ async fn users_pages_through_the_room_with_cursors_the_server_issued() {
     }
 }
 
+/// Parses Prometheus/OpenMetrics text: every sample line is `name value`, every name is
+/// declared by a `# TYPE` line first.
+fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut declared = Vec::new();
+    let mut samples = std::collections::HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            declared.push(rest.split(' ').next().unwrap().to_owned());
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("sample line {line:?}"));
+            let base = name.split('{').next().unwrap();
+            assert!(declared.iter().any(|d| base.starts_with(d.as_str())), "{base} has no # TYPE");
+            samples.insert(
+                name.to_owned(),
+                value.parse::<f64>().unwrap_or_else(|_| panic!("value in {line:?}")),
+            );
+        }
+    }
+    samples
+}
+
 #[tokio::test]
-async fn health_and_metrics_report_the_room() {
+async fn health_and_metrics_report_the_room_and_move_with_messages() {
     let server = TestServer::start().await;
     let (_ann, cookie) = join(&server, "ann", "Ann").await;
-    say(&server, &cookie, "counted").await;
     let health = http().get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
     assert_eq!(health.text().await.unwrap(), "ok");
-    let metrics = http().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    for line in ["ssechat_streams_open 1", "ssechat_users_online 1", "ssechat_messages_total 1"] {
-        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
-    }
-    assert!(metrics.contains("ssechat_events_sent_total"));
-    assert!(metrics.contains("ssechat_slow_clients_dropped_total 0"));
+
+    let scrape = || async {
+        parse_metrics(&http().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap())
+    };
+    let before = scrape().await;
+    assert_eq!(before["ssechat_streams_open"], 1.0);
+    assert_eq!(before["ssechat_users_online"], 1.0);
+    assert_eq!(before["ssechat_messages_total"], 0.0);
+    assert_eq!(before["ssechat_slow_clients_dropped_total"], 0.0);
+    say(&server, &cookie, "counted").await;
+    let after = scrape().await;
+    assert_eq!(after["ssechat_messages_total"], 1.0);
+    assert_eq!(after["ssechat_messages_accepted_total"], 1.0);
+    assert!(after["ssechat_events_sent_total"] > before["ssechat_events_sent_total"]);
+    assert_eq!(after["ssechat_store_append_seconds_count"], 1.0);
 }
 
 #[tokio::test]

@@ -421,6 +421,7 @@ pub(super) async fn run_mirror(hub: Hub, cluster: Arc<ClusterPresence>) {
         match result {
             Ok(()) => backoff = RETRY_FIRST,
             Err(error) => {
+                hub.inner.metrics.redis_error();
                 tracing::warn!(%error, "reading the shared room failed; retrying");
                 reader = None;
                 tokio::select! {
@@ -458,6 +459,7 @@ pub(super) async fn run_heartbeat(hub: Hub, cluster: Arc<ClusterPresence>) {
                 }
             }
             Err(error) => {
+                hub.inner.metrics.redis_error();
                 if hub.inner.cluster_healthy.swap(false, Ordering::Relaxed) {
                     tracing::error!(%error, "the shared room is unreachable");
                 }
@@ -482,7 +484,10 @@ where
     for _ in 0..RETRY_ATTEMPTS {
         match call().await {
             Ok(value) => return Some(value),
-            Err(error) => tracing::debug!(%error, "a change of the shared room failed; retrying"),
+            Err(error) => {
+                hub.inner.metrics.redis_error();
+                tracing::debug!(%error, "a change of the shared room failed; retrying");
+            }
         }
         tokio::select! {
             () = hub.inner.shutdown.cancelled() => return None,

@@ -245,7 +245,7 @@ impl Hub {
                 recent.frames.pop_front();
             }
         }
-        self.inner.metrics.messages_total.fetch_add(messages.len() as u64, Ordering::Relaxed);
+        self.inner.metrics.messages_fanned_out(messages.len() as u64);
         // No receivers is fine: nobody is listening.
         let _ =
             self.inner.events.send(Frame::Messages { first_seq: first.seq, offsets: offsets.into(), bytes });
@@ -279,6 +279,7 @@ impl Hub {
             .open(&id, &name, session, max_streams)
             .await
             .map_err(|error| {
+                self.inner.metrics.redis_error();
                 tracing::warn!(%error, "the shared room is unavailable");
                 OpenError::RoomUnavailable
             })?
@@ -302,7 +303,7 @@ impl Hub {
     }
 
     fn guard(&self, id: &UserId, permit: OwnedSemaphorePermit) -> StreamGuard {
-        self.inner.metrics.streams_open.fetch_add(1, Ordering::Relaxed);
+        self.inner.metrics.stream_opened();
         StreamGuard { hub: self.clone(), id: id.clone(), _permit: permit }
     }
 
@@ -426,7 +427,7 @@ impl Hub {
     }
 
     fn close_stream(&self, id: &UserId) {
-        self.inner.metrics.streams_open.fetch_sub(1, Ordering::Relaxed);
+        self.inner.metrics.stream_closed();
         // Streams are dropped on the runtime's threads; without a runtime (the process is
         // ending) there is nobody left to tell, and with a shared room the other instances
         // reap this one's streams once its heartbeat stops.

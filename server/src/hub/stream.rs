@@ -8,7 +8,7 @@
 use super::{Backlog, Frame, Hub, StreamGuard};
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
-use std::{convert::Infallible, sync::atomic::Ordering, time::Duration};
+use std::{convert::Infallible, time::Duration};
 use tokio::{
     sync::broadcast::{Receiver, error::RecvError, error::TryRecvError},
     time::{Instant, Interval, MissedTickBehavior},
@@ -194,14 +194,14 @@ impl EventStream {
     }
 
     fn drop_slow_client(&self) -> Option<Bytes> {
-        self.hub.metrics().slow_clients_dropped_total.fetch_add(1, Ordering::Relaxed);
+        self.hub.metrics().slow_client_dropped();
         tracing::info!("dropping a stream that fell behind; it will catch up by replay");
         None
     }
 
     fn count_events(&self, events: u64) {
         if events > 0 {
-            self.hub.metrics().events_sent_total.fetch_add(events, Ordering::Relaxed);
+            self.hub.metrics().events_sent(events);
         }
     }
 }

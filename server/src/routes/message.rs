@@ -128,14 +128,19 @@ pub async fn post_message(
         return Err(ApiError::Forbidden("id and name must be those of your session"));
     }
     state.rate.check(&author.id).map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    let started = std::time::Instant::now();
     let message = state.store.append(author, text).await.map_err(|error| {
         if let StoreError::Backend(reason) = &error {
             tracing::error!(%reason, "appending a message failed");
+        }
+        if state.config.redis_url.is_some() {
+            state.hub.metrics().redis_error();
         }
         ApiError::Unavailable {
             reason: "the message store is unavailable: retry shortly",
             retry_after: Duration::from_secs(1),
         }
     })?;
+    state.hub.metrics().message_accepted(started.elapsed());
     Ok(Json(message))
 }
