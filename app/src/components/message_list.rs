@@ -242,10 +242,19 @@ pub fn MessageList(
         });
     }
 
+    // Where the list was at the last `scroll` event: only a move up can take the reader away
+    // from the bottom. Scroll events come a frame late, so one caused by our own scrolling down
+    // may find new messages already added below, and must not read as the reader leaving.
+    #[cfg(feature = "hydrate")]
+    let last_top = StoredValue::new(0);
     let on_scroll = move |_| {
         #[cfg(feature = "hydrate")]
         if let Some(list) = list.get_untracked() {
-            let bottom = list.scroll_height() - list.scroll_top() - list.client_height() <= AT_BOTTOM_PX;
+            let top = list.scroll_top();
+            let moved_up = top < last_top.get_value();
+            last_top.set_value(top);
+            let near = list.scroll_height() - top - list.client_height() <= AT_BOTTOM_PX;
+            let bottom = near || (!moved_up && at_bottom.get_value());
             at_bottom.set_value(bottom);
             if bottom && unseen.get_untracked() > 0 {
                 unseen.set(0);
