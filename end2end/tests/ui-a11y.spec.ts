@@ -1,0 +1,170 @@
+import AxeBuilder from "@axe-core/playwright";
+import type { Locator, Page, TestInfo } from "@playwright/test";
+import { test, expect, joined, postAs, ChatPage, UI, DESKTOP, PHONE } from "./ui-helpers";
+
+// Accessibility: an automated axe-core check of every main state (light and dark, desktop and
+// phone) with no serious or critical violation, the landmarks and live region, and the whole
+// chat used by keyboard alone with a visible focus.
+
+/** Runs axe on the page as it is; fails on serious or critical violations, attaches the rest. */
+async function expectNoSeriousViolations(page: Page, testInfo: TestInfo, state: string): Promise<void> {
+  const results = await new AxeBuilder({ page }).analyze();
+  const serious = results.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  if (results.violations.length > 0) {
+    await testInfo.attach(`axe ${state}`, {
+      body: JSON.stringify(results.violations, null, 2),
+      contentType: "application/json",
+    });
+  }
+  const summary = serious.map((v) => `${v.id} (${v.impact}): ${v.help}\n  ${v.nodes.map((n) => n.target.join(" ")).join("\n  ")}`);
+  expect(summary, `serious or critical axe violations in ${state}`).toEqual([]);
+}
+
+test("axe finds no serious or critical violation in any main state, light or dark, desktop or phone", async ({
+  openChat,
+}, testInfo) => {
+  const visitor = await openChat("Visitor");
+  const alice = await joined(openChat, "Alice");
+  const bob = await joined(openChat, "Bob");
+  await postAs(bob, ["Hello! See https://example.com/docs for the plan.", "Second line\nof a grouped message"]);
+  await postAs(alice, ["Sounds good."]);
+  await alice.expectMessage("Sounds good.", "Alice", true);
+
+  for (const scheme of ["light", "dark"] as const) {
+    for (const [size, viewport] of [
+      ["desktop", DESKTOP],
+      ["phone", PHONE],
+    ] as const) {
+      const where = `${size}, ${scheme}`;
+      for (const chat of [visitor, alice]) {
+        await chat.page.emulateMedia({ colorScheme: scheme });
+        await chat.page.setViewportSize(viewport);
+      }
+      await expectNoSeriousViolations(visitor.page, testInfo, `join form (${where})`);
+      await expectNoSeriousViolations(alice.page, testInfo, `chat (${where})`);
+
+      if (size === "phone") {
+        await alice.page.locator(UI.peopleToggle).click();
+        await expect(alice.userList).toBeVisible();
+        await expectNoSeriousViolations(alice.page, testInfo, `people panel (${where})`);
+        await alice.page.locator(UI.peopleToggle).click();
+      }
+
+      await alice.page.locator(UI.accountButton).click();
+      await expect(alice.page.getByLabel("New name", { exact: true })).toBeVisible();
+      await expectNoSeriousViolations(alice.page, testInfo, `account menu (${where})`);
+      await alice.page.keyboard.press("Escape");
+
+      await alice.page.route("**/message", (route) => route.fulfill({ status: 503, body: "busy" }), { times: 1 });
+      await alice.send(`refused (${where})`);
+      await expect(alice.composerError).toBeVisible();
+      await alice.composerInput.fill("x".repeat(2010));
+      await expect(alice.page.locator(UI.charCount)).toBeVisible();
+      await expectNoSeriousViolations(alice.page, testInfo, `send failed, too long (${where})`);
+      await alice.composerInput.fill(`sent (${where})`);
+      await alice.page.locator(UI.composerRetry).click();
+      await alice.expectMessage(`sent (${where})`, "Alice", true);
+    }
+  }
+});
+
+test("the page has landmarks, labelled controls and a polite live message list", async ({ openChat }) => {
+  const visitor = await openChat("Visitor");
+  await expect(visitor.page.locator("html")).toHaveAttribute("lang", "en");
+  await expect(visitor.page.getByRole("banner")).toHaveCount(1);
+  await expect(visitor.page.getByRole("main")).toHaveCount(1);
+  await expect(visitor.page.getByRole("textbox", { name: "Your name" })).toBeVisible();
+
+  const alice = await joined(openChat, "Alice");
+  const page = alice.page;
+  await expect(page.getByRole("banner")).toHaveCount(1);
+  await expect(page.getByRole("main")).toHaveCount(1);
+  await expect(page.getByRole("complementary", { name: /People/ })).toHaveCount(1);
+  await expect(page.getByRole("form", { name: "Send a message" })).toHaveCount(1);
+  await expect(alice.messageList).toHaveAttribute("aria-live", "polite");
+  await expect(page.getByRole("list", { name: "Messages" })).toHaveCount(1);
+  await expect(page.getByRole("textbox", { name: "Message" })).toBeVisible();
+  await expect(page.getByRole("button", { name: "Send" })).toBeVisible();
+  await expect(page.getByRole("button", { name: /Account: Alice/ })).toBeVisible();
+  // Every control has a name.
+  const unnamed = await page.evaluate(() =>
+    [...document.querySelectorAll("button, input, textarea, select, a[href]")]
+      .filter((element) => {
+        const labelled = element.getAttribute("aria-label") || element.getAttribute("aria-labelledby");
+        const labels = (element as HTMLInputElement).labels;
+        return !labelled && !(labels && labels.length > 0) && !(element.textContent ?? "").trim();
+      })
+      .map((element) => element.outerHTML),
+  );
+  expect(unnamed).toEqual([]);
+});
+
+/** Presses Tab until `target` has the focus (at most `limit` times). */
+async function tabTo(chat: ChatPage, target: Locator, limit = 15): Promise<void> {
+  for (let i = 0; i < limit; i++) {
+    if (await target.evaluate((element) => element === document.activeElement)) return;
+    await chat.page.keyboard.press("Tab");
+  }
+  await expect(target).toBeFocused();
+}
+
+/** The focused element shows a focus outline. */
+async function expectVisibleFocus(page: Page): Promise<void> {
+  const outline = await page.evaluate(() => {
+    const style = getComputedStyle(document.activeElement!);
+    return { style: style.outlineStyle, width: parseFloat(style.outlineWidth) };
+  });
+  expect(outline.style).not.toBe("none");
+  expect(outline.width).toBeGreaterThanOrEqual(2);
+}
+
+test("the whole chat works by keyboard, with a visible focus", async ({ openChat }) => {
+  const bob = await joined(openChat, "Bob");
+  const alice = await openChat("Alice");
+  const page = alice.page;
+
+  // Join: Tab to the name, type, Enter.
+  await tabTo(alice, alice.joinName);
+  await expectVisibleFocus(page);
+  await page.keyboard.type("Alice");
+  await page.keyboard.press("Enter");
+  await alice.expectLive();
+
+  // Send: Tab to the composer, type, Enter.
+  await tabTo(alice, alice.composerInput);
+  await expectVisibleFocus(page);
+  await page.keyboard.type("typed without a mouse");
+  await page.keyboard.press("Enter");
+  await bob.expectMessage("typed without a mouse", "Alice", false);
+
+  // The message list can be reached and scrolled by keyboard.
+  await tabTo(alice, alice.messageList);
+  await expectVisibleFocus(page);
+
+  // The account menu: open with Enter, close with Escape, focus back on its button.
+  const account = page.locator(UI.accountButton);
+  await tabTo(alice, account);
+  await expectVisibleFocus(page);
+  await page.keyboard.press("Enter");
+  await expect(page.getByLabel("New name", { exact: true })).toBeFocused();
+  await page.keyboard.press("Escape");
+  await expect(page.getByLabel("New name", { exact: true })).toBeHidden();
+  await expect(account).toBeFocused();
+
+  // Rename by keyboard.
+  await page.keyboard.press("Enter");
+  await page.keyboard.press("ControlOrMeta+a");
+  await page.keyboard.type("Ali");
+  await page.keyboard.press("Enter");
+  await expect(bob.notice(/^Ali joined$/)).toBeVisible();
+
+  // On a phone, the people toggle by keyboard.
+  await page.setViewportSize({ width: 360, height: 740 });
+  const toggle = page.locator(UI.peopleToggle);
+  await tabTo(alice, toggle);
+  await expectVisibleFocus(page);
+  await page.keyboard.press("Enter");
+  await expect(alice.userList).toBeVisible();
+  await page.keyboard.press("Escape");
+  await expect(alice.userList).toBeHidden();
+});

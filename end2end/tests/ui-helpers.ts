@@ -1,0 +1,120 @@
+// Helpers for the ui-*.spec.ts tests of the browser UI. They build on ./fixtures (read-only):
+//
+// - `test` is the fixtures' `test` with one more option, `serverArgs`: extra command-line
+//   arguments for the test's server (`test.use({ serverArgs: ["--rate-burst", "1"] })`).
+// - The rest are small conditions and actions the UI tests share: posting over HTTP as a user,
+//   where the message list is scrolled to, hiding the tab, screenshots as artifacts, and the
+//   Content-Security-Policy violations a page reported.
+import { expect, type Page, type TestInfo } from "@playwright/test";
+import { test as base, ChatPage, startServer, type ServerHandle } from "./fixtures";
+
+export { expect, ChatPage, startServer };
+
+export const test = base.extend<{ serverArgs: string[] }>({
+  serverArgs: [[], { option: true }],
+
+  // The fixtures' server, started with `serverArgs`.
+  server: async ({ serverArgs }, use, testInfo) => {
+    const { handle, stop } = await startServer(serverArgs);
+    try {
+      await use(handle);
+    } finally {
+      const problem = await stop();
+      if (testInfo.status !== testInfo.expectedStatus) {
+        await testInfo.attach("server log", { body: handle.logs(), contentType: "text/plain" });
+      }
+      if (problem) throw new Error(`${problem}\n${handle.logs()}`);
+    }
+  },
+});
+
+export type { ServerHandle };
+
+/** The UI's own test ids, beyond the ones ./fixtures knows. */
+export const UI = {
+  newMessages: '[data-testid="new-messages"]',
+  charCount: '[data-testid="char-count"]',
+  composerRetry: '[data-testid="composer-retry"]',
+  composerOffline: '[data-testid="composer-offline"]',
+  peopleToggle: '[data-testid="people-toggle"]',
+  accountButton: '[data-testid="account-button"]',
+  renameForm: '[data-testid="rename-form"]',
+  renameError: '[data-testid="rename-error"]',
+  leaveButton: '[data-testid="leave-button"]',
+  joinInfo: '[data-testid="join-info"]',
+  userSample: '[data-testid="user-sample"]',
+} as const;
+
+/** Opens the app as `name` and joins; every other user is already there. */
+export async function joined(openChat: (label: string) => Promise<ChatPage>, name: string): Promise<ChatPage> {
+  const chat = await openChat(name);
+  await chat.join(name);
+  return chat;
+}
+
+/**
+ * Posts messages as `chat`'s user straight to `POST /message` (the browser context's cookies go
+ * along), one after the other, without typing them: for tests that need many messages.
+ */
+export async function postAs(chat: ChatPage, texts: string[]): Promise<void> {
+  const origin = new URL(chat.page.url()).origin;
+  for (const message of texts) {
+    const response = await chat.context.request.post(`${origin}/message`, { data: { message } });
+    expect(response.status(), `POST /message for "${message}": ${await response.text()}`).toBe(200);
+  }
+}
+
+/** How far (px) the message list is scrolled up from its bottom. */
+export function distanceFromBottom(chat: ChatPage): Promise<number> {
+  return chat.messageList.evaluate((list) => list.scrollHeight - list.scrollTop - list.clientHeight);
+}
+
+/** Waits until the message list is scrolled to its bottom. */
+export async function expectAtBottom(chat: ChatPage): Promise<void> {
+  await expect.poll(() => distanceFromBottom(chat), { message: `${chat.label}: list at its bottom` }).toBeLessThan(2);
+}
+
+/**
+ * Scrolls the message list to its top, as a reader going back would. The list's `scroll` event
+ * is dispatched at once (the browser's own comes with the next frame), so the page knows before
+ * the test goes on.
+ */
+export async function scrollToTop(chat: ChatPage): Promise<void> {
+  await expectAtBottom(chat);
+  await chat.messageList.evaluate((list) => {
+    list.scrollTop = 0;
+    list.dispatchEvent(new Event("scroll"));
+  });
+  expect(await distanceFromBottom(chat), `${chat.label}: the list is long enough to scroll`).toBeGreaterThan(100);
+}
+
+/** Makes the page believe its tab is hidden (or visible again), as a tab switch would. */
+export async function setTabHidden(page: Page, hidden: boolean): Promise<void> {
+  await page.evaluate((hidden) => {
+    Object.defineProperty(document, "visibilityState", { value: hidden ? "hidden" : "visible", configurable: true });
+    Object.defineProperty(document, "hidden", { value: hidden, configurable: true });
+    document.dispatchEvent(new Event("visibilitychange"));
+  }, hidden);
+}
+
+/** Saves a full-page screenshot as a test artifact (not compared with anything). */
+export async function screenshot(page: Page, testInfo: TestInfo, name: string): Promise<void> {
+  const path = testInfo.outputPath(`${name}.png`);
+  await page.screenshot({ path, fullPage: true, animations: "disabled" });
+  await testInfo.attach(name, { path, contentType: "image/png" });
+}
+
+/** What the browser logged about the Content-Security-Policy blocking something. */
+export function cspViolations(chat: ChatPage): string[] {
+  return chat.errors.filter((error) => /Content Security Policy|Refused to (apply|execute|load|connect)/i.test(error));
+}
+
+/** Checks that a page reported no CSP violation and carries no inline style. */
+export async function expectCspClean(chat: ChatPage): Promise<void> {
+  expect(cspViolations(chat), `${chat.label}: CSP violations`).toEqual([]);
+  await expect(chat.page.locator("[style]:not([style=\"\"])"), `${chat.label}: inline style attributes`).toHaveCount(0);
+  await expect(chat.page.locator("style"), `${chat.label}: <style> elements`).toHaveCount(0);
+}
+
+export const DESKTOP = { width: 1280, height: 800 };
+export const PHONE = { width: 360, height: 740 };
