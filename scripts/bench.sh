@@ -125,6 +125,8 @@ rm -rf "$run_dir"
 mkdir -p "$run_dir/logs"
 results="$run_dir/results.jsonl"
 commands="$run_dir/commands.txt"
+disturbed="$run_dir/disturbed.txt"
+: >"$disturbed"
 : >"$results"
 echo "$invocation   # runs everything below" >"$commands"
 
@@ -212,6 +214,13 @@ run_scenario() {
   local label="$1" kind="$2"
   shift 2
   log "$label: $kind"
+  # Builds or browsers of other people on this machine disturb the figures: say where.
+  local others
+  others="$(pgrep -f "cargo |rustc|playwright|chrom" -a 2>/dev/null | awk '{ n = split($2, path, "/"); print path[n] }' | sort -u | tr '\n' ' ' || true)"
+  if [[ -n "$others" ]]; then
+    log "WARNING: also running: $others"
+    printf '%s/%s (%s)\n' "$label" "$kind" "${others% }" >>"$disturbed"
+  fi
   if ! start_server "$kind" "$label"; then
     printf '{"label":"%s","target":"%s","error":"the server did not start"}\n' "$label" "$kind" >>"$results"
     return 0
@@ -288,6 +297,11 @@ machine=(
   "Memory: $(free -g | awk '/^Mem:/ { print $2 }') GiB"
   "OS: Debian $(cat /etc/debian_version 2>/dev/null || echo '?'), Linux $(uname -r)"
 )
+if [[ -s "$disturbed" ]]; then
+  machine+=("**Not quiet**: other processes were running at the start of $(wc -l <"$disturbed") runs: $(paste -sd ';' "$disturbed" | sed 's/;/; /g')")
+else
+  machine+=("Quiet: no cargo, rustc or browser running at the start of any run")
+fi
 versions=(
   "ssechat: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- server app 2>/dev/null || echo ' (with uncommitted changes)'), $(rustc --version)"
 )
