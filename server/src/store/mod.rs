@@ -5,8 +5,10 @@
 //! The trait is what the hub and the handlers need (append, read after a `seq`, read the last
 //! N), not what SQLite offers, so that a Redis implementation can stand beside it.
 
+mod redis;
 mod sqlite;
 
+pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
 
 use app::protocol::{ChatMessage, MessageText, User};
