@@ -36,7 +36,7 @@ use metrics::Metrics;
 use session::SessionKey;
 use state::AppState;
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
-use store::{MessageStore, SqliteStore, StoreError};
+use store::{MessageStore, RedisStore, SqliteStore, StoreError};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -104,12 +104,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new(hub_config(&config), Arc::clone(&metrics), shutdown.clone());
+    // The hub hears of messages from the store, never from the handler: with Redis, messages
+    // appended by other instances arrive the same way.
     let feed_hub = hub.clone();
-    let store: Arc<dyn MessageStore> = Arc::new(SqliteStore::open(
-        &config.data_dir.join("messages.db"),
-        config.retention,
-        Arc::new(move |messages| feed_hub.publish_messages(messages)),
-    )?);
+    let feed: store::MessageFeed = Arc::new(move |messages| feed_hub.publish_messages(messages));
+    let store: Arc<dyn MessageStore> = match &config.redis_url {
+        Some(url) => Arc::new(RedisStore::connect(url, &config.redis_prefix, config.retention, feed).await?),
+        None => Arc::new(SqliteStore::open(&config.data_dir.join("messages.db"), config.retention, feed)?),
+    };
     hub.attach_store(Arc::clone(&store)).await?;
     if let Some(url) = &config.redis_url {
         let cluster = hub::ClusterPresence::connect(url, &config.redis_prefix).await?;

@@ -19,6 +19,7 @@ async fn instance(redis: &RedisProcess) -> TestServer {
         config.redis_url = Some(url);
         config.session_secret = Some(SECRET.into());
         config.instance_timeout_ms = 600;
+        config.rate_burst = 1_000;
     })
     .await
 }
@@ -84,11 +85,32 @@ async fn a_killed_instance_has_its_users_leave_everywhere() {
     assert_eq!(doomed.next_event().await.event, "all-users");
     assert_eq!(watcher.next_event().await.json(), json!({"id": "doomed", "name": "Doomed"}));
 
+    let cookie = doomed.cookie.clone().unwrap();
+    let mut acknowledged = Vec::new();
+    for i in 0..5 {
+        let response = http()
+            .post(format!("{base}/message"))
+            .header("cookie", &cookie)
+            .json(&json!({"message": format!("last words {i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        acknowledged.push(response.json::<serde_json::Value>().await.unwrap());
+    }
+
     a.kill().unwrap(); // SIGKILL: no goodbye
     a.wait().unwrap();
     let left = watcher.next_named("user-leave").await;
     assert_eq!(left.json(), json!({"id": "doomed", "name": "Doomed"}));
     assert_eq!(user_ids(&b).await, ["watcher"]);
+
+    // Everything A acknowledged before it died is readable through B.
+    let mut connect = Connect::new("late", "Late");
+    connect.last_event_id_query = Some("0");
+    let mut late = SseClient::connect(&b, connect).await;
+    let replayed: Vec<_> = messages(&mut late, 5).await.iter().map(SseEvent::json).collect();
+    assert_eq!(replayed, acknowledged);
 }
 
 #[tokio::test]
@@ -127,4 +149,111 @@ async fn redis_down_makes_new_streams_and_health_fail_and_all_recovers() {
         json!({"id": "bob", "name": "Bob"}),
         "the open stream survived"
     );
+}
+
+fn seqs(events: &[SseEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.json()["seq"].as_u64().unwrap()).collect()
+}
+
+async fn messages(client: &mut SseClient, n: usize) -> Vec<SseEvent> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        out.push(client.next_named("message").await);
+    }
+    out
+}
+
+#[tokio::test]
+async fn messages_posted_on_any_instance_reach_every_stream_once_in_seq_order() {
+    let redis = RedisProcess::start();
+    let a = instance(&redis).await;
+    let b = instance(&redis).await;
+    let (mut reader_a, _) = join(&a, "reader-a", "Reader A").await;
+    let (mut reader_b, _) = join(&b, "reader-b", "Reader B").await;
+    let (_ann, ann) = join(&a, "ann", "Ann").await;
+    let (_bob, bob) = join(&b, "bob", "Bob").await;
+
+    // Several publishers on both instances, interleaved.
+    let mut posts = Vec::new();
+    for (server, cookie) in [(&a, &ann), (&b, &bob)] {
+        for i in 0..20 {
+            let (url, cookie) = (server.url("/message"), cookie.clone());
+            posts.push(tokio::spawn(async move {
+                let body = json!({ "message": format!("m{i}") });
+                let response = http().post(url).header("cookie", cookie).json(&body).send().await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                response.json::<serde_json::Value>().await.unwrap()["seq"].as_u64().unwrap()
+            }));
+        }
+    }
+    let mut acknowledged = Vec::new();
+    for post in posts {
+        acknowledged.push(post.await.unwrap());
+    }
+    acknowledged.sort_unstable();
+    assert_eq!(acknowledged, (1..=40).collect::<Vec<_>>(), "one seq sequence across instances");
+    for reader in [&mut reader_a, &mut reader_b] {
+        assert_eq!(seqs(&messages(reader, 40).await), (1..=40).collect::<Vec<_>>());
+    }
+
+    // A cookie from A posts on B, as the same author.
+    let on_b = say(&b, &ann, "from A's cookie, on B").await;
+    assert_eq!((on_b["id"].as_str(), on_b["seq"].as_u64()), (Some("ann"), Some(41)));
+    assert_eq!(reader_a.next_named("message").await.json(), on_b);
+}
+
+#[tokio::test]
+async fn a_client_moving_to_another_instance_gets_exactly_what_it_missed() {
+    let redis = RedisProcess::start();
+    let a = instance(&redis).await;
+    let b = instance(&redis).await;
+    let (_ann, ann) = join(&a, "ann", "Ann").await;
+    let (mut bob, bob_cookie) = join(&a, "bob", "Bob").await;
+    say(&a, &ann, "one").await;
+    let seen = bob.next_named("message").await;
+    drop(bob);
+    for text in ["two", "three"] {
+        say(&b, &ann, text).await;
+    }
+    let mut connect = Connect::new("bob", "Bob").cookie(Some(&bob_cookie));
+    let last = seen.id.clone().unwrap();
+    connect.last_event_id_header = Some(&last);
+    let mut bob = SseClient::connect(&b, connect).await;
+    assert_eq!(bob.status, StatusCode::OK);
+    let missed: Vec<_> = messages(&mut bob, 2).await.iter().map(|e| e.json()["message"].clone()).collect();
+    assert_eq!(missed, [json!("two"), json!("three")]);
+    let fresh = say(&a, &ann, "four").await;
+    assert_eq!(bob.next_named("message").await.json(), fresh, "nothing twice");
+}
+
+#[tokio::test]
+async fn redis_outage_refuses_posts_with_503_and_loses_nothing_acknowledged() {
+    let mut redis = RedisProcess::start();
+    let a = instance(&redis).await;
+    let b = instance(&redis).await;
+    let (mut reader, _) = join(&b, "reader", "Reader").await;
+    let (_ann, ann) = join(&a, "ann", "Ann").await;
+    say(&a, &ann, "before").await;
+
+    redis.stop();
+    let refused = post_json(&a, Some(&ann), json!({"message": "during"})).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert!(!refused.text().await.unwrap().is_empty(), "a plain reason");
+
+    redis.restart();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let after = loop {
+        let response = post_json(&a, Some(&ann), json!({"message": "after"})).await;
+        if response.status() == StatusCode::OK {
+            break response.json::<serde_json::Value>().await.unwrap();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "posting recovers");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    // The stream on B stayed open and gets both acknowledged messages, once each, in order.
+    let got = messages(&mut reader, 2).await;
+    assert_eq!(got[0].json()["message"], "before");
+    assert_eq!(got[1].json(), after);
+    assert_eq!(seqs(&got), [1, 2]);
 }
