@@ -60,3 +60,21 @@ test("the list stays at the bottom when the window gets smaller", async ({ openC
   await expectAtBottom(alice);
   await expect(alice.message("line 30")).toBeInViewport();
 });
+
+test("after the new-messages button, the list stays at the bottom when the window changes size at once", async ({
+  openChat,
+}) => {
+  const alice = await joined(openChat, "Alice");
+  const bob = await joined(openChat, "Bob");
+  await postAs(alice, Array.from({ length: 30 }, (_, i) => `message ${i + 1}, long enough to wrap on a phone screen`));
+  await alice.expectMessage("message 30, long enough to wrap on a phone screen", "Alice", true);
+  // Turning a phone, again and again, right after going down to the new messages.
+  for (let i = 0; i < 6; i++) {
+    await scrollToTop(alice);
+    await postAs(bob, [`news ${i}`]);
+    await alice.page.locator(UI.newMessages).click();
+    await alice.page.setViewportSize(i % 2 ? { width: 1280, height: 800 } : { width: 360, height: 740 });
+    await expectAtBottom(alice);
+    await expect(alice.message(`news ${i}`)).toBeInViewport();
+  }
+});

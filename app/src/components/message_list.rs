@@ -179,17 +179,30 @@ pub fn MessageList(
     // already shown stay the viewer's own.
     let my_id = move || me.with_untracked(|me| me.as_ref().map(|me| me.id.clone()));
 
+    // Whether the reader is at the bottom, so new messages should follow; and where the list was
+    // at the last `scroll` event. Scroll events come a frame late, after whatever else changed
+    // meanwhile (messages added below, a resize), so only a move up takes the reader away from
+    // the bottom, and our own scrolling to the bottom says so at once.
+    #[cfg(feature = "hydrate")]
+    let at_bottom = StoredValue::new(true);
+    #[cfg(feature = "hydrate")]
+    let last_top = StoredValue::new(0);
+    #[cfg(feature = "hydrate")]
+    let pin_to_bottom = move |list: &web_sys::Element| {
+        list.set_scroll_top(list.scroll_height());
+        // `try_`: a resize can be reported while the list is being taken down.
+        let _ = last_top.try_set_value(list.scroll_top());
+        let _ = at_bottom.try_set_value(true);
+    };
     #[cfg(feature = "hydrate")]
     let scroll_to_bottom = move || {
         // After the browser has laid out what was just added.
         request_animation_frame(move || {
             if let Some(list) = list.get_untracked() {
-                list.set_scroll_top(list.scroll_height());
+                pin_to_bottom(&list);
             }
         });
     };
-    #[cfg(feature = "hydrate")]
-    let at_bottom = StoredValue::new(true);
     #[cfg(feature = "hydrate")]
     {
         now.set(time::now_ms());
@@ -227,10 +240,10 @@ pub fn MessageList(
         let observer = StoredValue::new_local(None::<StickOnResize>);
         Effect::new(move |_| {
             if let Some(element) = list.get() {
-                let scroller = element.clone();
+                let scroller: web_sys::Element = element.clone().into();
                 let callback = wasm_bindgen::closure::Closure::<dyn FnMut()>::new(move || {
                     if at_bottom.try_get_value() == Some(true) {
-                        scroller.set_scroll_top(scroller.scroll_height());
+                        pin_to_bottom(&scroller);
                     }
                 });
                 let js_function: &js_sys::Function = wasm_bindgen::JsCast::unchecked_ref(callback.as_ref());
@@ -242,11 +255,6 @@ pub fn MessageList(
         });
     }
 
-    // Where the list was at the last `scroll` event: only a move up can take the reader away
-    // from the bottom. Scroll events come a frame late, so one caused by our own scrolling down
-    // may find new messages already added below, and must not read as the reader leaving.
-    #[cfg(feature = "hydrate")]
-    let last_top = StoredValue::new(0);
     let on_scroll = move |_| {
         #[cfg(feature = "hydrate")]
         if let Some(list) = list.get_untracked() {
