@@ -12,6 +12,10 @@ async function expectNoHorizontalOverflow(chat: ChatPage): Promise<void> {
 test("on a 360 px phone the people list folds away behind a toggle with the count", async ({ openChat }) => {
   const alice = await openChat("Alice");
   await alice.page.setViewportSize(PHONE);
+  const card = (await alice.joinForm.boundingBox())!;
+  expect(card.x, "the join form has a margin on the left").toBeGreaterThanOrEqual(8);
+  expect(card.x + card.width, "and on the right").toBeLessThanOrEqual(PHONE.width - 8);
+  await expectNoHorizontalOverflow(alice);
   await alice.join("Alice with a rather long name");
   await joined(openChat, "Bob");
 
