@@ -37,6 +37,37 @@ pub struct Replay {
     pub oldest_retained: Option<u64>,
 }
 
+/// What a store's writer receives: an append to commit, or the request to finish.
+pub(crate) enum Command<A, D> {
+    Append(A),
+    /// Everything queued before this is written; then the writer stops and answers on `done`.
+    Close {
+        done: D,
+    },
+}
+
+/// Group commit's gathering step: `first` plus every command already queued, up to `max`
+/// appends in `batch`, stopping at a close, which is returned. Whatever is in `batch` then
+/// goes to disk in one commit, so concurrent posts share one sync.
+pub(crate) fn gather<A, D>(
+    first: Command<A, D>,
+    queue: &mut tokio::sync::mpsc::Receiver<Command<A, D>>,
+    batch: &mut Vec<A>,
+    max: usize,
+) -> Option<D> {
+    let mut next = Some(first);
+    while let Some(command) = next.take() {
+        match command {
+            Command::Append(append) => batch.push(append),
+            Command::Close { done } => return Some(done),
+        }
+        if batch.len() < max {
+            next = queue.try_recv().ok();
+        }
+    }
+    None
+}
+
 pub trait MessageStore: Send + Sync + 'static {
     /// Appends a message, assigning its `seq` and `ts`; resolves once it is durable and has been
     /// handed to the feed.

@@ -145,14 +145,7 @@ struct PendingAppend {
     reply: oneshot::Sender<Result<ChatMessage, StoreError>>,
 }
 
-enum Command {
-    Append(PendingAppend),
-    /// Everything queued before this is written; then the writer stops and reports the highest
-    /// `seq` it wrote.
-    Close {
-        done: oneshot::Sender<u64>,
-    },
-}
+type Command = super::Command<PendingAppend, oneshot::Sender<u64>>;
 
 /// A message store in Redis, shared by every instance pointed at the same Redis and prefix.
 pub struct RedisStore {
@@ -418,20 +411,7 @@ impl Writer {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut written = 0;
         while let Some(first) = receiver.recv().await {
-            let mut close = None;
-            let mut next = Some(first);
-            while let Some(command) = next.take() {
-                match command {
-                    Command::Append(append) => batch.push(append),
-                    Command::Close { done } => {
-                        close = Some(done);
-                        break;
-                    }
-                }
-                if batch.len() < MAX_BATCH {
-                    next = receiver.try_recv().ok();
-                }
-            }
+            let close = super::gather(first, &mut receiver, &mut batch, MAX_BATCH);
             if !batch.is_empty() {
                 written = written.max(self.commit(&mut batch).await);
             }

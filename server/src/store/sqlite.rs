@@ -33,13 +33,7 @@ struct PendingAppend {
     reply: oneshot::Sender<Result<ChatMessage, StoreError>>,
 }
 
-enum Command {
-    Append(PendingAppend),
-    /// Everything queued before this is written; then the writer stops.
-    Close {
-        done: oneshot::Sender<()>,
-    },
-}
+type Command = super::Command<PendingAppend, oneshot::Sender<()>>;
 
 pub struct SqliteStore {
     commands: mpsc::Sender<Command>,
@@ -125,20 +119,7 @@ impl Writer {
     fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while let Some(first) = receiver.blocking_recv() {
-            let mut close = None;
-            let mut next = Some(first);
-            while let Some(command) = next.take() {
-                match command {
-                    Command::Append(append) => batch.push(append),
-                    Command::Close { done } => {
-                        close = Some(done);
-                        break;
-                    }
-                }
-                if batch.len() < MAX_BATCH {
-                    next = receiver.try_recv().ok();
-                }
-            }
+            let close = super::gather(first, &mut receiver, &mut batch, MAX_BATCH);
             if !batch.is_empty() {
                 self.commit(&mut batch);
             }
