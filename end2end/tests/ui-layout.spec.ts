@@ -46,6 +46,11 @@ test("on a 360 px phone the people list folds away behind a toggle with the coun
   await expect(alice.userList).toBeVisible();
   await toggle.click();
   await expect(alice.userList).toBeHidden();
+  // A tap on the conversation folds it as well.
+  await toggle.click();
+  await expect(alice.userList).toBeVisible();
+  await alice.composerInput.click();
+  await expect(alice.userList).toBeHidden();
 
   // Sending works at this width.
   await alice.send("hello from a phone");

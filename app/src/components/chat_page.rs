@@ -113,7 +113,8 @@ pub fn ChatPage() -> impl IntoView {
     let people_open = RwSignal::new(false);
     let count = move || grouped(chat.roster.with(Roster::count));
     let people_toggle: NodeRef<html::Button> = NodeRef::new();
-    // Escape folds the people panel from anywhere, and the focus goes back to its toggle.
+    // Escape folds the people panel from anywhere, and the focus goes back to its toggle; a click
+    // on the conversation (which the panel covers in part) folds it too.
     let close_people = move |event: ev::KeyboardEvent| {
         if event.key() == "Escape" && people_open.get_untracked() {
             people_open.set(false);
@@ -160,7 +161,7 @@ pub fn ChatPage() -> impl IntoView {
                                 <aside id="people" class="sidebar" aria-labelledby="user-list-title">
                                     <UserList roster=chat.roster me=chat.me/>
                                 </aside>
-                                <main class="conversation">
+                                <main class="conversation" on:click=move |_| people_open.set(false)>
                                     <ConnectionError error=chat.connection_error on_start_over=start_over/>
                                     <MessageList timeline=chat.timeline me=chat.me/>
                                     <Composer status=chat.status on_sent=sent/>
