@@ -18,7 +18,8 @@ async fn instance(redis: &RedisProcess) -> TestServer {
     TestServer::start_with(move |config| {
         config.redis_url = Some(url);
         config.session_secret = Some(SECRET.into());
-        config.instance_timeout_ms = 600;
+        // Long enough that a loaded CI machine never takes a live instance for dead.
+        config.instance_timeout_ms = 2_000;
         config.rate_burst = 1_000;
     })
     .await
@@ -68,7 +69,7 @@ async fn a_killed_instance_has_its_users_leave_everywhere() {
 
     let data = tempfile::tempdir().unwrap();
     let mut a = Command::new(env!("CARGO_BIN_EXE_server"))
-        .args(["--addr", "127.0.0.1:0", "--leave-grace-ms", "100", "--instance-timeout-ms", "600"])
+        .args(["--addr", "127.0.0.1:0", "--leave-grace-ms", "100", "--instance-timeout-ms", "2000"])
         .args(["--redis-url", &redis.url(), "--session-secret", SECRET, "--data-dir"])
         .arg(data.path())
         .stdout(Stdio::piped())

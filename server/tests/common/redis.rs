@@ -29,7 +29,7 @@ impl RedisProcess {
 
     fn spawn(&mut self) {
         let dir: PathBuf = self.dir.path().to_path_buf();
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args([
                 "--bind",
                 "127.0.0.1",
@@ -46,12 +46,19 @@ impl RedisProcess {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (scripts/ensure-tools.sh installs it)");
-        self.child = Some(child);
+        // Ready when this very process answers PING (not merely when something listens on the
+        // port: another test's server could).
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while !answers_ping(self.port) {
+            assert!(
+                child.try_wait().ok().flatten().is_none(),
+                "redis-server exited: port {} taken?",
+                self.port
+            );
             assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.child = Some(child);
     }
 
     /// Kills the server (SIGKILL), as an outage would.
@@ -73,4 +80,12 @@ impl Drop for RedisProcess {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+fn answers_ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut reply = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
 }
