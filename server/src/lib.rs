@@ -119,9 +119,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     }
     hub.spawn_presence_summaries();
 
-    let listener = TcpListener::bind(config.addr)
-        .await
-        .map_err(|source| StartError::Bind { addr: config.addr, source })?;
+    let listener = listen(config.addr).map_err(|source| StartError::Bind { addr: config.addr, source })?;
     let local_addr =
         listener.local_addr().map_err(|source| StartError::Bind { addr: config.addr, source })?;
     let slow_client_timeout_ms = config.slow_client_timeout_ms;
@@ -141,6 +139,20 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     };
     let serving = tokio::spawn(net::serve(listener, router, options, shutdown.clone()));
     Ok(RunningServer { local_addr, shutdown, serving, store })
+}
+
+/// Connections the kernel may hold for us before we accept them. A chat is joined in bursts
+/// (a deploy reconnects everyone at once); tokio's default of 1,024 overflows, and each
+/// overflowed handshake costs its client a one-second SYN retry. The kernel caps this at
+/// `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 16_384;
+
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 fn hub_config(config: &Config) -> HubConfig {
