@@ -74,7 +74,7 @@ if pgrep -f "cargo |rustc" >/dev/null 2>&1; then
   log "WARNING: cargo or rustc is running: the figures will be disturbed"
 fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-(( $(ulimit -n) >= 2 * idle_streams + 100 )) ||
+(( $(ulimit -n) >= idle_streams + 100 )) ||
   log "WARNING: open-file limit $(ulimit -n) is low for $idle_streams streams"
 
 # --- Build -------------------------------------------------------------------------------
@@ -83,6 +83,8 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 log "cargo build --release -p server; cargo build --release -p bench"
 LEPTOS_OUTPUT_NAME=ssechat cargo build --release -p server --bin server --no-default-features --features ssr
 cargo build --release -p bench --bins
+# Said now: someone may commit while the scenarios run.
+ssechat_version="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- server app Cargo.lock 2>/dev/null || echo ' with uncommitted changes')"
 server_bin="$SSECHAT_ROOT/target/release/server"
 loadtest_bin="$SSECHAT_ROOT/target/release/loadtest"
 tool_bin="$SSECHAT_ROOT/target/release/bench-tool"
@@ -209,18 +211,19 @@ start_server() {
   fi
 }
 
+# Builds or browsers of other people on this machine disturb the figures: names of what runs.
+other_work() {
+  pgrep -af "cargo |rustc|playwright|chrom" 2>/dev/null |
+    awk '{ n = split($2, path, "/"); print path[n] }' | sort -u | paste -sd ' ' || true
+}
+
 # Runs one scenario ($1, the label) against one server ($2) with loadtest arguments $3...
 run_scenario() {
   local label="$1" kind="$2"
   shift 2
   log "$label: $kind"
-  # Builds or browsers of other people on this machine disturb the figures: say where.
-  local others
-  others="$(pgrep -f "cargo |rustc|playwright|chrom" -a 2>/dev/null | awk '{ n = split($2, path, "/"); print path[n] }' | sort -u | tr '\n' ' ' || true)"
-  if [[ -n "$others" ]]; then
-    log "WARNING: also running: $others"
-    printf '%s/%s (%s)\n' "$label" "$kind" "${others% }" >>"$disturbed"
-  fi
+  local others_before others_after
+  others_before="$(other_work)"
   if ! start_server "$kind" "$label"; then
     printf '{"label":"%s","target":"%s","error":"the server did not start"}\n' "$label" "$kind" >>"$results"
     return 0
@@ -235,6 +238,12 @@ run_scenario() {
   # The human summary goes to the terminal and the log; the JSON line to the results.
   json="$(timeout 600 "${cmd[@]}" 2> >(tee "$run_dir/logs/loadtest-$kind-$label.txt" >&2))" || status=$?
   json="$(printf '%s\n' "$json" | tail -n 1)"
+  others_after="$(other_work)"
+  if [[ -n "$others_before$others_after" ]]; then
+    log "WARNING: other work was running: ${others_before:-nothing} at the start, ${others_after:-nothing} at the end"
+    printf '%s/%s (%s)\n' "$label" "$kind" \
+      "$(printf '%s %s' "$others_before" "$others_after" | tr ' ' '\n' | sed '/^$/d' | sort -u | paste -sd ' ')" >>"$disturbed"
+  fi
   if [[ "$json" == "{"* ]]; then
     printf '%s\n' "$json" >>"$results"
   else
@@ -298,12 +307,12 @@ machine=(
   "OS: Debian $(cat /etc/debian_version 2>/dev/null || echo '?'), Linux $(uname -r)"
 )
 if [[ -s "$disturbed" ]]; then
-  machine+=("**Not quiet**: other processes were running at the start of $(wc -l <"$disturbed") runs: $(paste -sd ';' "$disturbed" | sed 's/;/; /g')")
+  machine+=("**Not quiet**: other work was running at the start or the end of $(wc -l <"$disturbed") runs (marked ‡): $(paste -sd ';' "$disturbed" | sed 's/;/; /g')")
 else
-  machine+=("Quiet: no cargo, rustc or browser running at the start of any run")
+  machine+=("Quiet: no cargo, rustc or browser running at the start or the end of any run")
 fi
 versions=(
-  "ssechat: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- server app 2>/dev/null || echo ' (with uncommitted changes)'), $(rustc --version)"
+  "ssechat: $ssechat_version, $(rustc --version)"
 )
 if wants "$targets" nchan; then
   versions+=("nginx $("$nginx_bin" -v 2>&1 | sed 's#.*nginx/##'), libnginx-mod-nchan $(dpkg-query -W -f='${Version}' libnginx-mod-nchan)")
@@ -312,7 +321,7 @@ if wants "$targets" hono; then
   versions+=("Bun $("$bun_bin" --version), Hono $(node -p "require('$hono_dir/node_modules/hono/package.json').version")")
 fi
 render_args=(render --results "$results" --out "$out" --date "$(date -u '+%Y-%m-%d %H:%M UTC')"
-  --commands "$commands" --notes "$notes")
+  --commands "$commands" --notes "$notes" --disturbed "$disturbed")
 for line in "${machine[@]}"; do render_args+=(--machine "$line"); done
 for line in "${versions[@]}"; do render_args+=(--version "$line"); done
 (( quick )) && render_args+=(--quick)

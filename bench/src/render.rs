@@ -6,8 +6,9 @@
 
 use crate::{
     error::LoadError,
-    report::{Report, StepReport},
+    report::{Report, SATURATED_CPU_PCT, StepReport},
     target::Target,
+    usage::CpuUse,
 };
 use serde::Deserialize;
 use std::fmt::Write;
@@ -73,6 +74,22 @@ pub struct RunInfo {
     pub commands: Vec<String>,
     pub quick: bool,
     pub notes: Option<String>,
+    /// Runs that started while other work (builds, browsers) was running on the machine, as
+    /// `label/target (processes)`.
+    pub disturbed: Vec<String>,
+}
+
+impl RunInfo {
+    fn was_disturbed(&self, label: &str, target: Target) -> bool {
+        let run = format!("{label}/{target}");
+        self.disturbed.iter().any(|line| line.split_whitespace().next() == Some(run.as_str()))
+    }
+
+    /// The server's name, marked when its run was disturbed.
+    fn server_cell(&self, report: &Report) -> String {
+        let disturbed = report.label.as_deref().is_some_and(|label| self.was_disturbed(label, report.target));
+        format!("{}{}", peer_name(report.target), if disturbed { " ‡" } else { "" })
+    }
 }
 
 /// The scenarios of the issue, in the order the page shows them.
@@ -381,7 +398,12 @@ pub fn render(results: &[ResultLine], info: &RunInfo) -> String {
         let lines = lines_for(scenario);
         let cell = |target: Target| {
             let first = lines.iter().copied().find(|line| line.target() == target);
-            overview_cell(scenario, first, &reports_for(scenario, target))
+            let disturbed = lines
+                .iter()
+                .filter(|line| line.target() == target)
+                .any(|line| line.label().is_some_and(|label| info.was_disturbed(label, target)));
+            let cell = overview_cell(scenario, first, &reports_for(scenario, target));
+            if disturbed { format!("{cell} ‡") } else { cell }
         };
         let verdict = verdict(scenario, &reports_for(scenario, Target::Ssechat));
         let _ = writeln!(
@@ -417,10 +439,10 @@ pub fn render(results: &[ResultLine], info: &RunInfo) -> String {
             let _ = writeln!(w, "As run: {parameters}.\n");
         }
         match scenario {
-            Scenario::Idle => idle_table(w, &lines),
-            Scenario::JoinBurst => join_table(w, &lines),
-            Scenario::Search5000 => search_table(w, &lines),
-            _ => step_table(w, &lines),
+            Scenario::Idle => idle_table(w, &lines, info),
+            Scenario::JoinBurst => join_table(w, &lines, info),
+            Scenario::Search5000 => search_table(w, &lines, info),
+            _ => step_table(w, &lines, info),
         }
         failures_list(w, &lines);
     }
@@ -446,6 +468,12 @@ pub fn render(results: &[ResultLine], info: &RunInfo) -> String {
         w,
         "- CPU: share of one core over the measured window (server: all its processes and threads). A load tester near 100 % (marked †) may have been the limit rather than the server."
     );
+    if !info.disturbed.is_empty() {
+        let _ = writeln!(
+            w,
+            "- ‡: other work (a build, a browser) was running on the machine at the start or the end of this run; its figures are disturbed."
+        );
+    }
     let _ = writeln!(
         w,
         "- Accept-queue overflows: connections that found the server's listen queue full while streams were opening (Linux `ListenOverflows`); each retried its handshake a second later."
@@ -475,8 +503,12 @@ pub fn render(results: &[ResultLine], info: &RunInfo) -> String {
     page
 }
 
-fn saturated_mark(report: &Report) -> &'static str {
-    if report.loadtester_saturated() { " †" } else { "" }
+fn saturated_mark(saturated: bool) -> &'static str {
+    if saturated { " †" } else { "" }
+}
+
+fn saturated(cpu: &CpuUse, report: &Report) -> bool {
+    cpu.loadtester_cpu_pct >= SATURATED_CPU_PCT * report.loadtester_threads as f64
 }
 
 fn by_target<'a>(lines: &[&'a ResultLine]) -> Vec<(Target, Option<&'a ResultLine>)> {
@@ -486,7 +518,7 @@ fn by_target<'a>(lines: &[&'a ResultLine]) -> Vec<(Target, Option<&'a ResultLine
         .collect()
 }
 
-fn idle_table(w: &mut String, lines: &[&ResultLine]) {
+fn idle_table(w: &mut String, lines: &[&ResultLine], info: &RunInfo) {
     let _ = writeln!(
         w,
         "| Server | Connected | Time to connect all | RSS per stream | Accept-queue overflows | Server CPU | Load tester CPU |"
@@ -501,7 +533,7 @@ fn idle_table(w: &mut String, lines: &[&ResultLine]) {
         let _ = writeln!(
             w,
             "| {} | {} of {} | {:.2} s | {} | {} | {} | {}{} |",
-            peer_name(target),
+            info.server_cell(report),
             fmt_int(connect.connected as f64),
             fmt_int(connect.streams as f64),
             connect.seconds,
@@ -509,12 +541,12 @@ fn idle_table(w: &mut String, lines: &[&ResultLine]) {
             connect.listen_overflows.map_or_else(|| "n/a".into(), |o| fmt_int(o as f64)),
             fmt_cpu(connect.cpu.server_cpu_pct),
             fmt_cpu(Some(connect.cpu.loadtester_cpu_pct)),
-            saturated_mark(report)
+            saturated_mark(saturated(&connect.cpu, report))
         );
     }
 }
 
-fn step_table(w: &mut String, lines: &[&ResultLine]) {
+fn step_table(w: &mut String, lines: &[&ResultLine], info: &RunInfo) {
     let _ = writeln!(
         w,
         "| Server | Acked posts/s (asked) | Ack p50 / p99 | Delivered events/s | Latency p50 | p90 | p99 | max | Lost | Dup / out of order | Disconnected | Server CPU | Load tester CPU |"
@@ -533,7 +565,7 @@ fn step_table(w: &mut String, lines: &[&ResultLine]) {
         let _ = writeln!(
             w,
             "| {} | {} ({asked}) | {} / {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {}{} |",
-            peer_name(target),
+            info.server_cell(report),
             fmt_int(step.posts.acknowledged_per_s),
             fmt_ms(step.posts.ack_latency.p50_ms),
             fmt_ms(step.posts.ack_latency.p99_ms),
@@ -548,12 +580,12 @@ fn step_table(w: &mut String, lines: &[&ResultLine]) {
             step.disconnected,
             fmt_cpu(step.cpu.server_cpu_pct),
             fmt_cpu(Some(step.cpu.loadtester_cpu_pct)),
-            saturated_mark(report)
+            saturated_mark(step.loadtester_saturated)
         );
     }
 }
 
-fn search_table(w: &mut String, lines: &[&ResultLine]) {
+fn search_table(w: &mut String, lines: &[&ResultLine], info: &RunInfo) {
     let _ = writeln!(
         w,
         "| Server | Highest rate that held | First rate that did not, and why | Rates tried (acked/s, p99) |"
@@ -580,19 +612,19 @@ fn search_table(w: &mut String, lines: &[&ResultLine]) {
         let _ = writeln!(
             w,
             "| {} | {} | {} | {}{} |",
-            peer_name(target),
+            info.server_cell(report),
             search.best_rate.map_or_else(|| "none".into(), |rate| format!("{rate:.0} messages/s")),
             match (search.first_failing_rate, &search.first_failing_reason) {
                 (Some(rate), Some(reason)) => format!("{rate:.0}: {reason}"),
                 _ => "none".into(),
             },
             tried.join("; "),
-            saturated_mark(report)
+            saturated_mark(report.steps.iter().any(|step| step.loadtester_saturated))
         );
     }
 }
 
-fn join_table(w: &mut String, lines: &[&ResultLine]) {
+fn join_table(w: &mut String, lines: &[&ResultLine], info: &RunInfo) {
     let _ = writeln!(
         w,
         "| Server | N | Joined | Join time | Views right (after) | Presence bytes per user | new-user events | RSS per stream | Accept-queue overflows | Load tester CPU |"
@@ -612,7 +644,7 @@ fn join_table(w: &mut String, lines: &[&ResultLine]) {
             let _ = writeln!(
                 w,
                 "| {} | {} | {} | {:.2} s | {} ({:.2} s) | {} | {} | {} | {} | {}{} |",
-                peer_name(target),
+                info.server_cell(report),
                 fmt_int(join.users as f64),
                 fmt_int(join.joined as f64),
                 join.join_s,
@@ -627,7 +659,7 @@ fn join_table(w: &mut String, lines: &[&ResultLine]) {
                     .and_then(|c| c.listen_overflows)
                     .map_or_else(|| "n/a".into(), |o| fmt_int(o as f64)),
                 fmt_cpu(Some(join.cpu.loadtester_cpu_pct)),
-                saturated_mark(report)
+                saturated_mark(saturated(&join.cpu, report))
             );
         }
     }

@@ -54,6 +54,10 @@ enum Command {
         /// A file whose text goes between the notes markers.
         #[arg(long)]
         notes: Option<PathBuf>,
+        /// A file naming the runs that started while other work was running, one per line
+        /// (`label/target (processes)`).
+        #[arg(long)]
+        disturbed: Option<PathBuf>,
         #[arg(long)]
         quick: bool,
     },
@@ -105,7 +109,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Command::Render { results, out, date, machine, version, commands, notes, quick } => {
+        Command::Render { results, out, date, machine, version, commands, notes, disturbed, quick } => {
             let read = |path: &PathBuf| {
                 fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))
             };
@@ -121,6 +125,10 @@ fn main() -> ExitCode {
                     },
                     quick,
                     notes: notes.as_ref().map(read).transpose()?,
+                    disturbed: match &disturbed {
+                        Some(path) => read(path)?.lines().map(str::to_owned).collect(),
+                        None => Vec::new(),
+                    },
                 };
                 Ok(render::render(&results, &info))
             })();
