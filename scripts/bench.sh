@@ -21,7 +21,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$SSECHAT_ROOT"
 
-invocation="scripts/bench.sh $*"
+invocation="scripts/bench.sh${*:+ $*}"
 quick=0
 only="idle,fanout-1000,fanout-5000,search-5000,throughput,join"
 targets="ssechat,nchan,hono"
