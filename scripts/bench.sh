@@ -32,7 +32,7 @@ while (( $# > 0 )); do
     --only) only="${2:?--only needs a list}"; shift ;;
     --targets) targets="${2:?--targets needs a list}"; shift ;;
     --out) out="${2:?--out needs a file}"; shift ;;
-    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
   shift
