@@ -2,7 +2,10 @@
 # Benchmarks ssechat beside its peers, side by side, and writes BENCHMARKS.md:
 #   - ssechat (target/release/server, built here), data in a fresh temp folder per run;
 #   - nginx + nchan (Debian's nginx and libnginx-mod-nchan), config bench/peers/nchan/;
-#   - the original design, Hono on Bun (npm's bun and hono), code bench/peers/hono/.
+#   - the original design, Hono on Bun (npm's bun and hono), code bench/peers/hono/;
+#   - ssechat as two instances sharing one redis-server (Debian's redis-server, AOF with
+#     appendfsync always: the same durability promise as SQLite), for the 5,000-subscriber
+#     fan-out with the subscribers split over both (scenario fanout-5000-cluster).
 # Peers are installed into target/bench-peers/ (git-ignored) when missing. Every server gets a
 # fresh start for every scenario, pinned to CPU 0; the load tester (target/release/loadtest)
 # runs pinned to CPU 1. Everything listens on and connects to 127.0.0.1 only. Every process
@@ -11,8 +14,8 @@
 # Usage: scripts/bench.sh [--quick] [--only SCENARIO,...] [--targets TARGET,...] [--out FILE]
 #   --quick     shrink sizes and durations (a few minutes); writes
 #               target/bench-peers/BENCHMARKS.quick.md unless --out is given
-#   --only      scenarios: idle, fanout-1000, fanout-5000, search-5000, throughput, join
-#               (default: all)
+#   --only      scenarios: idle, fanout-1000, fanout-5000, fanout-5000-cluster, search-5000,
+#               throughput, join (default: all)
 #   --targets   ssechat, nchan, hono (default: all three)
 #   --out       where to write the page (default: BENCHMARKS.md for a full run)
 # Run it when nothing else is building: the figures are only as good as the quiet machine.
@@ -23,7 +26,7 @@ cd "$SSECHAT_ROOT"
 
 invocation="scripts/bench.sh${*:+ $*}"
 quick=0
-only="idle,fanout-1000,fanout-5000,search-5000,throughput,join"
+only="idle,fanout-1000,fanout-5000,fanout-5000-cluster,search-5000,throughput,join"
 targets="ssechat,nchan,hono"
 out=""
 while (( $# > 0 )); do
@@ -93,19 +96,15 @@ tool_bin="$SSECHAT_ROOT/target/release/bench-tool"
 peers="$SSECHAT_ROOT/target/bench-peers"
 mkdir -p "$peers"
 if wants "$targets" nchan; then
-  if [[ "$(dpkg-query -W -f='${Status}' libnginx-mod-nchan 2>/dev/null || true)" != "install ok installed" ]]; then
-    log "apt: installing nginx libnginx-mod-nchan"
-    sudo=()
-    if (( EUID != 0 )); then
-      command -v sudo >/dev/null || die "need root (or sudo) to install nginx libnginx-mod-nchan"
-      sudo=(sudo)
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" apt-get install -y -qq nginx libnginx-mod-nchan >/dev/null
-  fi
+  ensure_apt_packages nginx libnginx-mod-nchan
   nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
   [[ -x "$nginx_bin" ]] || die "nginx not found after installing it"
+fi
+if wants "$targets" ssechat && wants "$only" fanout-5000-cluster; then
+  # The same installer the tests use (apt, when redis-server is missing).
+  ensure_apt_packages redis-server
+  redis_bin="$(command -v redis-server || echo /usr/bin/redis-server)"
+  [[ -x "$redis_bin" ]] || die "redis-server not found after installing it"
 fi
 hono_dir="$peers/hono"
 if wants "$targets" hono; then
@@ -134,7 +133,8 @@ echo "$invocation   # runs everything below" >"$commands"
 
 server_pid=""
 server_pids=()
-server_url=""
+# One --url per instance of the server under test.
+server_urls=()
 server_data=""
 
 stop_server() {
@@ -151,9 +151,16 @@ stop_server() {
     fi
   fi
   wait "$server_pid" 2>/dev/null || true
-  # nginx's workers leave with their master; any left over is stopped by its own PID.
+  # nginx's workers leave with their master; the other processes of a run (the second
+  # instance, redis-server) are stopped the same way, each by its own PID.
+  local pid
   for pid in "${server_pids[@]}"; do
     if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+      done
       kill -KILL "$pid" 2>/dev/null || true
     fi
   done
@@ -162,22 +169,26 @@ stop_server() {
   fi
   server_pid=""
   server_pids=()
-  server_url=""
+  server_urls=()
   server_data=""
 }
 trap 'stop_server' EXIT
 trap 'exit 130' INT TERM
 
-# Starts a fresh server of kind $1 for scenario $2: sets server_pid, server_pids, server_url.
+# The flags every ssechat instance runs with here: rate limits out of the way (configuration,
+# not a special build) and room for every stream.
+ssechat_bench_args=(--rate-burst 1000000 --rate-per-sec 1000000 --max-streams 100000)
+
+# Starts a fresh server of kind $1 for scenario $2: sets server_pid, server_pids, server_urls.
 start_server() {
   local kind="$1" label="$2" port log
   port="$("$tool_bin" free-port)"
   log="$run_dir/logs/$kind-$label.log"
+  server_urls=("http://127.0.0.1:$port")
   case "$kind" in
     ssechat)
       server_data="$(mktemp -d -t ssechat-bench.XXXXXX)"
-      local args=(--addr "127.0.0.1:$port" --data-dir "$server_data"
-        --rate-burst 1000000 --rate-per-sec 1000000 --max-streams 100000)
+      local args=(--addr "127.0.0.1:$port" --data-dir "$server_data" "${ssechat_bench_args[@]}")
       echo "taskset -c 0 target/release/server ${args[*]/#$server_data/\$DATA}" >>"$commands"
       taskset -c 0 "$server_bin" "${args[@]}" >"$log" 2>&1 &
       server_pid=$!
@@ -198,8 +209,11 @@ start_server() {
       server_pid=$!
       server_pids=("$server_pid")
       ;;
+    ssechat-cluster)
+      start_cluster "$label" "$port" "$log" || return 1
+      return 0
+      ;;
   esac
-  server_url="http://127.0.0.1:$port"
   if ! "$tool_bin" wait-ready --addr "127.0.0.1:$port" --timeout 20s; then
     tail -20 "$log" >&2 || true
     stop_server
@@ -209,6 +223,47 @@ start_server() {
     # The master and its workers, by parent PID: memory and CPU are summed over all.
     mapfile -t server_pids < <(printf '%s\n' "$server_pid"; pgrep -P "$server_pid" || true)
   fi
+}
+
+# Two ssechat instances on one redis-server, all pinned to CPU 0 like every other server here
+# (the same one core, so the figure shows what sharing the room costs). The first instance is
+# server_pid; the second and redis-server are in server_pids, for memory, CPU and stopping.
+start_cluster() {
+  local label="$1" port_a="$2" log="$3" port_b redis_port secret
+  server_data="$(mktemp -d -t ssechat-bench.XXXXXX)"
+  mkdir -p "$server_data/redis" "$server_data/a" "$server_data/b"
+  redis_port="$("$tool_bin" free-port)"
+  echo "taskset -c 0 redis-server --bind 127.0.0.1 --port $redis_port --dir \$DATA/redis --save '' --appendonly yes --appendfsync always" >>"$commands"
+  taskset -c 0 "$redis_bin" --bind 127.0.0.1 --port "$redis_port" --dir "$server_data/redis" \
+    --save "" --appendonly yes --appendfsync always >"$run_dir/logs/redis-$label.log" 2>&1 &
+  local redis_pid=$!
+  server_pids=("$redis_pid")
+  if ! "$tool_bin" wait-ready --addr "127.0.0.1:$redis_port" --timeout 20s; then
+    tail -20 "$run_dir/logs/redis-$label.log" >&2 || true
+    return 1
+  fi
+  secret="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  port_b="$("$tool_bin" free-port)"
+  while [[ "$port_b" == "$port_a" || "$port_b" == "$redis_port" ]]; do port_b="$("$tool_bin" free-port)"; done
+  local instance port pids=() urls=()
+  for instance in a b; do
+    if [[ "$instance" == a ]]; then port="$port_a"; else port="$port_b"; fi
+    local args=(--addr "127.0.0.1:$port" --data-dir "$server_data/$instance" "${ssechat_bench_args[@]}"
+      --redis-url "redis://127.0.0.1:$redis_port")
+    echo "SSECHAT_SESSION_SECRET=\$SECRET taskset -c 0 target/release/server ${args[*]//$server_data/\$DATA}" >>"$commands"
+    SSECHAT_SESSION_SECRET="$secret" taskset -c 0 "$server_bin" "${args[@]}" >"${log%.log}-$instance.log" 2>&1 &
+    pids+=($!)
+    urls+=("http://127.0.0.1:$port")
+  done
+  server_pid="${pids[0]}"
+  server_pids=("${pids[@]}" "$redis_pid")
+  server_urls=("${urls[@]}")
+  for port in "$port_a" "$port_b"; do
+    if ! "$tool_bin" wait-ready --addr "127.0.0.1:$port" --timeout 20s; then
+      tail -20 "${log%.log}-a.log" "${log%.log}-b.log" >&2 || true
+      return 1
+    fi
+  done
 }
 
 # Builds or browsers of other people on this machine disturb the figures: names of what runs.
@@ -224,16 +279,22 @@ run_scenario() {
   log "$label: $kind"
   local others_before others_after
   others_before="$(other_work)"
+  # The load tester speaks ssechat's protocol to every ssechat deployment.
+  local protocol="${kind%-cluster}"
   if ! start_server "$kind" "$label"; then
-    printf '{"label":"%s","target":"%s","error":"the server did not start"}\n' "$label" "$kind" >>"$results"
+    printf '{"label":"%s","target":"%s","error":"the server did not start"}\n' "$label" "$protocol" >>"$results"
+    stop_server
     return 0
   fi
-  local pid_args=() pid
+  local pid_args=() url_args=() pid url
   for pid in "${server_pids[@]}"; do pid_args+=(--server-pid "$pid"); done
-  local cmd=(taskset -c 1 "$loadtest_bin" --target "$kind" --url "$server_url" "${pid_args[@]}"
+  for url in "${server_urls[@]}"; do url_args+=(--url "$url"); done
+  local cmd=(taskset -c 1 "$loadtest_bin" --target "$protocol" "${url_args[@]}" "${pid_args[@]}"
     --label "$label" --connect-concurrency "$connect_concurrency"
     --connect-timeout "$connect_timeout" --drain-timeout "$drain_timeout" "$@")
-  echo "taskset -c 1 target/release/loadtest --target $kind --url \$URL --server-pid \$PID --label $label --connect-concurrency $connect_concurrency --connect-timeout $connect_timeout --drain-timeout $drain_timeout $*" >>"$commands"
+  local shown_urls="--url \$URL"
+  (( ${#server_urls[@]} > 1 )) && shown_urls="--url \$URL_A --url \$URL_B"
+  echo "taskset -c 1 target/release/loadtest --target $protocol $shown_urls --server-pid \$PID... --label $label --connect-concurrency $connect_concurrency --connect-timeout $connect_timeout --drain-timeout $drain_timeout $*" >>"$commands"
   local json status=0
   # The human summary goes to the terminal and the log; the JSON line to the results.
   json="$(timeout 600 "${cmd[@]}" 2> >(tee "$run_dir/logs/loadtest-$kind-$label.txt" >&2))" || status=$?
@@ -241,7 +302,7 @@ run_scenario() {
   others_after="$(other_work)"
   if [[ -n "$others_before$others_after" ]]; then
     log "WARNING: other work was running: ${others_before:-nothing} at the start, ${others_after:-nothing} at the end"
-    printf '%s/%s (%s)\n' "$label" "$kind" \
+    printf '%s/%s (%s)\n' "$label" "$protocol" \
       "$(printf '%s %s' "$others_before" "$others_after" | tr ' ' '\n' | sed '/^$/d' | sort -u | paste -sd ' ')" >>"$disturbed"
   fi
   if [[ "$json" == "{"* ]]; then
@@ -271,6 +332,12 @@ if wants "$only" fanout-1000; then
 fi
 if wants "$only" fanout-5000; then
   for_each_target fanout-5000 fanout --subscribers "$f2_subs" --publishers 1 --rate "$f2_rate" --duration "$f2_duration"
+fi
+if wants "$only" fanout-5000-cluster && wants "$targets" ssechat; then
+  # The fanout-5000 scenario again, its subscribers dealt out over two instances in turn; the
+  # publisher posts on the first, so every message crosses Redis to reach half the room.
+  run_scenario fanout-5000-cluster ssechat-cluster fanout --subscribers "$f2_subs" --publishers 1 \
+    --rate "$f2_rate" --duration "$f2_duration"
 fi
 if wants "$only" search-5000; then
   # From 10 messages/s, doubling while a rate holds, then three bisection steps.

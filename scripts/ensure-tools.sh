@@ -35,23 +35,7 @@ cd "$SSECHAT_ROOT"
 
 # --- Debian packages --------------------------------------------------------------------
 apt_packages=(chromium redis-server nginx)
-missing=()
-for pkg in "${apt_packages[@]}"; do
-  if [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" != "install ok installed" ]]; then
-    missing+=("$pkg")
-  fi
-done
-if (( ${#missing[@]} > 0 )); then
-  log "apt: installing ${missing[*]}"
-  sudo=()
-  if (( EUID != 0 )); then
-    command -v sudo >/dev/null || die "need root (or sudo) to install ${missing[*]}"
-    sudo=(sudo)
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+ensure_apt_packages "${apt_packages[@]}"
 [[ -x /usr/bin/chromium ]] || die "/usr/bin/chromium is missing after installing chromium"
 log "apt: ${apt_packages[*]} ok"
 

@@ -36,6 +36,25 @@ wasm_bindgen_lock_version() {
   printf '%s\n' "$versions"
 }
 
+# Installs the Debian packages named as arguments that are not installed yet (apt, as root or
+# through sudo). Fast when all are there: one dpkg-query per package.
+ensure_apt_packages() {
+  local pkg missing=() sudo=()
+  for pkg in "$@"; do
+    if [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" != "install ok installed" ]]; then
+      missing+=("$pkg")
+    fi
+  done
+  (( ${#missing[@]} > 0 )) || return 0
+  log "apt: installing ${missing[*]}"
+  if (( EUID != 0 )); then
+    command -v sudo >/dev/null || die "need root (or sudo) to install ${missing[*]}"
+    sudo=(sudo)
+  fi
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
 # Wait (up to SSECHAT_INSTALL_WAIT seconds, default 1800) while some other `cargo install`
 # runs on this machine, so that we never build the same tool twice at the same time.
 wait_for_other_cargo_installs() {

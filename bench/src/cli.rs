@@ -32,9 +32,10 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct CommonArgs {
-    /// The server under test.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:3000")]
-    pub url: String,
+    /// The server under test. Repeat it for several instances of one chat (sharing a Redis):
+    /// subscribers and publishers are dealt out over them in turn.
+    #[arg(long = "url", global = true, default_value = "http://127.0.0.1:3000")]
+    pub urls: Vec<String>,
 
     /// Which protocol to speak.
     #[arg(long, global = true, value_enum, default_value_t = Target::Ssechat)]
@@ -183,8 +184,8 @@ impl Cli {
 
     async fn run_scenario(self) -> Result<Report, LoadError> {
         let common = self.common;
-        let endpoint = Endpoint::parse(&common.url)?;
-        let mut context = RunContext::new(endpoint, common.target, common.room, common.connect_concurrency);
+        let endpoints = common.urls.iter().map(|url| Endpoint::parse(url)).collect::<Result<Vec<_>, _>>()?;
+        let mut context = RunContext::new(endpoints, common.target, common.room, common.connect_concurrency)?;
         context.message_padding = common.message_padding;
         let setup = Setup {
             context: Arc::new(context),

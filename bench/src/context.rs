@@ -5,6 +5,7 @@
 //! `.await`.
 
 use crate::{
+    error::LoadError,
     http::Endpoint,
     latency::Histogram,
     marker::{MarkerFormat, RunClock},
@@ -14,7 +15,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Semaphore;
 
 pub struct RunContext {
-    pub endpoint: Endpoint,
+    /// The server, or the instances of one chat: the i-th subscriber or publisher speaks to
+    /// `endpoints[i % len]`. Never empty.
+    endpoints: Vec<Endpoint>,
     pub target: Target,
     /// The channel (nchan) the run publishes to; the other targets have one room.
     pub room: String,
@@ -29,11 +32,19 @@ pub struct RunContext {
 }
 
 impl RunContext {
-    pub fn new(endpoint: Endpoint, target: Target, room: String, connect_concurrency: usize) -> Self {
+    pub fn new(
+        endpoints: Vec<Endpoint>,
+        target: Target,
+        room: String,
+        connect_concurrency: usize,
+    ) -> Result<Self, LoadError> {
+        if endpoints.is_empty() {
+            return Err(LoadError::NoServer);
+        }
         // A fresh run id: messages of earlier runs (history on connect) are never counted.
         let run = uuid::Uuid::new_v4().as_u128() as u32;
-        Self {
-            endpoint,
+        Ok(Self {
+            endpoints,
             target,
             room,
             markers: MarkerFormat::new(run),
@@ -41,7 +52,17 @@ impl RunContext {
             latencies: Mutex::new(Histogram::default()),
             connect_slots: Arc::new(Semaphore::new(connect_concurrency.max(1))),
             message_padding: 0,
-        }
+        })
+    }
+
+    /// The instance the `index`-th subscriber (or publisher) speaks to.
+    pub fn endpoint(&self, index: usize) -> &Endpoint {
+        &self.endpoints[index % self.endpoints.len()]
+    }
+
+    /// Every instance, as `http://host` URLs, for the report.
+    pub fn describe_endpoints(&self) -> String {
+        self.endpoints.iter().map(|e| format!("http://{}", e.host)).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -49,4 +70,30 @@ impl RunContext {
 /// a wrong count, which the report would show, so poisoning is ignored.
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(port: u16) -> Endpoint {
+        Endpoint::parse(&format!("http://127.0.0.1:{port}")).expect("a loopback URL")
+    }
+
+    #[test]
+    fn clients_are_dealt_out_over_the_instances_in_turn() {
+        let context =
+            RunContext::new(vec![endpoint(1), endpoint(2)], Target::Ssechat, "room".into(), 1).expect("two");
+        let hosts: Vec<_> = (0..4).map(|i| context.endpoint(i).host.clone()).collect();
+        assert_eq!(hosts, ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:1", "127.0.0.1:2"]);
+        assert_eq!(context.describe_endpoints(), "http://127.0.0.1:1, http://127.0.0.1:2");
+    }
+
+    #[test]
+    fn a_run_without_a_server_is_refused() {
+        assert!(matches!(
+            RunContext::new(Vec::new(), Target::Ssechat, "room".into(), 1),
+            Err(LoadError::NoServer)
+        ));
+    }
 }

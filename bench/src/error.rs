@@ -8,6 +8,8 @@ use std::{io, net::SocketAddr, time::Duration};
 pub enum LoadError {
     #[error("bad URL {0:?}: expected http://HOST:PORT")]
     BadUrl(String),
+    #[error("no server to test: give at least one --url")]
+    NoServer,
     #[error("cannot connect to {addr}: {source}")]
     Connect { addr: SocketAddr, source: io::Error },
     #[error("i/o error: {0}")]
@@ -36,7 +38,7 @@ impl LoadError {
     /// A short, stable name for counting errors by kind in a report.
     pub fn kind(&self) -> String {
         match self {
-            Self::BadUrl(_) => "bad-url".into(),
+            Self::BadUrl(_) | Self::NoServer => "bad-url".into(),
             Self::Connect { .. } => "connect".into(),
             Self::Io(error) => format!("io-{:?}", error.kind()).to_lowercase(),
             Self::MalformedResponse(_) => "malformed-response".into(),

@@ -85,14 +85,14 @@ impl Publisher {
     /// A publisher ready to post: on ssechat, with its stream open and its session cookie.
     pub async fn prepare(context: &RunContext, index: u32) -> Result<Self, LoadError> {
         let user = User::new(format!("pub{index}"));
-        let client = PostClient::new(context.endpoint.clone());
+        let endpoint = context.endpoint(index as usize);
+        let client = PostClient::new(endpoint.clone());
         if !context.target.posts_need_a_session() {
             return Ok(Self { index, user, client, cookie: None, own_stream: None });
         }
         let path = context.target.stream_path(&context.room, &user);
         let opened =
-            http::open_stream(&context.endpoint, StreamRequest { path_and_query: &path, cookie: None })
-                .await?;
+            http::open_stream(endpoint, StreamRequest { path_and_query: &path, cookie: None }).await?;
         let cookie = opened.head.cookie.clone().ok_or(LoadError::NoSessionCookie)?;
         let open = Arc::new(AtomicBool::new(true));
         let still_open = Arc::clone(&open);

@@ -98,20 +98,30 @@ enum Scenario {
     Idle,
     Fanout1000,
     Fanout5000,
+    /// `Fanout5000` with the subscribers split over two instances sharing one Redis.
+    Fanout5000Cluster,
     Search5000,
     Throughput,
     JoinBurst,
 }
 
 impl Scenario {
-    const ALL: [Self; 6] =
-        [Self::Idle, Self::Fanout1000, Self::Fanout5000, Self::Search5000, Self::Throughput, Self::JoinBurst];
+    const ALL: [Self; 7] = [
+        Self::Idle,
+        Self::Fanout1000,
+        Self::Fanout5000,
+        Self::Fanout5000Cluster,
+        Self::Search5000,
+        Self::Throughput,
+        Self::JoinBurst,
+    ];
 
     fn of_label(label: &str) -> Option<Self> {
         Some(match label {
             "idle" => Self::Idle,
             "fanout-1000" => Self::Fanout1000,
             "fanout-5000" => Self::Fanout5000,
+            "fanout-5000-cluster" => Self::Fanout5000Cluster,
             "search-5000" => Self::Search5000,
             "throughput" => Self::Throughput,
             _ if label.starts_with("join-") => Self::JoinBurst,
@@ -124,6 +134,9 @@ impl Scenario {
             Self::Idle => "10,000 idle streams",
             Self::Fanout1000 => "1,000 subscribers, 100 messages/s, 30 s",
             Self::Fanout5000 => "5,000 subscribers, one publisher asking for 50 messages/s, 20 s",
+            Self::Fanout5000Cluster => {
+                "The same, the subscribers split over two ssechat instances on one Redis"
+            }
             Self::Search5000 => "5,000 subscribers, one publisher: the highest rate that holds",
             Self::Throughput => "10 subscribers, 16 publishers, as fast as answers come, 10 s",
             Self::JoinBurst => "N users join in a burst, N = 1,000 / 3,000 / 10,000",
@@ -136,6 +149,10 @@ impl Scenario {
             Self::Fanout1000 => "p99 under 5 ms, 0 lost",
             Self::Fanout5000 => {
                 "50 messages/s held: 250,000 delivered events/s, 0 lost, 0 dropped, p99 under 100 ms"
+            }
+            Self::Fanout5000Cluster => {
+                "as on one process: 50 messages/s held, 0 lost, 0 dropped, p99 under 100 ms (the peers \
+                 have no shared mode: not run)"
             }
             Self::Search5000 => "at least 50 messages/s with 0 lost, 0 disconnected, p99 under 100 ms",
             Self::Throughput => "at least 40,000 durable acked posts/s, 0 lost",
@@ -194,7 +211,7 @@ fn verdict(scenario: Scenario, reports: &[&Report]) -> Verdict {
                 ),
             }
         }
-        Scenario::Fanout1000 | Scenario::Fanout5000 | Scenario::Throughput => {
+        Scenario::Fanout1000 | Scenario::Fanout5000 | Scenario::Fanout5000Cluster | Scenario::Throughput => {
             let Some(step) = step(first) else { return none() };
             let clean =
                 step.lost == 0 && step.duplicated == 0 && step.out_of_order == 0 && step.disconnected == 0;
@@ -203,7 +220,7 @@ fn verdict(scenario: Scenario, reports: &[&Report]) -> Verdict {
                     clean && step.latency.p99_ms < 5.0 && held(step),
                     format!("p99 {}, {} lost", fmt_ms(step.latency.p99_ms), step.lost),
                 ),
-                Scenario::Fanout5000 => {
+                Scenario::Fanout5000 | Scenario::Fanout5000Cluster => {
                     let asked = step.asked_rate.unwrap_or(0.0);
                     let full_rate = asked * step.subscribers as f64;
                     (
@@ -308,15 +325,16 @@ fn overview_cell(scenario: Scenario, line: Option<&ResultLine>, joins: &[&Report
                 report.memory.map_or_else(|| "n/a".into(), |m| format!("{:.1} KiB/stream", m.kib_per_stream))
             )
         }),
-        Scenario::Fanout1000 | Scenario::Fanout5000 => step(report).map_or_else(String::new, |step| {
-            format!(
-                "{:.0} msg/s, {} events/s, p99 {}, {} lost",
-                step.posts.acknowledged_per_s,
-                fmt_int(step.delivered_per_s),
-                fmt_ms(step.latency.p99_ms),
-                step.lost
-            )
-        }),
+        Scenario::Fanout1000 | Scenario::Fanout5000 | Scenario::Fanout5000Cluster => step(report)
+            .map_or_else(String::new, |step| {
+                format!(
+                    "{:.0} msg/s, {} events/s, p99 {}, {} lost",
+                    step.posts.acknowledged_per_s,
+                    fmt_int(step.delivered_per_s),
+                    fmt_ms(step.latency.p99_ms),
+                    step.lost
+                )
+            }),
         Scenario::Search5000 => search_summary(report),
         Scenario::Throughput => step(report).map_or_else(String::new, |step| {
             format!("{} acked posts/s, {} lost", fmt_int(step.posts.acknowledged_per_s), step.lost)
@@ -442,6 +460,7 @@ pub fn render(results: &[ResultLine], info: &RunInfo) -> String {
             Scenario::Idle => idle_table(w, &lines, info),
             Scenario::JoinBurst => join_table(w, &lines, info),
             Scenario::Search5000 => search_table(w, &lines, info),
+            Scenario::Fanout5000Cluster => cluster_table(w, &lines_for(Scenario::Fanout5000), &lines, info),
             _ => step_table(w, &lines, info),
         }
         failures_list(w, &lines);
@@ -547,42 +566,69 @@ fn idle_table(w: &mut String, lines: &[&ResultLine], info: &RunInfo) {
 }
 
 fn step_table(w: &mut String, lines: &[&ResultLine], info: &RunInfo) {
+    step_table_head(w);
+    for (target, line) in by_target(lines) {
+        step_row(w, peer_name(target), line, info);
+    }
+}
+
+/// The single-process ssechat run beside the two-instance one.
+fn cluster_table(w: &mut String, single: &[&ResultLine], cluster: &[&ResultLine], info: &RunInfo) {
+    fn ssechat<'a>(lines: &[&'a ResultLine]) -> Option<&'a ResultLine> {
+        lines.iter().copied().find(|line| line.target() == Target::Ssechat)
+    }
+    step_table_head(w);
+    step_row(w, "ssechat, one process (SQLite)", ssechat(single), info);
+    step_row(w, "ssechat, two instances + Redis", ssechat(cluster), info);
+    let _ = writeln!(
+        w,
+        "\nThe two instances and redis-server (AOF, `appendfsync always`) share CPU 0, as one \
+         process does above; memory and CPU are summed over the three. Subscribers are dealt out \
+         over the instances in turn; the publisher posts on the first, so every message reaches \
+         half the room through Redis."
+    );
+}
+
+fn step_table_head(w: &mut String) {
     let _ = writeln!(
         w,
         "| Server | Acked posts/s (asked) | Ack p50 / p99 | Delivered events/s | Latency p50 | p90 | p99 | max | Lost | Dup / out of order | Disconnected | Server CPU | Load tester CPU |"
     );
     let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for (target, line) in by_target(lines) {
-        let Some(ResultLine::Report(report)) = line else {
-            let _ = writeln!(w, "| {} | {} | | | | | | | | | | | |", peer_name(target), missing_text(line));
-            continue;
-        };
-        let Some(step) = step(report) else {
-            let _ = writeln!(w, "| {} | did not publish | | | | | | | | | | | |", peer_name(target));
-            continue;
-        };
-        let asked = step.asked_rate.map_or_else(|| "max".into(), |rate| format!("{rate:.0}"));
-        let _ = writeln!(
-            w,
-            "| {} | {} ({asked}) | {} / {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {}{} |",
-            info.server_cell(report),
-            fmt_int(step.posts.acknowledged_per_s),
-            fmt_ms(step.posts.ack_latency.p50_ms),
-            fmt_ms(step.posts.ack_latency.p99_ms),
-            fmt_int(step.delivered_per_s),
-            fmt_ms(step.latency.p50_ms),
-            fmt_ms(step.latency.p90_ms),
-            fmt_ms(step.latency.p99_ms),
-            fmt_ms(step.latency.max_ms),
-            fmt_int(step.lost as f64),
-            step.duplicated,
-            step.out_of_order,
-            step.disconnected,
-            fmt_cpu(step.cpu.server_cpu_pct),
-            fmt_cpu(Some(step.cpu.loadtester_cpu_pct)),
-            saturated_mark(step.loadtester_saturated)
-        );
-    }
+}
+
+/// One row of a step table; `name` is the server's name when the run gave no report.
+fn step_row(w: &mut String, name: &str, line: Option<&ResultLine>, info: &RunInfo) {
+    let Some(ResultLine::Report(report)) = line else {
+        let _ = writeln!(w, "| {name} | {} | | | | | | | | | | | |", missing_text(line));
+        return;
+    };
+    let Some(step) = step(report) else {
+        let _ = writeln!(w, "| {name} | did not publish | | | | | | | | | | | |");
+        return;
+    };
+    let disturbed = report.label.as_deref().is_some_and(|label| info.was_disturbed(label, report.target));
+    let asked = step.asked_rate.map_or_else(|| "max".into(), |rate| format!("{rate:.0}"));
+    let _ = writeln!(
+        w,
+        "| {name}{} | {} ({asked}) | {} / {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {}{} |",
+        if disturbed { " ‡" } else { "" },
+        fmt_int(step.posts.acknowledged_per_s),
+        fmt_ms(step.posts.ack_latency.p50_ms),
+        fmt_ms(step.posts.ack_latency.p99_ms),
+        fmt_int(step.delivered_per_s),
+        fmt_ms(step.latency.p50_ms),
+        fmt_ms(step.latency.p90_ms),
+        fmt_ms(step.latency.p99_ms),
+        fmt_ms(step.latency.max_ms),
+        fmt_int(step.lost as f64),
+        step.duplicated,
+        step.out_of_order,
+        step.disconnected,
+        fmt_cpu(step.cpu.server_cpu_pct),
+        fmt_cpu(Some(step.cpu.loadtester_cpu_pct)),
+        saturated_mark(step.loadtester_saturated)
+    );
 }
 
 fn search_table(w: &mut String, lines: &[&ResultLine], info: &RunInfo) {
@@ -714,6 +760,31 @@ mod tests {
         assert!(page.contains("**no**: 10,000 of 10,000 in 1.40 s; 37.0 KiB per stream"), "{page}");
         assert!(page.contains("no result: timed out"));
         assert!(page.contains(NOTES_BEGIN) && page.contains(NOTES_END));
+    }
+
+    fn fanout_report(label: &str, acked_per_s: f64, p99_ms: f64) -> Report {
+        let mut report = Report::new("fanout", Target::Ssechat, Some(label.into()), "http://x".into(), 1);
+        let mut step = StepReport { subscribers: 5_000, asked_rate: Some(50.0), ..StepReport::default() };
+        step.posts.acknowledged_per_s = acked_per_s;
+        step.delivered_per_s = acked_per_s * 5_000.0;
+        step.latency.p99_ms = p99_ms;
+        report.steps.push(step);
+        report.conclude()
+    }
+
+    #[test]
+    fn the_two_instance_run_is_shown_beside_the_single_process_one() {
+        let lines = [
+            fanout_report("fanout-5000", 50.0, 60.0).to_json_line(),
+            fanout_report("fanout-5000-cluster", 31.0, 80.0).to_json_line(),
+        ]
+        .join("\n");
+        let page = render(&parse_results(&lines).unwrap(), &RunInfo::default());
+        let section = page.split("## The same, the subscribers split").nth(1).expect("a cluster section");
+        let single = section.find("| ssechat, one process (SQLite) | 50 (50) |").expect("the single row");
+        let cluster = section.find("| ssechat, two instances + Redis | 31 (50) |").expect("the cluster row");
+        assert!(single < cluster, "{section}");
+        assert!(page.contains("**no**: 31 of 50 messages/s"), "{page}");
     }
 
     #[test]

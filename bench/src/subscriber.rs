@@ -173,6 +173,7 @@ impl SubscriberSet {
                 let record = Arc::new(Mutex::new(StreamRecord::new()));
                 let task = tokio::spawn(subscribe(
                     Arc::clone(context),
+                    i,
                     user.clone(),
                     Arc::clone(&record),
                     Arc::clone(&settled),
@@ -312,6 +313,7 @@ fn handle_event(
 
 async fn subscribe(
     context: Arc<RunContext>,
+    index: usize,
     user: User,
     record: Arc<Mutex<StreamRecord>>,
     settled: Arc<Countdown>,
@@ -321,7 +323,8 @@ async fn subscribe(
         Arc::clone(&context.connect_slots).acquire_owned().await.ok();
     let path = context.target.stream_path(&context.room, &user);
     let opened =
-        http::open_stream(&context.endpoint, StreamRequest { path_and_query: &path, cookie: None }).await;
+        http::open_stream(context.endpoint(index), StreamRequest { path_and_query: &path, cookie: None })
+            .await;
     let opened = match opened {
         Ok(opened) => opened,
         Err(error) => {

@@ -45,7 +45,7 @@ async fn start_ssechat() -> TestServer {
 fn setup(addr: SocketAddr, target: Target) -> Setup {
     let endpoint = Endpoint::parse(&format!("http://{addr}")).expect("a loopback URL");
     Setup {
-        context: Arc::new(RunContext::new(endpoint, target, "room".into(), 100)),
+        context: Arc::new(RunContext::new(vec![endpoint], target, "room".into(), 100).expect("one server")),
         server: ServerProcesses::new(vec![std::process::id()]),
         connect_timeout: PATIENCE,
         drain_timeout: PATIENCE,

@@ -51,7 +51,7 @@ impl Setup {
             mode,
             self.context.target,
             self.label.clone(),
-            format!("http://{}", self.context.endpoint.host),
+            self.context.describe_endpoints(),
             self.threads,
         )
     }
