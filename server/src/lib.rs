@@ -56,6 +56,8 @@ pub enum StartError {
     Cluster(#[from] hub::ClusterError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
+    #[error("cannot start the event streams' threads: {0}")]
+    Runtime(io::Error),
 }
 
 /// A server that is accepting connections.
@@ -64,6 +66,8 @@ pub struct RunningServer {
     shutdown: CancellationToken,
     serving: JoinHandle<io::Result<()>>,
     store: Arc<dyn MessageStore>,
+    /// Dropped last: streams run on it until serving has ended.
+    _streams: net::StreamRuntime,
 }
 
 impl RunningServer {
@@ -132,13 +136,15 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         sessions,
     };
     let router = router(state);
+    let streams = net::StreamRuntime::new().map_err(StartError::Runtime)?;
     let options = net::ServeOptions {
+        streams: streams.handle().ok_or_else(|| StartError::Runtime(io::Error::other("no runtime")))?,
         write_timeout: Duration::from_millis(slow_client_timeout_ms),
         grace: SHUTDOWN_GRACE,
         metrics,
     };
     let serving = tokio::spawn(net::serve(listener, router, options, shutdown.clone()));
-    Ok(RunningServer { local_addr, shutdown, serving, store })
+    Ok(RunningServer { local_addr, shutdown, serving, store, _streams: streams })
 }
 
 /// Connections the kernel may hold for us before we accept them. A chat is joined in bursts

@@ -6,13 +6,20 @@
 //! accepted socket gets a write deadline: a write (or flush) that makes no progress for the
 //! configured time fails, hyper drops the connection, and the stream closes like any other.
 //! Everyone else is unaffected, and the client catches up by replay when it reconnects.
+//!
+//! Event streams are served on a runtime of their own ([`StreamRuntime`]): a fan-out round
+//! wakes every stream at once, and on a shared runtime a `POST` that arrives meanwhile (and its
+//! answer) would queue behind all of them, so the publisher's next message would wait for the
+//! whole round. On their own threads, requests are scheduled by the kernel beside the round,
+//! the next message is committed while the round runs, and the streams not yet written pick it
+//! up in the same write: the busier the room, the more events each write carries.
 
 use crate::metrics::Metrics;
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
+    server::graceful::{GracefulShutdown, Watcher},
     service::TowerToHyperService,
 };
 use std::{
@@ -23,6 +30,7 @@ use std::{
     task::{Context, Poll, ready},
     time::Duration,
 };
+use tokio::runtime::{Handle, Runtime};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpListener,
@@ -61,13 +69,30 @@ pub async fn serve(
         };
         // Best effort: a socket without NODELAY still works, only with more latency.
         let _ = stream.set_nodelay(true);
-        let io =
-            TokioIo::new(WriteDeadline::new(stream, options.write_timeout, Arc::clone(&options.metrics)));
-        let service = TowerToHyperService::new(router.clone());
-        let connection = connections.watch(http.serve_connection(io, service));
+        let serve = ServeConnection {
+            http: http.clone(),
+            router: router.clone(),
+            watcher: connections.watcher(),
+            write_timeout: options.write_timeout,
+            metrics: Arc::clone(&options.metrics),
+        };
+        let streams = options.streams.clone();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
+            match opens_an_event_stream(&stream, &shutdown).await {
+                // Moved to the stream runtime's I/O driver, so its wake-ups stay on its threads.
+                true => match stream.into_std() {
+                    Ok(stream) => {
+                        streams.spawn(async move {
+                            match tokio::net::TcpStream::from_std(stream) {
+                                Ok(stream) => serve.run(stream).await,
+                                Err(error) => tracing::debug!(%error, "cannot move a connection"),
+                            }
+                        });
+                    }
+                    Err(error) => tracing::debug!(%error, "cannot move a connection"),
+                },
+                false => serve.run(stream).await,
             }
         });
     }
@@ -78,8 +103,83 @@ pub async fn serve(
     Ok(())
 }
 
+/// One accepted connection, and what serving it over HTTP/1.1 takes.
+struct ServeConnection {
+    http: http1::Builder,
+    router: Router,
+    /// Registered when the connection is accepted, so shutdown waits for it wherever it runs.
+    watcher: Watcher,
+    write_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl ServeConnection {
+    async fn run(self, stream: tokio::net::TcpStream) {
+        let io = TokioIo::new(WriteDeadline::new(stream, self.write_timeout, self.metrics));
+        let service = TowerToHyperService::new(self.router);
+        let connection = self.watcher.watch(self.http.serve_connection(io, service));
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "connection ended with an error");
+        }
+    }
+}
+
+/// The request line every event stream starts with (`GET /sse?id=...`).
+const EVENT_STREAM_REQUEST: &[u8] = b"GET /sse";
+
+/// Whether the connection's first request opens an event stream, judged from its first bytes
+/// without consuming them. Anything unclear (a slow or silent client, shutdown) counts as no:
+/// it is then served where every other request is, which is always correct, only not placed
+/// for fan-out.
+async fn opens_an_event_stream(stream: &tokio::net::TcpStream, shutdown: &CancellationToken) -> bool {
+    let mut start = [0u8; EVENT_STREAM_REQUEST.len() + 1];
+    let peeked = tokio::select! {
+        () = shutdown.cancelled() => return false,
+        peeked = tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut start)) => peeked,
+    };
+    match peeked {
+        Ok(Ok(len)) if len == start.len() => {
+            start.starts_with(EVENT_STREAM_REQUEST)
+                && matches!(start[EVENT_STREAM_REQUEST.len()], b'?' | b' ')
+        }
+        _ => false,
+    }
+}
+
+/// The runtime event streams are served on (see the module comment), with as many threads as
+/// the process may use. It shuts down without waiting when dropped: by then the server has
+/// ended every stream, and a runtime must not block the runtime that drops it.
+pub struct StreamRuntime {
+    runtime: Option<Runtime>,
+}
+
+impl StreamRuntime {
+    pub fn new() -> io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("ssechat-streams")
+            .enable_all()
+            .build()?;
+        Ok(Self { runtime: Some(runtime) })
+    }
+
+    /// Where to spawn; `None` never happens before drop.
+    pub fn handle(&self) -> Option<Handle> {
+        self.runtime.as_ref().map(|runtime| runtime.handle().clone())
+    }
+}
+
+impl Drop for StreamRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// How [`serve`] treats connections.
 pub struct ServeOptions {
+    /// Where connections that open an event stream are served.
+    pub streams: Handle,
     /// A write that makes no progress for this long fails (see [`WriteDeadline`]).
     pub write_timeout: Duration,
     /// How long shutdown waits for open connections.
@@ -165,5 +265,39 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::{io::AsyncWriteExt, net::TcpStream};
+
+    /// What the server judges of a connection whose client sent `first` (then nothing).
+    async fn judged(first: &[u8]) -> bool {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("address")).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        client.write_all(first).await.expect("write");
+        opens_an_event_stream(&server, &CancellationToken::new()).await
+    }
+
+    #[tokio::test]
+    async fn event_stream_requests_are_told_from_the_others_by_their_request_line() {
+        assert!(judged(b"GET /sse?id=a&name=b HTTP/1.1\r\n").await);
+        assert!(judged(b"GET /sse HTTP/1.1\r\n").await);
+        assert!(!judged(b"POST /message HTTP/1.1\r\n").await);
+        assert!(!judged(b"GET /sse-not HTTP/1.1\r\n").await);
+        assert!(!judged(b"GET / HTTP/1.1\r\n\r\n").await);
+    }
+
+    #[tokio::test]
+    async fn a_silent_client_is_not_waited_for_past_shutdown() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let _client = TcpStream::connect(listener.local_addr().expect("address")).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        assert!(!opens_an_event_stream(&server, &shutdown).await);
     }
 }

@@ -69,8 +69,9 @@ pub(crate) fn gather<A, D>(
 }
 
 pub trait MessageStore: Send + Sync + 'static {
-    /// Appends a message, assigning its `seq` and `ts`; resolves once it is durable and has been
-    /// handed to the feed.
+    /// Appends a message, assigning its `seq` and `ts`; resolves once it is durable. The feed
+    /// hears of it in `seq` order, possibly just after the answer: a stream opened meanwhile
+    /// gets it live, since the hub fills its recent cache before it wakes the streams.
     fn append(&self, author: User, text: MessageText) -> BoxFuture<'_, Result<ChatMessage, StoreError>>;
 
     /// Retained messages with `seq > after`, oldest first, at most `limit`.

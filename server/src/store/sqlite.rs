@@ -2,7 +2,7 @@
 //!
 //! One writer thread owns the write connection and commits in groups: it takes every append
 //! waiting in its queue (up to [`MAX_BATCH`]) and writes them in one transaction with one
-//! fsync (`synchronous=FULL`), then hands them to the feed and answers each caller. Under load
+//! fsync (`synchronous=FULL`), then answers each caller and hands them to the feed. Under load
 //! many posts share one fsync, so durability does not cost throughput; alone, a post waits for
 //! exactly one. `seq` is assigned here, one writer, so it is strictly increasing; the last one
 //! is kept in a `meta` row in the same transaction, so deleting old rows never lets one repeat.
@@ -146,10 +146,12 @@ impl Writer {
         match self.write(&messages) {
             Ok(()) => {
                 self.last_seq += messages.len() as u64;
-                (self.feed)(&messages);
-                for (append, message) in batch.drain(..).zip(messages) {
-                    let _ = append.reply.send(Ok(message));
+                // Answered first: the posts are durable, and feeding the hub wakes every
+                // stream, which the answers should not queue behind.
+                for (append, message) in batch.drain(..).zip(&messages) {
+                    let _ = append.reply.send(Ok(message.clone()));
                 }
+                (self.feed)(&messages);
             }
             Err(error) => {
                 tracing::error!(%error, "committing messages failed");
