@@ -1,11 +1,15 @@
-//! The listener and the socket wrapper that enforce the protocol's rule for slow clients at
-//! the only place it can be enforced: the socket.
+//! The listener: accepts connections, tells event streams from other requests, and serves
+//! each where it belongs.
 //!
-//! When a client stops reading, its kernel buffers fill, hyper stops polling the response body,
-//! and the stream's writer never runs again to notice it fell behind the hub's ring. So every
-//! accepted socket gets a write deadline: a write (or flush) that makes no progress for the
-//! configured time fails, hyper drops the connection, and the stream closes like any other.
-//! Everyone else is unaffected, and the client catches up by replay when it reconnects.
+//! - Event streams (`GET /sse`) are written by a minimal HTTP/1.1 writer of our own
+//!   ([`event_stream`]), which keeps no buffers between writes; everything else is served by
+//!   hyper.
+//! - Every socket gets a write deadline ([`deadline`]), the protocol's rule for slow clients
+//!   enforced at the only place it can be: when a client stops reading, its kernel buffers
+//!   fill, the body stops being polled, and the stream's writer never runs again to notice it
+//!   fell behind the hub's ring. A write that makes no progress for the configured time fails,
+//!   the connection closes like any other, everyone else is unaffected, and the client catches
+//!   up by replay when it reconnects.
 //!
 //! Event streams are served on a runtime of their own ([`StreamRuntime`]): a fan-out round
 //! wakes every stream at once, and on a shared runtime a `POST` that arrives meanwhile (and its
@@ -14,28 +18,21 @@
 //! the next message is committed while the round runs, and the streams not yet written pick it
 //! up in the same write: the busier the room, the more events each write carries.
 
+mod deadline;
+mod event_stream;
+
 use crate::metrics::Metrics;
 use axum::Router;
+use deadline::WriteDeadline;
 use hyper::server::conn::http1;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::graceful::{GracefulShutdown, Watcher},
     service::TowerToHyperService,
 };
-use std::{
-    future::Future,
-    io,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll, ready},
-    time::Duration,
-};
+use std::{io, sync::Arc, time::Duration};
+use tokio::net::TcpListener;
 use tokio::runtime::{Handle, Runtime};
-use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::TcpListener,
-    time::Sleep,
-};
 use tokio_util::sync::CancellationToken;
 
 /// Serves `router` on `listener` over HTTP/1.1 until `shutdown`, then lets open connections
@@ -85,7 +82,7 @@ pub async fn serve(
                     Ok(stream) => {
                         streams.spawn(async move {
                             match tokio::net::TcpStream::from_std(stream) {
-                                Ok(stream) => serve.run(stream).await,
+                                Ok(stream) => event_stream::serve(stream, serve).await,
                                 Err(error) => tracing::debug!(%error, "cannot move a connection"),
                             }
                         });
@@ -114,7 +111,11 @@ struct ServeConnection {
 }
 
 impl ServeConnection {
-    async fn run(self, stream: tokio::net::TcpStream) {
+    /// Serves the connection with hyper, for as many requests as it carries.
+    async fn run<T>(self, stream: T)
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let io = TokioIo::new(WriteDeadline::new(stream, self.write_timeout, self.metrics));
         let service = TowerToHyperService::new(self.router);
         let connection = self.watcher.watch(self.http.serve_connection(io, service));
@@ -192,81 +193,6 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Requests are small (bodies are capped at 16 KiB by default); hyper's read buffer may not
 /// grow past this.
 const MAX_BUF_SIZE: usize = 64 * 1024;
-
-/// A socket whose writes fail once they have made no progress for `timeout`.
-pub struct WriteDeadline<T> {
-    inner: T,
-    timeout: Duration,
-    /// Armed while a write is pending; cleared when one makes progress.
-    deadline: Option<Pin<Box<Sleep>>>,
-    metrics: Arc<Metrics>,
-}
-
-impl<T> WriteDeadline<T> {
-    fn new(inner: T, timeout: Duration, metrics: Arc<Metrics>) -> Self {
-        Self { inner, timeout, deadline: None, metrics }
-    }
-
-    /// Called when the inner write is pending: fails once the deadline passes.
-    fn poll_deadline<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
-        let timeout = self.timeout;
-        let deadline = self.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        ready!(deadline.as_mut().poll(cx));
-        self.deadline = None;
-        self.metrics.slow_client_dropped();
-        tracing::info!("dropping a connection whose client stopped reading");
-        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "client stopped reading")))
-    }
-
-    fn progressed<R>(&mut self, result: Poll<io::Result<R>>, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
-        match result {
-            Poll::Pending => self.poll_deadline(cx),
-            ready => {
-                self.deadline = None;
-                ready
-            }
-        }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for WriteDeadline<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.progressed(result, cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.progressed(result, cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let result = Pin::new(&mut self.inner).poll_flush(cx);
-        self.progressed(result, cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,372 @@
+//! A connection whose first request opens an event stream, served without hyper.
+//!
+//! hyper keeps an 8 KiB read buffer and an 8 KiB write buffer for a connection's whole life.
+//! An event stream reads one small request and then only writes, for hours, and a chat holds
+//! one per open tab: those two buffers were most of a stream's memory. Here the request head
+//! is read into a buffer that is freed once parsed, the router answers it as it answers any
+//! request, and the body is written as HTTP/1.1 chunks straight from the stream's shared
+//! bytes, one `writev` per chunk, with nothing kept between writes.
+//!
+//! Only the plain case is served here: an HTTP/1.1 `GET` with no body and no upgrade, a head
+//! that parses and fits [`MAX_HEAD_BYTES`]. Anything else goes to hyper unchanged, with the
+//! bytes read so far replayed ([`Replayed`]), so hyper's answers (400, 431, HTTP/1.0 framing)
+//! stay the only ones for unusual requests.
+
+use super::{HEADER_READ_TIMEOUT, ServeConnection, deadline::WriteDeadline};
+use axum::{
+    body::Body,
+    http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header},
+};
+use http_body_util::BodyExt;
+use std::{
+    io::{self, IoSlice},
+    pin::Pin,
+    task::{Context, Poll},
+    time::SystemTime,
+};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
+    net::TcpStream,
+};
+use tower::ServiceExt;
+
+/// The largest request head served here; a larger one (say, a huge cookie) goes to hyper.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Most request heads (a browser's, with its cookie) fit in this.
+const FIRST_READ_BYTES: usize = 2 * 1024;
+/// Headers a request may carry here.
+const MAX_HEADERS: usize = 64;
+/// An error answer's body is at most this long (they are short JSON).
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// Serves `stream`, whose first bytes announced `GET /sse`.
+pub(super) async fn serve(stream: TcpStream, connection: ServeConnection) {
+    let mut head = Vec::with_capacity(FIRST_READ_BYTES);
+    let mut stream = stream;
+    let request = match tokio::time::timeout(HEADER_READ_TIMEOUT, read_head(&mut stream, &mut head)).await {
+        // Silent past the deadline, or gone: nothing to answer.
+        Err(_) | Ok(Err(_)) => return,
+        Ok(Ok(())) => parse_request(&head),
+    };
+    let Some(request) = request else {
+        return connection.run(Replayed { replay: head, offset: 0, inner: stream }).await;
+    };
+    drop(head);
+    let ServeConnection { router, watcher, write_timeout, metrics, .. } = connection;
+    // Held until the stream ends: shutdown waits for every watcher to be dropped.
+    let _watcher = watcher;
+    let Ok(response) = router.oneshot(request).await;
+    let (reader, writer) = stream.split();
+    let mut writer = WriteDeadline::new(writer, write_timeout, metrics);
+    let outcome = if is_event_stream(&response) {
+        write_event_stream(response, reader, &mut writer).await
+    } else {
+        write_whole(response, &mut writer).await
+    };
+    if let Err(error) = outcome {
+        tracing::debug!(%error, "event stream connection ended with an error");
+    }
+}
+
+/// Reads until the end of the request head (an empty line), the size limit, or end of input.
+async fn read_head(stream: &mut TcpStream, head: &mut Vec<u8>) -> io::Result<()> {
+    loop {
+        let searched_from = head.len().saturating_sub(3);
+        if head.len() == head.capacity() {
+            head.reserve(head.len());
+        }
+        if stream.read_buf(head).await? == 0 {
+            return Ok(());
+        }
+        if head[searched_from..].windows(4).any(|window| window == b"\r\n\r\n") || head.len() > MAX_HEAD_BYTES
+        {
+            return Ok(());
+        }
+    }
+}
+
+/// The request, when it is one this path serves (see the module comment).
+fn parse_request(head: &[u8]) -> Option<Request<Body>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(_) = parsed.parse(head).ok()? else { return None };
+    if parsed.method != Some("GET") || parsed.version != Some(1) {
+        return None;
+    }
+    let mut request = Request::builder().method(Method::GET).uri(parsed.path?).version(Version::HTTP_11);
+    for field in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
+        let has_body =
+            (name == header::CONTENT_LENGTH && field.value != b"0") || name == header::TRANSFER_ENCODING;
+        if has_body || name == header::UPGRADE || name == header::EXPECT {
+            return None;
+        }
+        request = request.header(name, HeaderValue::from_bytes(field.value).ok()?);
+    }
+    request.body(Body::empty()).ok()
+}
+
+fn is_event_stream(response: &Response<Body>) -> bool {
+    response.status() == StatusCode::OK
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|value| value.as_bytes().starts_with(b"text/event-stream"))
+}
+
+/// The status line and headers, with the framing headers this path decides replaced.
+fn response_head(response: &Response<Body>, framing: &str) -> Vec<u8> {
+    let status = response.status();
+    let mut head = Vec::with_capacity(512);
+    head.extend_from_slice(
+        format!("HTTP/1.1 {} {}\r\n", status.as_str(), status.canonical_reason().unwrap_or("")).as_bytes(),
+    );
+    for (name, value) in response.headers() {
+        if [header::CONTENT_LENGTH, header::TRANSFER_ENCODING, header::CONNECTION, header::DATE]
+            .contains(name)
+        {
+            continue;
+        }
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(format!("date: {}\r\n", httpdate::fmt_http_date(SystemTime::now())).as_bytes());
+    head.extend_from_slice(framing.as_bytes());
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+/// An answer that is not a stream (a refusal): written whole, then the connection closes.
+async fn write_whole<W: AsyncWrite + Unpin>(response: Response<Body>, out: &mut W) -> io::Result<()> {
+    let (parts, body) = response.into_parts();
+    let body = axum::body::to_bytes(body, MAX_ERROR_BODY_BYTES).await.unwrap_or_default();
+    let head = response_head(
+        &Response::from_parts(parts, Body::empty()),
+        &format!("content-length: {}\r\nconnection: close\r\n", body.len()),
+    );
+    write_all_parts(out, &[&head, &body]).await?;
+    out.shutdown().await
+}
+
+/// Writes the stream's chunks until it ends or the client goes away (its side of the
+/// connection closes, which is read for while waiting for the next chunk).
+async fn write_event_stream<R, W>(response: Response<Body>, mut client: R, out: &mut W) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let head = response_head(&response, "transfer-encoding: chunked\r\n");
+    let mut body = response.into_body();
+    // The stream's opening (`retry:`, `all-users`, history) is ready at once: it goes out in
+    // the same write as the head.
+    match body.frame().await {
+        Some(Ok(frame)) if frame.data_ref().is_some_and(|data| !data.is_empty()) => {
+            let data = frame.into_data().unwrap_or_default();
+            let mut size = [0u8; CHUNK_SIZE_LINE_BYTES];
+            let size = chunk_size_line(data.len(), &mut size);
+            write_all_parts(out, &[&head, size, &data, b"\r\n"]).await?;
+        }
+        Some(Ok(_)) => write_all_parts(out, &[&head]).await?,
+        Some(Err(_)) | None => {
+            write_all_parts(out, &[&head, b"0\r\n\r\n"]).await?;
+            return out.shutdown().await;
+        }
+    }
+    drop(head);
+    // Whatever the client sends after its request (nothing, normally) is read and dropped.
+    let mut ignored = [0u8; 64];
+    loop {
+        tokio::select! {
+            frame = body.frame() => match frame {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() && !data.is_empty() {
+                        let mut size = [0u8; CHUNK_SIZE_LINE_BYTES];
+                        let size = chunk_size_line(data.len(), &mut size);
+                        write_all_parts(out, &[size, &data, b"\r\n"]).await?;
+                    }
+                }
+                // The stream ended (shutdown, or it fell behind): end the body properly.
+                Some(Err(_)) | None => {
+                    write_all_parts(out, &[b"0\r\n\r\n"]).await?;
+                    return out.shutdown().await;
+                }
+            },
+            read = client.read(&mut ignored) => match read {
+                Ok(0) | Err(_) => return Ok(()),
+                Ok(_) => {}
+            },
+        }
+    }
+}
+
+/// A chunk's size line: hex digits of a `usize` and CRLF.
+const CHUNK_SIZE_LINE_BYTES: usize = 2 * size_of::<usize>() + 2;
+
+/// Writes `len`'s chunk-size line (`1A2\r\n`) into `buf` and returns it.
+fn chunk_size_line(len: usize, buf: &mut [u8; CHUNK_SIZE_LINE_BYTES]) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut start = CHUNK_SIZE_LINE_BYTES - 2;
+    buf[start..].copy_from_slice(b"\r\n");
+    let mut rest = len;
+    loop {
+        start -= 1;
+        buf[start] = HEX[rest % 16];
+        rest /= 16;
+        if rest == 0 {
+            return &buf[start..];
+        }
+    }
+}
+
+/// Most parts one write takes (the head, then a chunk's size line, data and CRLF).
+const MAX_PARTS: usize = 4;
+
+/// Writes every part, in order, with as few `writev` calls as the socket allows.
+async fn write_all_parts<W: AsyncWrite + Unpin>(out: &mut W, parts: &[&[u8]]) -> io::Result<()> {
+    debug_assert!(parts.len() <= MAX_PARTS);
+    let (mut index, mut offset) = (0, 0);
+    while index < parts.len() {
+        let mut slices = [IoSlice::new(&[]); MAX_PARTS];
+        let pending = &parts[index..parts.len().min(index + MAX_PARTS)];
+        for (i, part) in pending.iter().enumerate() {
+            slices[i] = IoSlice::new(if i == 0 { &part[offset..] } else { part });
+        }
+        let slices = &slices[..pending.len()];
+        let mut written = out.write_vectored(slices).await?;
+        if written == 0 && slices.iter().any(|slice| !slice.is_empty()) {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while index < parts.len() && written >= parts[index].len() - offset {
+            written -= parts[index].len() - offset;
+            index += 1;
+            offset = 0;
+        }
+        offset += written;
+    }
+    Ok(())
+}
+
+/// A socket whose first reads replay bytes already read from it.
+pub(super) struct Replayed {
+    replay: Vec<u8>,
+    offset: usize,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Replayed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.offset < this.replay.len() {
+            let rest = &this.replay[this.offset..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.offset += n;
+            if this.offset == this.replay.len() {
+                this.replay = Vec::new();
+                this.offset = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Replayed {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_size_lines_are_hex_with_crlf() {
+        let mut buf = [0u8; CHUNK_SIZE_LINE_BYTES];
+        assert_eq!(chunk_size_line(0, &mut buf), b"0\r\n");
+        assert_eq!(chunk_size_line(26, &mut buf), b"1A\r\n");
+        assert_eq!(chunk_size_line(4096, &mut buf), b"1000\r\n");
+        assert_eq!(chunk_size_line(usize::MAX, &mut buf).len(), CHUNK_SIZE_LINE_BYTES);
+    }
+
+    #[test]
+    fn only_plain_http11_gets_without_a_body_are_served_here() {
+        let served = |head: &str| parse_request(head.as_bytes()).is_some();
+        assert!(served("GET /sse?id=a&name=b HTTP/1.1\r\nHost: x\r\nCookie: s=1\r\n\r\n"));
+        assert!(served("GET /sse HTTP/1.1\r\nContent-Length: 0\r\n\r\n"));
+        // hyper answers these: other versions, bodies, upgrades, incomplete or broken heads.
+        assert!(!served("GET /sse HTTP/1.0\r\n\r\n"));
+        assert!(!served("GET /sse HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"));
+        assert!(!served("GET /sse HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"));
+        assert!(!served("GET /sse HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"));
+        assert!(!served("GET /sse HTTP/1.1\r\nExpect: 100-continue\r\n\r\n"));
+        assert!(!served("GET /sse HTTP/1.1\r\nHost: x\r\n"));
+        assert!(!served("GET /sse HTTP/1.1\r\nBad Header: x\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_request_keeps_its_target_and_headers() {
+        let request =
+            parse_request(b"GET /sse?id=a&name=b HTTP/1.1\r\nLast-Event-ID: 7\r\n\r\n").expect("served");
+        assert_eq!(request.uri(), "/sse?id=a&name=b");
+        assert_eq!(request.headers()["last-event-id"], "7");
+    }
+
+    /// A writer that takes at most `step` bytes per call, so every part boundary is crossed.
+    struct Trickle {
+        written: Vec<u8>,
+        step: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.step);
+            self.written.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn every_part_is_written_once_and_in_order_however_short_the_writes() {
+        for step in [1, 2, 3, 5, 64] {
+            let mut out = Trickle { written: Vec::new(), step };
+            write_all_parts(&mut out, &[b"HEAD", b"", b"1A\r\n", b"data\r\n"]).await.expect("written");
+            assert_eq!(out.written, b"HEAD1A\r\ndata\r\n", "step {step}");
+        }
+    }
+}
