@@ -172,13 +172,15 @@ impl Writer {
             for m in messages {
                 insert.execute(params![m.seq, m.id.as_str(), m.name.as_str(), m.message.as_str(), m.ts])?;
             }
-            tx.execute(
+            // Every statement of a commit is prepared once per connection, not once per commit.
+            tx.prepare_cached(
                 "INSERT INTO meta (key, value) VALUES ('last_seq', ?1)
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![last.seq],
-            )?;
+            )?
+            .execute(params![last.seq])?;
             if last.seq > self.retention {
-                tx.execute("DELETE FROM messages WHERE seq <= ?1", params![last.seq - self.retention])?;
+                tx.prepare_cached("DELETE FROM messages WHERE seq <= ?1")?
+                    .execute(params![last.seq - self.retention])?;
             }
         }
         tx.commit()
