@@ -1,22 +1,15 @@
-//! The Redis message store against a real `redis-server`: each test starts its own, on a free
-//! loopback port, with AOF and `appendfsync always` in a temporary folder, and kills it by PID
-//! when done. Two `RedisStore`s on one Redis stand for two server instances.
-//!
-//! `redis-server` must be installed (CI installs it); without it these tests fail, saying so,
-//! rather than skip silently.
+//! The Redis message store against a real `redis-server` ([`common::redis`]: its own loopback
+//! port, AOF with `appendfsync always`, killed by PID). Two `RedisStore`s on one Redis stand
+//! for two server instances.
+
+mod common;
 
 use app::protocol::{ChatMessage, MessageText, User, UserId, UserName};
+use common::redis::RedisProcess;
 use server::store::{MessageFeed, MessageStore, RedisStore, StoreError};
 use std::{
-    io::ErrorKind,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
-};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
 };
 
 /// How long a test waits for something that should happen; a timeout is a failure.
@@ -25,122 +18,9 @@ const PATIENCE: Duration = Duration::from_secs(15);
 const FEW_SECONDS: Duration = Duration::from_secs(6);
 const PREFIX: &str = "ssechat-test";
 
-/// A `redis-server` process of our own, killed (SIGKILL, like a crash) when dropped.
-struct RedisServer {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl RedisServer {
-    /// Starts a server on a free port, keeping its data in `dir`.
-    async fn start(dir: &Path) -> Self {
-        show_logs();
-        for _ in 0..10 {
-            let port = free_port();
-            if let Some(server) = Self::try_start(dir, port).await {
-                return server;
-            }
-            // Someone else took the port between our probe and Redis's bind: try another.
-        }
-        panic!("redis-server did not start on any of 10 free ports; see {}", dir.join("redis.log").display());
-    }
-
-    /// Starts a server again on the same port and folder (it reloads its AOF).
-    async fn restart(dir: &Path, port: u16) -> Self {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(server) = Self::try_start(dir, port).await {
-                return server;
-            }
-            assert!(Instant::now() < deadline, "redis-server did not restart on port {port}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn try_start(dir: &Path, port: u16) -> Option<Self> {
-        let spawned = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .arg("--dir")
-            .arg(dir)
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--logfile")
-            .arg(dir.join("redis.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(error) if error.kind() == ErrorKind::NotFound => panic!(
-                "redis-server is not installed (not found on PATH): the Redis store tests need a real \
-                 Redis 7 (Debian: apt-get install redis-server)"
-            ),
-            Err(error) => panic!("cannot run redis-server: {error}"),
-        };
-        let mut server = Self { child, port, dir: dir.to_path_buf() };
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if server.child.try_wait().expect("redis-server status").is_some() {
-                // It exited: most likely the port was taken. The Drop reaps nothing more.
-                return None;
-            }
-            if answers_ping(port).await {
-                return Some(server);
-            }
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(server.dir.join("redis.log")).unwrap_or_default();
-                panic!("redis-server on port {port} does not answer PING; its log:\n{log}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-
-    /// Sends a signal by PID (`STOP` freezes Redis: connections stay open, nothing answers).
-    fn signal(&self, signal: &str) {
-        let status =
-            Command::new("kill").arg(format!("-{signal}")).arg(self.pid()).status().expect("run kill");
-        assert!(status.success(), "kill -{signal} {} failed", self.pid());
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        // SIGKILL by PID: no shutdown save, exactly a crash. A stopped process dies too.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The store's log lines, shown with a failing test's output.
 fn show_logs() {
     let _ = tracing_subscriber::fmt().with_env_filter("server=debug").with_test_writer().try_init();
-}
-
-/// A port that was free a moment ago (bound to 127.0.0.1:0, then released).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
-    listener.local_addr().expect("probe address").port()
-}
-
-/// True when a Redis on `port` answers `PING` with `PONG` (not `LOADING`, not nothing).
-async fn answers_ping(port: u16) -> bool {
-    let ping = async {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        stream.write_all(b"PING\r\n").await.ok()?;
-        let mut answer = [0u8; 7];
-        stream.read_exact(&mut answer).await.ok()?;
-        Some(&answer == b"+PONG\r\n")
-    };
-    matches!(tokio::time::timeout(Duration::from_secs(1), ping).await, Ok(Some(true)))
 }
 
 fn author(id: &str) -> User {
@@ -166,7 +46,7 @@ fn recording_feed() -> (MessageFeed, Arc<Mutex<Vec<u64>>>) {
     (feed, seen)
 }
 
-async fn connect(redis: &RedisServer, retention: u64) -> (RedisStore, Arc<Mutex<Vec<u64>>>) {
+async fn connect(redis: &RedisProcess, retention: u64) -> (RedisStore, Arc<Mutex<Vec<u64>>>) {
     let (feed, seen) = recording_feed();
     let store = RedisStore::connect(&redis.url(), PREFIX, retention, feed).await.expect("connect to Redis");
     (store, seen)
@@ -219,8 +99,8 @@ fn seqs(messages: &[ChatMessage]) -> Vec<u64> {
 
 #[tokio::test]
 async fn seq_starts_at_one_and_grows_by_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(dir.path()).await;
+    show_logs();
+    let redis = RedisProcess::start();
     let (store, seen) = connect(&redis, 100).await;
     for expected in 1..=3 {
         let message = store.append(author("ann"), text(&format!("hi {expected}"))).await.unwrap();
@@ -242,8 +122,8 @@ async fn seq_starts_at_one_and_grows_by_one() {
 
 #[tokio::test]
 async fn entries_are_chat_message_json_under_their_seq() {
-    let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(dir.path()).await;
+    show_logs();
+    let redis = RedisProcess::start();
     let (store, _) = connect(&redis, 100).await;
     let sent = store.append(author("ann"), text("look \"inside\"")).await.unwrap();
 
@@ -267,8 +147,8 @@ async fn entries_are_chat_message_json_under_their_seq() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_one_sequence_and_both_feeds_get_every_message_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(dir.path()).await;
+    show_logs();
+    let redis = RedisProcess::start();
     let (a, seen_a) = connect(&redis, 10_000).await;
     let (b, seen_b) = connect(&redis, 10_000).await;
     let (a, b) = (Arc::new(a), Arc::new(b));
@@ -295,8 +175,8 @@ async fn two_instances_share_one_sequence_and_both_feeds_get_every_message_in_or
 
 #[tokio::test]
 async fn an_instance_started_later_feeds_only_what_comes_after_unless_told_where_to_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(dir.path()).await;
+    show_logs();
+    let redis = RedisProcess::start();
     let (first, _) = connect(&redis, 100).await;
     for i in 0..3 {
         first.append(author("ann"), text(&format!("early {i}"))).await.unwrap();
@@ -316,8 +196,8 @@ async fn an_instance_started_later_feeds_only_what_comes_after_unless_told_where
 
 #[tokio::test]
 async fn read_after_read_last_and_retention_follow_the_sqlite_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(dir.path()).await;
+    show_logs();
+    let redis = RedisProcess::start();
     let (store, _) = connect(&redis, 3).await;
 
     let empty = store.read_after(0, 10).await.unwrap();
@@ -348,8 +228,8 @@ async fn read_after_read_last_and_retention_follow_the_sqlite_store() {
 
 #[tokio::test]
 async fn a_feed_that_starts_behind_the_retention_skips_the_trimmed_and_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(dir.path()).await;
+    show_logs();
+    let redis = RedisProcess::start();
     let (store, _) = connect(&redis, 3).await;
     for i in 1..=5 {
         store.append(author("ann"), text(&format!("m{i}"))).await.unwrap();
@@ -365,8 +245,8 @@ async fn a_feed_that_starts_behind_the_retention_skips_the_trimmed_and_goes_on()
 
 #[tokio::test]
 async fn close_finishes_writes_in_flight_then_refuses_new_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(dir.path()).await;
+    show_logs();
+    let redis = RedisProcess::start();
     let (store, seen) = connect(&redis, 1_000).await;
     let store = Arc::new(store);
     let in_flight: Vec<_> = (0..50)
@@ -399,13 +279,13 @@ async fn close_finishes_writes_in_flight_then_refuses_new_ones() {
 
 #[tokio::test]
 async fn a_dead_redis_makes_appends_unavailable_within_seconds_and_health_false() {
-    let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(dir.path()).await;
+    show_logs();
+    let mut redis = RedisProcess::start();
     let (store, _) = connect(&redis, 100).await;
     assert!(store.is_healthy().await);
     store.append(author("ann"), text("before")).await.unwrap();
 
-    drop(redis);
+    redis.stop();
     assert_unavailable_soon(&store).await;
     assert_unavailable_soon(&store).await;
     let started = Instant::now();
@@ -417,9 +297,8 @@ async fn a_dead_redis_makes_appends_unavailable_within_seconds_and_health_false(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_crash_and_restart_nothing_acknowledged_is_lost_and_the_feeds_go_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(dir.path()).await;
-    let port = redis.port;
+    show_logs();
+    let mut redis = RedisProcess::start();
     let (a, seen_a) = connect(&redis, 1_000).await;
     let (b, seen_b) = connect(&redis, 1_000).await;
     let mut acknowledged = Vec::new();
@@ -428,11 +307,11 @@ async fn after_a_crash_and_restart_nothing_acknowledged_is_lost_and_the_feeds_go
         acknowledged.push(store.append(author("ann"), text(&format!("m{i}"))).await.unwrap());
     }
 
-    drop(redis); // kill -9
+    redis.stop(); // kill -9
     assert_unavailable_soon(&a).await;
     assert_unavailable_soon(&b).await;
 
-    let redis = RedisServer::restart(dir.path(), port).await;
+    redis.restart();
     // Recovery needs nothing from us; the counter came back with the AOF, so no seq repeats.
     acknowledged.push(append_once_back(&a, "ann", "back on a").await);
     acknowledged.push(append_once_back(&b, "bob", "back on b").await);
@@ -452,8 +331,8 @@ async fn after_a_crash_and_restart_nothing_acknowledged_is_lost_and_the_feeds_go
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_redis_makes_appends_unavailable_within_seconds_then_all_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(dir.path()).await;
+    show_logs();
+    let redis = RedisProcess::start();
     let (a, seen_a) = connect(&redis, 1_000).await;
     let (b, seen_b) = connect(&redis, 1_000).await;
     a.append(author("ann"), text("before")).await.unwrap();

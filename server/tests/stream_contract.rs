@@ -270,3 +270,69 @@ async fn a_large_room_switches_to_presence_summaries_and_back_to_snapshots() {
         ("presence", Some("dan"))
     );
 }
+
+/// Sends `request` on a fresh socket and reads until the answer contains `until`.
+async fn raw_exchange(server: &TestServer, request: &str, until: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.base.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    socket.write_all(request.as_bytes()).await.expect("send the request");
+    let mut answer = Vec::new();
+    let read = async {
+        while !String::from_utf8_lossy(&answer).contains(until) {
+            let mut buf = [0u8; 4096];
+            let n = socket.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed before {until:?}: {:?}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(PATIENCE, read).await.expect("the answer comes");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn on_the_wire_a_stream_is_chunked_http_1_1_and_http_1_0_clients_get_it_too() {
+    let server = TestServer::start().await;
+    let answer =
+        raw_exchange(&server, "GET /sse?id=raw-11&name=Raw HTTP/1.1\r\nHost: x\r\n\r\n", "event: all-users")
+            .await;
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    let head = head.to_ascii_lowercase();
+    for line in ["transfer-encoding: chunked", "content-type: text/event-stream", "date: ", "set-cookie: "] {
+        assert!(head.contains(line), "{line:?} missing from {head}");
+    }
+    // The first chunk: its size in hex, then the opening of the stream.
+    let (size, rest) = body.split_once("\r\n").expect("a chunk size line");
+    assert!(usize::from_str_radix(size, 16).is_ok_and(|size| size > 0), "{size:?}");
+    assert!(rest.starts_with("retry: "), "{rest:?}");
+
+    // HTTP/1.0 has no chunks: the body runs until the connection closes.
+    let answer =
+        raw_exchange(&server, "GET /sse?id=raw-10&name=Raw HTTP/1.0\r\n\r\n", "event: all-users").await;
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head");
+    assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
+    assert!(!head.to_ascii_lowercase().contains("transfer-encoding"), "{head}");
+    assert!(body.starts_with("retry: "), "{body:?}");
+    assert!(body.contains(r#""id":"raw-10""#), "{body:?}");
+}
+
+#[tokio::test]
+async fn a_refused_stream_is_a_whole_answer_then_the_connection_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let addr = server.base.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    socket.write_all(b"GET /sse?id=&name=Nobody HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("send");
+    let mut answer = Vec::new();
+    tokio::time::timeout(PATIENCE, socket.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head");
+    assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+    let length = format!("content-length: {}", body.len());
+    assert!(head.to_ascii_lowercase().contains(&length), "{length:?} missing from {head}");
+    assert!(!body.is_empty());
+}
