@@ -299,7 +299,14 @@ async fn on_the_wire_a_stream_is_chunked_http_1_1_and_http_1_0_clients_get_it_to
     let (head, body) = answer.split_once("\r\n\r\n").expect("a head");
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     let head = head.to_ascii_lowercase();
-    for line in ["transfer-encoding: chunked", "content-type: text/event-stream", "date: ", "set-cookie: "] {
+    let expected = [
+        "transfer-encoding: chunked",
+        "connection: close",
+        "content-type: text/event-stream",
+        "date: ",
+        "set-cookie: ",
+    ];
+    for line in expected {
         assert!(head.contains(line), "{line:?} missing from {head}");
     }
     // The first chunk: its size in hex, then the opening of the stream.
@@ -335,4 +342,24 @@ async fn a_refused_stream_is_a_whole_answer_then_the_connection_closes() {
     let length = format!("content-length: {}", body.len());
     assert!(head.to_ascii_lowercase().contains(&length), "{length:?} missing from {head}");
     assert!(!body.is_empty());
+}
+
+#[tokio::test]
+async fn a_stream_whose_client_keeps_sending_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let addr = server.base.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut request = b"GET /sse?id=chatty&name=Chatty HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    request.extend(std::iter::repeat_n(b'x', 4096));
+    socket.write_all(&request).await.expect("send");
+    // The server closes on it: end of input, or a reset (it did not read all that was sent).
+    let mut answer = Vec::new();
+    let ended = tokio::time::timeout(PATIENCE, socket.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection");
+    assert!(
+        ended.is_ok() || ended.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{ended:?}"
+    );
 }

@@ -38,15 +38,24 @@ const FIRST_READ_BYTES: usize = 2 * 1024;
 const MAX_HEADERS: usize = 64;
 /// An error answer's body is at most this long (they are short JSON).
 const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+/// Bytes a client may send after its request before the stream is closed on it: an event
+/// stream never answers a second request, and reading without end would cost a syscall per
+/// read for nothing.
+const MAX_IGNORED_BYTES: usize = 1024;
 
 /// Serves `stream`, whose first bytes announced `GET /sse`.
 pub(super) async fn serve(stream: TcpStream, connection: ServeConnection) {
     let mut head = Vec::with_capacity(FIRST_READ_BYTES);
     let mut stream = stream;
-    let request = match tokio::time::timeout(HEADER_READ_TIMEOUT, read_head(&mut stream, &mut head)).await {
-        // Silent past the deadline, or gone: nothing to answer.
-        Err(_) | Ok(Err(_)) => return,
-        Ok(Ok(())) => parse_request(&head),
+    let read = tokio::time::timeout(HEADER_READ_TIMEOUT, read_head(&mut stream, &mut head));
+    let request = tokio::select! {
+        // Shutting down: a request still arriving is not waited for.
+        () = connection.shutdown.cancelled() => return,
+        read = read => match read {
+            // Silent past the deadline, or gone: nothing to answer.
+            Err(_) | Ok(Err(_)) => return,
+            Ok(Ok(())) => parse_request(&head),
+        },
     };
     let Some(request) = request else {
         return connection.run(Replayed { replay: head, offset: 0, inner: stream }).await;
@@ -89,8 +98,8 @@ async fn read_head(stream: &mut TcpStream, head: &mut Vec<u8>) -> io::Result<()>
 fn parse_request(head: &[u8]) -> Option<Request<Body>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
-    let httparse::Status::Complete(_) = parsed.parse(head).ok()? else { return None };
-    if parsed.method != Some("GET") || parsed.version != Some(1) {
+    let httparse::Status::Complete(length) = parsed.parse(head).ok()? else { return None };
+    if length > MAX_HEAD_BYTES || parsed.method != Some("GET") || parsed.version != Some(1) {
         return None;
     }
     let mut request = Request::builder().method(Method::GET).uri(parsed.path?).version(Version::HTTP_11);
@@ -141,7 +150,8 @@ fn response_head(response: &Response<Body>, framing: &str) -> Vec<u8> {
 /// An answer that is not a stream (a refusal): written whole, then the connection closes.
 async fn write_whole<W: AsyncWrite + Unpin>(response: Response<Body>, out: &mut W) -> io::Result<()> {
     let (parts, body) = response.into_parts();
-    let body = axum::body::to_bytes(body, MAX_ERROR_BODY_BYTES).await.unwrap_or_default();
+    // A refusal that cannot be read whole is not sent half: the connection just closes.
+    let body = axum::body::to_bytes(body, MAX_ERROR_BODY_BYTES).await.map_err(io::Error::other)?;
     let head = response_head(
         &Response::from_parts(parts, Body::empty()),
         &format!("content-length: {}\r\nconnection: close\r\n", body.len()),
@@ -157,7 +167,9 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let head = response_head(&response, "transfer-encoding: chunked\r\n");
+    // This connection serves no second request: the client is told, so that no pooling
+    // client tries to reuse it once the stream ends.
+    let head = response_head(&response, "transfer-encoding: chunked\r\nconnection: close\r\n");
     let mut body = response.into_body();
     // The stream's opening (`retry:`, `all-users`, history) is ready at once: it goes out in
     // the same write as the head.
@@ -169,14 +181,18 @@ where
             write_all_parts(out, &[&head, size, &data, b"\r\n"]).await?;
         }
         Some(Ok(_)) => write_all_parts(out, &[&head]).await?,
-        Some(Err(_)) | None => {
+        None => {
             write_all_parts(out, &[&head, b"0\r\n\r\n"]).await?;
             return out.shutdown().await;
         }
+        // A body that fails is cut off without its last chunk, so the client sees it broke.
+        Some(Err(error)) => return Err(io::Error::other(error)),
     }
     drop(head);
-    // Whatever the client sends after its request (nothing, normally) is read and dropped.
-    let mut ignored = [0u8; 64];
+    // Whatever the client sends after its request (nothing, normally) is read and dropped, up
+    // to a limit. End of input means the client left (as with hyper, a half-close is a leave).
+    let mut ignored = [0u8; 256];
+    let mut ignored_total = 0;
     loop {
         tokio::select! {
             frame = body.frame() => match frame {
@@ -188,14 +204,20 @@ where
                     }
                 }
                 // The stream ended (shutdown, or it fell behind): end the body properly.
-                Some(Err(_)) | None => {
+                None => {
                     write_all_parts(out, &[b"0\r\n\r\n"]).await?;
                     return out.shutdown().await;
                 }
+                Some(Err(error)) => return Err(io::Error::other(error)),
             },
             read = client.read(&mut ignored) => match read {
                 Ok(0) | Err(_) => return Ok(()),
-                Ok(_) => {}
+                Ok(n) => {
+                    ignored_total += n;
+                    if ignored_total > MAX_IGNORED_BYTES {
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, "client kept sending"));
+                    }
+                }
             },
         }
     }
@@ -329,6 +351,8 @@ mod tests {
         assert!(!served("GET /sse HTTP/1.1\r\nExpect: 100-continue\r\n\r\n"));
         assert!(!served("GET /sse HTTP/1.1\r\nHost: x\r\n"));
         assert!(!served("GET /sse HTTP/1.1\r\nBad Header: x\r\n\r\n"));
+        let huge = format!("GET /sse HTTP/1.1\r\nCookie: {}\r\n\r\n", "a".repeat(MAX_HEAD_BYTES));
+        assert!(!served(&huge), "an oversized head goes to hyper, whatever the reads were");
     }
 
     #[test]

@@ -72,6 +72,7 @@ pub async fn serve(
             watcher: connections.watcher(),
             write_timeout: options.write_timeout,
             metrics: Arc::clone(&options.metrics),
+            shutdown: shutdown.clone(),
         };
         let streams = options.streams.clone();
         let shutdown = shutdown.clone();
@@ -108,6 +109,7 @@ struct ServeConnection {
     watcher: Watcher,
     write_timeout: Duration,
     metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
 }
 
 impl ServeConnection {

@@ -147,7 +147,10 @@ impl Writer {
             Ok(()) => {
                 self.last_seq += messages.len() as u64;
                 // Answered first: the posts are durable, and feeding the hub wakes every
-                // stream, which the answers should not queue behind.
+                // stream, which the answers should not queue behind. (A client that got its
+                // answer and reconnects with that `seq` as its last event id within the
+                // microseconds before the feed runs is sent that one message again; clients
+                // take their last event id from the stream, where it cannot be ahead.)
                 for (append, message) in batch.drain(..).zip(&messages) {
                     let _ = append.reply.send(Ok(message.clone()));
                 }
