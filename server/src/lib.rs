@@ -111,7 +111,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     // The hub hears of messages from the store, never from the handler: with Redis, messages
     // appended by other instances arrive the same way.
     let feed_hub = hub.clone();
-    let feed: store::MessageFeed = Arc::new(move |messages| feed_hub.publish_messages(messages));
+    let feed: store::MessageFeed =
+        Arc::new(move |messages, before_waking| feed_hub.publish_messages(messages, before_waking));
     let store: Arc<dyn MessageStore> = match &config.redis_url {
         Some(url) => Arc::new(RedisStore::connect(url, &config.redis_prefix, config.retention, feed).await?),
         None => Arc::new(SqliteStore::open(&config.data_dir.join("messages.db"), config.retention, feed)?),

@@ -35,7 +35,7 @@ fn text(s: &str) -> MessageText {
 fn recording_feed() -> (MessageFeed, Arc<Mutex<Vec<u64>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&seen);
-    let feed: MessageFeed = Arc::new(move |batch: &[ChatMessage]| {
+    let feed: MessageFeed = Arc::new(move |batch: &[ChatMessage], _before_waking: &mut dyn FnMut()| {
         // The hub relies on this: one batch is consecutive seqs.
         assert!(
             batch.windows(2).all(|pair| pair[1].seq == pair[0].seq + 1),

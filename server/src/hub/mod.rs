@@ -6,7 +6,8 @@
 //! falls off the ring's tail is a slow client: it is dropped and catches up by replay.
 //!
 //! Messages enter from the store's feed ([`Hub::publish_messages`]), after they are durable,
-//! in `seq` order; presence changes enter from stream open/close under the room lock, so the
+//! in `seq` order, and are in the recent cache before the store answers their posts and before
+//! any stream is woken; presence changes enter from stream open/close under the room lock, so the
 //! ring's order of presence events is the order the room changed in. The lock is a std mutex
 //! held for plain data only, never across an `.await`.
 
@@ -224,9 +225,10 @@ impl Hub {
         Ok(())
     }
 
-    /// The store's feed: encodes a committed batch once and hands it to every stream.
-    pub fn publish_messages(&self, messages: &[ChatMessage]) {
-        let Some(first) = messages.first() else { return };
+    /// The store's feed: encodes a committed batch once, records it in the recent cache, runs
+    /// `before_waking` (see [`crate::store::MessageFeed`]), then hands it to every stream.
+    pub fn publish_messages(&self, messages: &[ChatMessage], before_waking: &mut dyn FnMut()) {
+        let Some(first) = messages.first() else { return before_waking() };
         let mut bytes = BytesMut::new();
         let mut offsets = Vec::with_capacity(messages.len());
         for message in messages {
@@ -246,6 +248,7 @@ impl Hub {
             }
         }
         self.inner.metrics.messages_fanned_out(messages.len() as u64);
+        before_waking();
         // No receivers is fine: nobody is listening.
         let _ =
             self.inner.events.send(Frame::Messages { first_seq: first.seq, offsets: offsets.into(), bytes });

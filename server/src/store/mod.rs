@@ -16,8 +16,14 @@ use futures_util::future::BoxFuture;
 use std::sync::Arc;
 
 /// Receives every appended message once it is durable, in `seq` order, with no gap. Called on
-/// the store's writer thread: it must not block.
-pub type MessageFeed = Arc<dyn Fn(&[ChatMessage]) + Send + Sync>;
+/// the store's writer: it must not block.
+///
+/// The second argument runs once the batch is recorded where new streams find it (the hub's
+/// recent cache) and before the open streams are woken. The embedded store answers its posts
+/// there: an answered post is then in the history of every stream opened after it, and the
+/// answers do not wait while thousands of streams are woken (on one core, waking the streams'
+/// thread can hand it the CPU for a whole fan-out round).
+pub type MessageFeed = Arc<dyn Fn(&[ChatMessage], &mut dyn FnMut()) + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -69,9 +75,9 @@ pub(crate) fn gather<A, D>(
 }
 
 pub trait MessageStore: Send + Sync + 'static {
-    /// Appends a message, assigning its `seq` and `ts`; resolves once it is durable. The feed
-    /// hears of it in `seq` order, possibly just after the answer: a stream opened meanwhile
-    /// gets it live, since the hub fills its recent cache before it wakes the streams.
+    /// Appends a message, assigning its `seq` and `ts`; resolves once it is durable and, for
+    /// the embedded store, recorded by the feed (with Redis every instance's feed tails the
+    /// shared stream, so the answer may come first: a stream opened meanwhile gets it live).
     fn append(&self, author: User, text: MessageText) -> BoxFuture<'_, Result<ChatMessage, StoreError>>;
 
     /// Retained messages with `seq > after`, oldest first, at most `limit`.

@@ -672,7 +672,7 @@ impl Tailer {
 
     fn flush(&self, run: &mut Vec<ChatMessage>) {
         if !run.is_empty() {
-            (self.feed)(run);
+            (self.feed)(run, &mut || {});
             run.clear();
         }
     }

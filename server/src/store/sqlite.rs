@@ -2,7 +2,8 @@
 //!
 //! One writer thread owns the write connection and commits in groups: it takes every append
 //! waiting in its queue (up to [`MAX_BATCH`]) and writes them in one transaction with one
-//! fsync (`synchronous=FULL`), then answers each caller and hands them to the feed. Under load
+//! fsync (`synchronous=FULL`), then hands them to the feed, which records them, lets the writer
+//! answer each caller, and only then wakes the streams. Under load
 //! many posts share one fsync, so durability does not cost throughput; alone, a post waits for
 //! exactly one. `seq` is assigned here, one writer, so it is strictly increasing; the last one
 //! is kept in a `meta` row in the same transaction, so deleting old rows never lets one repeat.
@@ -146,15 +147,16 @@ impl Writer {
         match self.write(&messages) {
             Ok(()) => {
                 self.last_seq += messages.len() as u64;
-                // Answered first: the posts are durable, and feeding the hub wakes every
-                // stream, which the answers should not queue behind. (A client that got its
-                // answer and reconnects with that `seq` as its last event id within the
-                // microseconds before the feed runs is sent that one message again; clients
-                // take their last event id from the stream, where it cannot be ahead.)
-                for (append, message) in batch.drain(..).zip(&messages) {
-                    let _ = append.reply.send(Ok(message.clone()));
-                }
-                (self.feed)(&messages);
+                // Answered once the hub has recorded the batch, before it wakes the streams
+                // (see `MessageFeed`).
+                let mut answer = || {
+                    for (append, message) in batch.drain(..).zip(&messages) {
+                        let _ = append.reply.send(Ok(message.clone()));
+                    }
+                };
+                (self.feed)(&messages, &mut answer);
+                // A feed that did not call it still gets the posts answered.
+                answer();
             }
             Err(error) => {
                 tracing::error!(%error, "committing messages failed");
@@ -275,8 +277,10 @@ mod tests {
     fn recording_feed() -> (MessageFeed, Arc<StdMutex<Vec<u64>>>) {
         let seen = Arc::new(StdMutex::new(Vec::new()));
         let sink = Arc::clone(&seen);
-        let feed: MessageFeed =
-            Arc::new(move |batch: &[ChatMessage]| sink.lock().unwrap().extend(batch.iter().map(|m| m.seq)));
+        let feed: MessageFeed = Arc::new(move |batch: &[ChatMessage], before_waking: &mut dyn FnMut()| {
+            sink.lock().unwrap().extend(batch.iter().map(|m| m.seq));
+            before_waking();
+        });
         (feed, seen)
     }
 
@@ -298,6 +302,18 @@ mod tests {
         assert_eq!(*seen.lock().unwrap(), vec![1, 2, 3, 4]);
         let all = store.read_last(10).await.unwrap();
         assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn an_answered_append_has_already_reached_the_feed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (feed, seen) = recording_feed();
+        let store = SqliteStore::open(&dir.path().join("chat.db"), 100, feed).unwrap();
+        for expected in 1..=20 {
+            let message = store.append(author(), text("hi")).await.unwrap();
+            assert_eq!(message.seq, expected);
+            assert_eq!(seen.lock().unwrap().last(), Some(&expected), "answered before the feed had it");
+        }
     }
 
     #[tokio::test]
