@@ -151,8 +151,9 @@ test("the whole chat works by keyboard, with a visible focus", async ({ openChat
   await expect(page.getByLabel("New name", { exact: true })).toBeHidden();
   await expect(account).toBeFocused();
 
-  // Rename by keyboard.
+  // Rename by keyboard. The field takes the focus on the next frame: select its text only then.
   await page.keyboard.press("Enter");
+  await expect(page.getByLabel("New name", { exact: true })).toBeFocused();
   await page.keyboard.press("ControlOrMeta+a");
   await page.keyboard.type("Ali");
   await page.keyboard.press("Enter");
