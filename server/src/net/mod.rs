@@ -77,9 +77,9 @@ pub async fn serve(
         let streams = options.streams.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            match opens_an_event_stream(&stream, &shutdown).await {
+            match first_request(&stream, &shutdown).await {
                 // Moved to the stream runtime's I/O driver, so its wake-ups stay on its threads.
-                true => match stream.into_std() {
+                FirstRequest::EventStream => match stream.into_std() {
                     Ok(stream) => {
                         streams.spawn(async move {
                             match tokio::net::TcpStream::from_std(stream) {
@@ -90,7 +90,8 @@ pub async fn serve(
                     }
                     Err(error) => tracing::debug!(%error, "cannot move a connection"),
                 },
-                false => serve.run(stream).await,
+                FirstRequest::Other => serve.run(stream).await,
+                FirstRequest::Nothing => {}
             }
         });
     }
@@ -130,22 +131,36 @@ impl ServeConnection {
 /// The request line every event stream starts with (`GET /sse?id=...`).
 const EVENT_STREAM_REQUEST: &[u8] = b"GET /sse";
 
-/// Whether the connection's first request opens an event stream, judged from its first bytes
-/// without consuming them. Anything unclear (a slow or silent client, shutdown) counts as no:
-/// it is then served where every other request is, which is always correct, only not placed
-/// for fan-out.
-async fn opens_an_event_stream(stream: &tokio::net::TcpStream, shutdown: &CancellationToken) -> bool {
+/// What a connection's first bytes say about its first request.
+#[derive(Debug, PartialEq, Eq)]
+enum FirstRequest {
+    /// `GET /sse`: served by [`event_stream`] on the streams' runtime.
+    EventStream,
+    /// Anything else, or too little to tell: served by hyper, which is always correct, only not
+    /// placed for fan-out.
+    Other,
+    /// Nothing came before the header timeout (or the client left, or the server is stopping):
+    /// the connection is closed, as hyper would close it.
+    Nothing,
+}
+
+/// Judges the first request from its first bytes, without consuming them.
+async fn first_request(stream: &tokio::net::TcpStream, shutdown: &CancellationToken) -> FirstRequest {
     let mut start = [0u8; EVENT_STREAM_REQUEST.len() + 1];
     let peeked = tokio::select! {
-        () = shutdown.cancelled() => return false,
+        () = shutdown.cancelled() => return FirstRequest::Nothing,
         peeked = tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut start)) => peeked,
     };
     match peeked {
-        Ok(Ok(len)) if len == start.len() => {
-            start.starts_with(EVENT_STREAM_REQUEST)
-                && matches!(start[EVENT_STREAM_REQUEST.len()], b'?' | b' ')
+        Ok(Ok(0)) | Ok(Err(_)) | Err(_) => FirstRequest::Nothing,
+        Ok(Ok(len))
+            if len == start.len()
+                && start.starts_with(EVENT_STREAM_REQUEST)
+                && matches!(start[EVENT_STREAM_REQUEST.len()], b'?' | b' ') =>
+        {
+            FirstRequest::EventStream
         }
-        _ => false,
+        Ok(Ok(_)) => FirstRequest::Other,
     }
 }
 
@@ -202,21 +217,21 @@ mod tests {
     use tokio::{io::AsyncWriteExt, net::TcpStream};
 
     /// What the server judges of a connection whose client sent `first` (then nothing).
-    async fn judged(first: &[u8]) -> bool {
+    async fn judged(first: &[u8]) -> FirstRequest {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let mut client = TcpStream::connect(listener.local_addr().expect("address")).await.expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
         client.write_all(first).await.expect("write");
-        opens_an_event_stream(&server, &CancellationToken::new()).await
+        first_request(&server, &CancellationToken::new()).await
     }
 
     #[tokio::test]
     async fn event_stream_requests_are_told_from_the_others_by_their_request_line() {
-        assert!(judged(b"GET /sse?id=a&name=b HTTP/1.1\r\n").await);
-        assert!(judged(b"GET /sse HTTP/1.1\r\n").await);
-        assert!(!judged(b"POST /message HTTP/1.1\r\n").await);
-        assert!(!judged(b"GET /sse-not HTTP/1.1\r\n").await);
-        assert!(!judged(b"GET / HTTP/1.1\r\n\r\n").await);
+        assert_eq!(judged(b"GET /sse?id=a&name=b HTTP/1.1\r\n").await, FirstRequest::EventStream);
+        assert_eq!(judged(b"GET /sse HTTP/1.1\r\n").await, FirstRequest::EventStream);
+        assert_eq!(judged(b"POST /message HTTP/1.1\r\n").await, FirstRequest::Other);
+        assert_eq!(judged(b"GET /sse-not HTTP/1.1\r\n").await, FirstRequest::Other);
+        assert_eq!(judged(b"GET / HTTP/1.1\r\n\r\n").await, FirstRequest::Other);
     }
 
     #[tokio::test]
@@ -226,6 +241,24 @@ mod tests {
         let (server, _) = listener.accept().await.expect("accept");
         let shutdown = CancellationToken::new();
         shutdown.cancel();
-        assert!(!opens_an_event_stream(&server, &shutdown).await);
+        assert_eq!(first_request(&server, &shutdown).await, FirstRequest::Nothing);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_leaves_without_a_word_is_let_go() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("address")).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        drop(client);
+        assert_eq!(first_request(&server, &CancellationToken::new()).await, FirstRequest::Nothing);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_client_is_let_go_after_the_header_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let _client = TcpStream::connect(listener.local_addr().expect("address")).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        // With the clock paused, tokio advances it to the timeout as soon as all else waits.
+        assert_eq!(first_request(&server, &CancellationToken::new()).await, FirstRequest::Nothing);
     }
 }
