@@ -137,32 +137,28 @@ server_pids=()
 server_urls=()
 server_data=""
 
+# Stops one process by its PID: SIGTERM, up to 10 s to go, then SIGKILL.
+stop_pid() {
+  local pid="$1"
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  log "process $pid did not stop on SIGTERM; killing it"
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
 stop_server() {
   [[ -n "$server_pid" ]] || return 0
-  if kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-      kill -0 "$server_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$server_pid" 2>/dev/null; then
-      log "server $server_pid did not stop on SIGTERM; killing it"
-      kill -KILL "$server_pid" 2>/dev/null || true
-    fi
-  fi
+  stop_pid "$server_pid"
   wait "$server_pid" 2>/dev/null || true
   # nginx's workers leave with their master; the other processes of a run (the second
   # instance, redis-server) are stopped the same way, each by its own PID.
   local pid
   for pid in "${server_pids[@]}"; do
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-      done
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
+    stop_pid "$pid"
   done
   if [[ -n "$server_data" ]]; then
     rm -rf "$server_data"

@@ -51,8 +51,8 @@ ensure_apt_packages() {
     command -v sudo >/dev/null || die "need root (or sudo) to install ${missing[*]}"
     sudo=(sudo)
   fi
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 # Wait (up to SSECHAT_INSTALL_WAIT seconds, default 1800) while some other `cargo install`

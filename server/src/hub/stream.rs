@@ -140,14 +140,20 @@ impl EventStream {
     /// Gathers `first` and everything behind it on the ring, up to the head, into one chunk.
     /// `Ok(None)` when all of it was already written (e.g. messages the backlog carried).
     fn drain(&mut self, first: Frame) -> Result<Option<Bytes>, Lagged> {
-        let mut parts: Vec<Bytes> = Vec::new();
+        // The common wake-up carries one part: it is written as it is, with no allocation; a
+        // vector and a copy into one chunk only when there are more.
+        let mut first_part: Option<Bytes> = None;
+        let mut more_parts: Vec<Bytes> = Vec::new();
         let mut size = 0;
         let mut events = 0;
         let mut next = Some(first);
         while let Some(frame) = next.take() {
             if let Some(bytes) = self.unwritten_part(frame, &mut events) {
                 size += bytes.len();
-                parts.push(bytes);
+                match first_part {
+                    None => first_part = Some(bytes),
+                    Some(_) => more_parts.push(bytes),
+                }
             }
             if size >= MAX_CHUNK_BYTES {
                 break;
@@ -160,17 +166,16 @@ impl EventStream {
             }
         }
         self.count_events(events);
-        Ok(match parts.len() {
-            0 => None,
-            // Zero-copy when a wake-up carries exactly one frame, the common case.
-            1 => parts.pop(),
-            _ => {
+        Ok(match first_part {
+            Some(first) if !more_parts.is_empty() => {
                 let mut chunk = BytesMut::with_capacity(size);
-                for part in &parts {
+                chunk.extend_from_slice(&first);
+                for part in &more_parts {
                     chunk.extend_from_slice(part);
                 }
                 Some(chunk.freeze())
             }
+            single => single,
         })
     }
 

@@ -168,48 +168,40 @@ where
     W: AsyncWrite + Unpin,
 {
     // This connection serves no second request: the client is told, so that no pooling
-    // client tries to reuse it once the stream ends.
-    let head = response_head(&response, "transfer-encoding: chunked\r\nconnection: close\r\n");
+    // client tries to reuse it once the stream ends. The head goes out with the first chunk
+    // (the stream's opening, ready at once): one write.
+    let mut head = response_head(&response, "transfer-encoding: chunked\r\nconnection: close\r\n");
     let mut body = response.into_body();
-    // The stream's opening (`retry:`, `all-users`, history) is ready at once: it goes out in
-    // the same write as the head.
-    match body.frame().await {
-        Some(Ok(frame)) if frame.data_ref().is_some_and(|data| !data.is_empty()) => {
-            let data = frame.into_data().unwrap_or_default();
-            let mut size = [0u8; CHUNK_SIZE_LINE_BYTES];
-            let size = chunk_size_line(data.len(), &mut size);
-            write_all_parts(out, &[&head, size, &data, b"\r\n"]).await?;
-        }
-        Some(Ok(_)) => write_all_parts(out, &[&head]).await?,
-        None => {
-            write_all_parts(out, &[&head, b"0\r\n\r\n"]).await?;
-            return out.shutdown().await;
-        }
-        // A body that fails is cut off without its last chunk, so the client sees it broke.
-        Some(Err(error)) => return Err(io::Error::other(error)),
-    }
-    drop(head);
     // Whatever the client sends after its request (nothing, normally) is read and dropped, up
     // to a limit. End of input means the client left (as with hyper, a half-close is a leave).
     let mut ignored = [0u8; 256];
     let mut ignored_total = 0;
     loop {
         tokio::select! {
-            frame = body.frame() => match frame {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() && !data.is_empty() {
+            frame = body.frame() => {
+                // Empty after the first write: `Vec::new` does not allocate.
+                let head = std::mem::take(&mut head);
+                match frame {
+                    Some(Ok(frame)) => {
+                        let data = frame.into_data().unwrap_or_default();
                         let mut size = [0u8; CHUNK_SIZE_LINE_BYTES];
-                        let size = chunk_size_line(data.len(), &mut size);
-                        write_all_parts(out, &[size, &data, b"\r\n"]).await?;
+                        let chunk: [&[u8]; 3] = if data.is_empty() {
+                            [b"", b"", b""]
+                        } else {
+                            [chunk_size_line(data.len(), &mut size), &data, b"\r\n"]
+                        };
+                        write_all_parts(out, &[&head, chunk[0], chunk[1], chunk[2]]).await?;
                     }
+                    // The stream ended (shutdown, or it fell behind): end the body properly.
+                    None => {
+                        write_all_parts(out, &[&head, b"0\r\n\r\n"]).await?;
+                        return out.shutdown().await;
+                    }
+                    // A body that fails is cut off without its last chunk: the client sees it
+                    // broke.
+                    Some(Err(error)) => return Err(io::Error::other(error)),
                 }
-                // The stream ended (shutdown, or it fell behind): end the body properly.
-                None => {
-                    write_all_parts(out, &[b"0\r\n\r\n"]).await?;
-                    return out.shutdown().await;
-                }
-                Some(Err(error)) => return Err(io::Error::other(error)),
-            },
+            }
             read = client.read(&mut ignored) => match read {
                 Ok(0) | Err(_) => return Ok(()),
                 Ok(n) => {
@@ -245,10 +237,11 @@ fn chunk_size_line(len: usize, buf: &mut [u8; CHUNK_SIZE_LINE_BYTES]) -> &[u8] {
 /// Most parts one write takes (the head, then a chunk's size line, data and CRLF).
 const MAX_PARTS: usize = 4;
 
-/// Writes every part, in order, with as few `writev` calls as the socket allows.
+/// Writes every part, in order, with as few `writev` calls as the socket allows (none when
+/// every part is empty).
 async fn write_all_parts<W: AsyncWrite + Unpin>(out: &mut W, parts: &[&[u8]]) -> io::Result<()> {
     debug_assert!(parts.len() <= MAX_PARTS);
-    let (mut index, mut offset) = (0, 0);
+    let (mut index, mut offset) = (parts.iter().take_while(|part| part.is_empty()).count(), 0);
     while index < parts.len() {
         let mut slices = [IoSlice::new(&[]); MAX_PARTS];
         let pending = &parts[index..parts.len().min(index + MAX_PARTS)];
@@ -367,10 +360,12 @@ mod tests {
     struct Trickle {
         written: Vec<u8>,
         step: usize,
+        calls: usize,
     }
 
     impl AsyncWrite for Trickle {
         fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            self.calls += 1;
             let n = buf.len().min(self.step);
             self.written.extend_from_slice(&buf[..n]);
             Poll::Ready(Ok(n))
@@ -388,9 +383,13 @@ mod tests {
     #[tokio::test]
     async fn every_part_is_written_once_and_in_order_however_short_the_writes() {
         for step in [1, 2, 3, 5, 64] {
-            let mut out = Trickle { written: Vec::new(), step };
-            write_all_parts(&mut out, &[b"HEAD", b"", b"1A\r\n", b"data\r\n"]).await.expect("written");
+            let mut out = Trickle { written: Vec::new(), step, calls: 0 };
+            write_all_parts(&mut out, &[b"", b"HEAD", b"", b"1A\r\n"]).await.expect("written");
+            write_all_parts(&mut out, &[b"data", b"\r\n"]).await.expect("written");
             assert_eq!(out.written, b"HEAD1A\r\ndata\r\n", "step {step}");
         }
+        let mut out = Trickle { written: Vec::new(), step: 64, calls: 0 };
+        write_all_parts(&mut out, &[b"", b"", b""]).await.expect("nothing to write");
+        assert_eq!(out.calls, 0, "no write for nothing");
     }
 }
