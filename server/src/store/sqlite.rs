@@ -5,13 +5,17 @@
 //! fsync (`synchronous=FULL`), then hands them to the feed, which records them, lets the writer
 //! answer each caller, and only then wakes the streams. Under load
 //! many posts share one fsync, so durability does not cost throughput; alone, a post waits for
-//! exactly one. `seq` is assigned here, one writer, so it is strictly increasing; the last one
-//! is kept in a `meta` row in the same transaction, so deleting old rows never lets one repeat.
+//! exactly one. `seq` is assigned here, one writer, so it is strictly increasing.
+//!
+//! A commit touches as few pages as it can, since each is a 4 KiB WAL frame to write and
+//! checksum: the new rows, and only every [`RETENTION_STEP`] messages the deletion of old ones
+//! together with the last `seq` in a `meta` row, so deleting old rows never lets one repeat.
+//! Rows past retention but not yet deleted are left out of every read.
 
 use super::{MessageFeed, MessageStore, Replay, StoreError};
 use app::protocol::{ChatMessage, MessageText, User, UserId, UserName};
 use futures_util::future::BoxFuture;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use std::{
     path::Path,
     sync::{
@@ -26,6 +30,8 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_BATCH: usize = 1024;
 /// Appends that may wait for the writer before callers wait for room in the queue.
 const QUEUE_DEPTH: usize = 16 * 1024;
+/// Old messages are deleted when `seq` crosses a multiple of this, not on every commit.
+const RETENTION_STEP: u64 = 512;
 
 /// An append waiting for the writer, and where to send its outcome.
 struct PendingAppend {
@@ -38,6 +44,8 @@ type Command = super::Command<PendingAppend, oneshot::Sender<()>>;
 
 pub struct SqliteStore {
     commands: mpsc::Sender<Command>,
+    /// How many of the newest messages reads may return.
+    retention: u64,
     closed: AtomicBool,
     /// Reads run on the blocking pool over their own connection (WAL lets them proceed while
     /// the writer commits). A std mutex: it is only taken inside `spawn_blocking`.
@@ -61,20 +69,24 @@ impl SqliteStore {
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
             )
             .map_err(backend)?;
+        // `meta` holds the last `seq` as of the last deletion; newer rows go beyond it.
         let last_seq: u64 = writer
-            .query_row("SELECT value FROM meta WHERE key = 'last_seq'", [], |row| row.get(0))
-            .optional()
-            .map_err(backend)?
-            .unwrap_or(0);
+            .query_row(
+                "SELECT MAX(COALESCE((SELECT value FROM meta WHERE key = 'last_seq'), 0),
+                            COALESCE((SELECT MAX(seq) FROM messages), 0))",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(backend)?;
         let reader = open_connection(path)?;
 
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
-        let retention = retention.max(1);
+        let retention = retention.clamp(1, i64::MAX as u64);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || Writer { conn: writer, last_seq, retention, feed }.run(receiver))
             .map_err(|error| StoreError::Backend(error.to_string()))?;
-        Ok(Self { commands, closed: AtomicBool::new(false), reader: Arc::new(Mutex::new(reader)) })
+        Ok(Self { commands, retention, closed: AtomicBool::new(false), reader: Arc::new(Mutex::new(reader)) })
     }
 
     async fn with_reader<T: Send + 'static>(
@@ -178,14 +190,14 @@ impl Writer {
                 insert.execute(params![m.seq, m.id.as_str(), m.name.as_str(), m.message.as_str(), m.ts])?;
             }
             // Every statement of a commit is prepared once per connection, not once per commit.
-            tx.prepare_cached(
-                "INSERT INTO meta (key, value) VALUES ('last_seq', ?1)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            )?
-            .execute(params![last.seq])?;
-            if last.seq > self.retention {
+            if last.seq / RETENTION_STEP != self.last_seq / RETENTION_STEP {
+                tx.prepare_cached(
+                    "INSERT INTO meta (key, value) VALUES ('last_seq', ?1)
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute(params![last.seq])?;
                 tx.prepare_cached("DELETE FROM messages WHERE seq <= ?1")?
-                    .execute(params![last.seq - self.retention])?;
+                    .execute(params![last.seq.saturating_sub(self.retention)])?;
             }
         }
         tx.commit()
@@ -193,6 +205,9 @@ impl Writer {
 }
 
 const SELECT: &str = "SELECT user_id, name, message, seq, ts FROM messages";
+/// The rows a read may return, given the retention as `?1`: the newest `retention` (older ones
+/// are only deleted every [`RETENTION_STEP`]). One statement, so one snapshot.
+const RETAINED: &str = "seq > (SELECT COALESCE(MAX(seq), 0) FROM messages) - ?1";
 
 fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
     // Rows were validated when written; a row that no longer parses is corruption, reported
@@ -229,22 +244,30 @@ impl MessageStore for SqliteStore {
     }
 
     fn read_after(&self, after: u64, limit: usize) -> BoxFuture<'_, Result<Replay, StoreError>> {
+        let retention = self.retention;
         Box::pin(self.with_reader(move |conn| {
-            let oldest_retained = conn.query_row("SELECT MIN(seq) FROM messages", [], |row| row.get(0))?;
-            let mut select =
-                conn.prepare_cached(&format!("{SELECT} WHERE seq > ?1 ORDER BY seq LIMIT ?2"))?;
+            let oldest_retained = conn.query_row(
+                &format!("SELECT MIN(seq) FROM messages WHERE {RETAINED}"),
+                params![retention],
+                |row| row.get(0),
+            )?;
+            let mut select = conn
+                .prepare_cached(&format!("{SELECT} WHERE {RETAINED} AND seq > ?2 ORDER BY seq LIMIT ?3"))?;
             let messages = select
-                .query_map(params![after, limit as i64], row_to_message)?
+                .query_map(params![retention, after, limit as i64], row_to_message)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(Replay { messages, oldest_retained })
         }))
     }
 
     fn read_last(&self, n: usize) -> BoxFuture<'_, Result<Vec<ChatMessage>, StoreError>> {
+        let retention = self.retention;
         Box::pin(self.with_reader(move |conn| {
-            let mut select = conn.prepare_cached(&format!("{SELECT} ORDER BY seq DESC LIMIT ?1"))?;
-            let mut messages =
-                select.query_map(params![n as i64], row_to_message)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut select =
+                conn.prepare_cached(&format!("{SELECT} WHERE {RETAINED} ORDER BY seq DESC LIMIT ?2"))?;
+            let mut messages = select
+                .query_map(params![retention, n as i64], row_to_message)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             messages.reverse();
             Ok(messages)
         }))
@@ -334,6 +357,39 @@ mod tests {
         seqs.sort_unstable();
         assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
         assert_eq!(*seen.lock().unwrap(), (1..=200).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn old_rows_are_deleted_in_steps_and_seq_survives_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.db");
+        let (feed, _) = recording_feed();
+        let store = Arc::new(SqliteStore::open(&path, 3, feed.clone()).unwrap());
+        let total = RETENTION_STEP + 10;
+        let tasks: Vec<_> = (0..total)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move { store.append(author(), text(&format!("m{i}"))).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        store.close().await;
+        drop(store);
+
+        let rows: u64 = Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM messages", [], |row| row.get(0))
+            .unwrap();
+        assert!(rows < RETENTION_STEP, "crossing a step deletes what is past retention ({rows} rows left)");
+        let store = SqliteStore::open(&path, 3, feed).unwrap();
+        let replay = store.read_after(0, 100).await.unwrap();
+        assert_eq!(
+            replay.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            vec![total - 2, total - 1, total]
+        );
+        assert_eq!(store.append(author(), text("next")).await.unwrap().seq, total + 1);
     }
 
     #[tokio::test]
