@@ -14,11 +14,12 @@
 use super::{Backlog, Frame, Hub, StreamGuard};
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
-use std::{convert::Infallible, time::Duration};
+use std::{convert::Infallible, pin::Pin, time::Duration};
 use tokio::{
     sync::broadcast::{Receiver, error::RecvError, error::TryRecvError},
     time::{Instant, Interval, MissedTickBehavior},
 };
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 /// A chunk stops growing past this, so one wake-up's write stays bounded.
 const MAX_CHUNK_BYTES: usize = 256 * 1024;
@@ -43,6 +44,9 @@ pub struct EventStream {
     view_version: u64,
     ticker: Interval,
     last_write: Instant,
+    /// The server's shutdown, waited on for the stream's whole life: made and registered once,
+    /// not at every wake-up (thousands of streams wake for every message).
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     _guard: StreamGuard,
 }
 
@@ -65,6 +69,7 @@ impl EventStream {
         let period = config.users_interval.min(config.keepalive).max(Duration::from_millis(10));
         let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let shutdown = Box::pin(hub.shutdown_token().clone().cancelled_owned());
         Self {
             hub,
             receiver,
@@ -74,6 +79,7 @@ impl EventStream {
             view_version,
             ticker,
             last_write: Instant::now(),
+            shutdown,
             _guard: guard,
         }
     }
@@ -101,11 +107,10 @@ impl EventStream {
             self.count_events(self.opening_events);
             return Some(opening.freeze());
         }
-        let shutdown = self.hub.shutdown_token().clone();
         loop {
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return None,
+                () = self.shutdown.as_mut() => return None,
                 received = self.receiver.recv() => match received {
                     Ok(frame) => match self.gather_then_drain(frame).await {
                         Ok(Some(chunk)) => return Some(chunk),
@@ -128,9 +133,8 @@ impl EventStream {
     async fn gather_then_drain(&mut self, first: Frame) -> Result<Option<Bytes>, Lagged> {
         let flush_at = self.last_write + FLUSH_INTERVAL;
         if flush_at > Instant::now() {
-            let shutdown = self.hub.shutdown_token().clone();
             tokio::select! {
-                () = shutdown.cancelled() => return Ok(None),
+                () = self.shutdown.as_mut() => return Ok(None),
                 () = tokio::time::sleep_until(flush_at) => {}
             }
         }
