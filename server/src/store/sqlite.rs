@@ -57,27 +57,7 @@ impl SqliteStore {
     /// batch, in order.
     pub fn open(path: &Path, retention: u64, feed: MessageFeed) -> Result<Self, StoreError> {
         let writer = open_connection(path)?;
-        writer
-            .execute_batch(
-                "CREATE TABLE IF NOT EXISTS messages (
-                 seq INTEGER PRIMARY KEY,
-                 user_id TEXT NOT NULL,
-                 name TEXT NOT NULL,
-                 message TEXT NOT NULL,
-                 ts TEXT NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
-            )
-            .map_err(backend)?;
-        // `meta` holds the last `seq` as of the last deletion; newer rows go beyond it.
-        let last_seq: u64 = writer
-            .query_row(
-                "SELECT MAX(COALESCE((SELECT value FROM meta WHERE key = 'last_seq'), 0),
-                            COALESCE((SELECT MAX(seq) FROM messages), 0))",
-                [],
-                |row| row.get(0),
-            )
-            .map_err(backend)?;
+        let last_seq = prepare_schema(&writer)?;
         let reader = open_connection(path)?;
 
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
@@ -115,6 +95,29 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     )
     .map_err(backend)?;
     Ok(conn)
+}
+
+/// Creates the tables when missing and returns the last `seq` written.
+fn prepare_schema(conn: &Connection) -> Result<u64, StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS messages (
+             seq INTEGER PRIMARY KEY,
+             user_id TEXT NOT NULL,
+             name TEXT NOT NULL,
+             message TEXT NOT NULL,
+             ts TEXT NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+    )
+    .map_err(backend)?;
+    // `meta` holds the last `seq` as of the last deletion; newer rows go beyond it.
+    conn.query_row(
+        "SELECT MAX(COALESCE((SELECT value FROM meta WHERE key = 'last_seq'), 0),
+                    COALESCE((SELECT MAX(seq) FROM messages), 0))",
+        [],
+        |row| row.get(0),
+    )
+    .map_err(backend)
 }
 
 fn backend(error: rusqlite::Error) -> StoreError {
@@ -327,16 +330,32 @@ mod tests {
         assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
     }
 
-    #[tokio::test]
-    async fn an_answered_append_has_already_reached_the_feed() {
+    /// Drives one commit on this thread, so the order is checked rather than raced: when
+    /// the feed is called the caller has no answer yet, and once the feed has let the writer
+    /// answer (before it wakes the streams) the answer is there.
+    #[test]
+    fn the_writer_answers_after_the_feed_records_and_before_it_wakes_streams() {
         let dir = tempfile::tempdir().unwrap();
-        let (feed, seen) = recording_feed();
-        let store = SqliteStore::open(&dir.path().join("chat.db"), 100, feed).unwrap();
-        for expected in 1..=20 {
-            let message = store.append(author(), text("hi")).await.unwrap();
-            assert_eq!(message.seq, expected);
-            assert_eq!(seen.lock().unwrap().last(), Some(&expected), "answered before the feed had it");
-        }
+        let conn = open_connection(&dir.path().join("chat.db")).unwrap();
+        let last_seq = prepare_schema(&conn).unwrap();
+        let (reply, answer) = oneshot::channel::<Result<ChatMessage, StoreError>>();
+        let answer = Arc::new(StdMutex::new(answer));
+        let observed = Arc::new(StdMutex::new(Vec::new()));
+        let feed: MessageFeed = {
+            let (answer, observed) = (Arc::clone(&answer), Arc::clone(&observed));
+            Arc::new(move |batch: &[ChatMessage], before_waking: &mut dyn FnMut()| {
+                let answered = || match answer.lock().unwrap().try_recv() {
+                    Ok(message) => Some(message.unwrap().seq),
+                    Err(_) => None,
+                };
+                observed.lock().unwrap().push(("fed", batch[0].seq, answered()));
+                before_waking();
+                observed.lock().unwrap().push(("before waking", batch[0].seq, answered()));
+            })
+        };
+        let mut writer = Writer { conn, last_seq, retention: 100, feed };
+        writer.commit(&mut vec![PendingAppend { author: author(), text: text("hi"), reply }]);
+        assert_eq!(*observed.lock().unwrap(), vec![("fed", 1, None), ("before waking", 1, Some(1))]);
     }
 
     #[tokio::test]
