@@ -113,24 +113,7 @@ pub enum ScenarioArgs {
         messages: Option<u64>,
     },
     /// Finds the highest rate with 0 lost, 0 disconnected and p99 under a bound.
-    Search {
-        #[arg(long, default_value_t = 1_000)]
-        subscribers: usize,
-        #[arg(long, default_value_t = 1)]
-        publishers: usize,
-        /// How long each rate is tried.
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-        step_duration: Duration,
-        #[arg(long, default_value_t = 100.0)]
-        p99_bound_ms: f64,
-        #[arg(long, default_value_t = 25.0)]
-        start_rate: f64,
-        #[arg(long, default_value_t = 100_000.0)]
-        max_rate: f64,
-        /// Bisection steps once a rate did not hold.
-        #[arg(long, default_value_t = 3)]
-        refine_steps: u32,
-    },
+    Search(SearchSettings),
     /// N users join at once; reports join time and presence bytes per user.
     JoinBurst {
         #[arg(long, default_value_t = 1_000)]
@@ -159,10 +142,12 @@ impl ScenarioArgs {
                 duration(d),
                 limit(messages)
             ),
-            Self::Search { subscribers, publishers, step_duration, p99_bound_ms, .. } => format!(
-                "{subscribers} subscribers, {publishers} publishers, {} per rate, p99 under {p99_bound_ms} ms",
-                duration(step_duration)
-            ),
+            Self::Search(SearchSettings { subscribers, publishers, step_duration, p99_bound_ms, .. }) => {
+                format!(
+                    "{subscribers} subscribers, {publishers} publishers, {} per rate, p99 under {p99_bound_ms} ms",
+                    duration(step_duration)
+                )
+            }
             Self::JoinBurst { users, settle_timeout } => {
                 format!("{users} users join at once, views may take {} to be right", duration(settle_timeout))
             }
@@ -206,26 +191,7 @@ impl Cli {
                 let settings = FanoutSettings { subscribers, publishers, rate: None, duration, messages };
                 scenario::fanout(&setup, settings).await
             }
-            ScenarioArgs::Search {
-                subscribers,
-                publishers,
-                step_duration,
-                p99_bound_ms,
-                start_rate,
-                max_rate,
-                refine_steps,
-            } => {
-                let settings = SearchSettings {
-                    subscribers,
-                    publishers,
-                    step_duration,
-                    p99_bound_ms,
-                    start_rate,
-                    max_rate,
-                    refine_steps,
-                };
-                scenario::search(&setup, settings).await
-            }
+            ScenarioArgs::Search(settings) => scenario::search(&setup, settings).await,
             ScenarioArgs::JoinBurst { users, settle_timeout } => {
                 scenario::join_burst(&setup, users, settle_timeout).await?
             }

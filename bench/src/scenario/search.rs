@@ -16,15 +16,24 @@ use std::time::Duration;
 /// A step keeps the rate asked when at least this share was acknowledged per second.
 const RATE_KEPT: f64 = 0.95;
 
-#[derive(Debug, Clone, Copy)]
+/// The search's parameters, parsed straight from the command line (`loadtest search`).
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct SearchSettings {
+    #[arg(long, default_value_t = 1_000)]
     pub subscribers: usize,
+    #[arg(long, default_value_t = 1)]
     pub publishers: usize,
+    /// How long each rate is tried.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub step_duration: Duration,
+    #[arg(long, default_value_t = 100.0)]
     pub p99_bound_ms: f64,
+    #[arg(long, default_value_t = 25.0)]
     pub start_rate: f64,
+    #[arg(long, default_value_t = 100_000.0)]
     pub max_rate: f64,
-    /// Bisection steps after the first rate that did not hold.
+    /// Bisection steps once a rate did not hold.
+    #[arg(long, default_value_t = 3)]
     pub refine_steps: u32,
 }
 
