@@ -129,7 +129,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         listener.local_addr().map_err(|source| StartError::Bind { addr: config.addr, source })?;
     let slow_client_timeout_ms = config.slow_client_timeout_ms;
     let state = AppState {
-        leptos_options: leptos_options(&config, local_addr),
+        leptos_options: Arc::new(leptos_options(&config, local_addr)),
         rate: Arc::new(limits::RateLimiter::new(config.rate_burst, config.rate_per_sec)),
         config: Arc::new(config),
         hub,
@@ -209,7 +209,7 @@ fn router(state: AppState) -> Router {
         .route("/metrics", get(routes::health::metrics))
         .leptos_routes_with_context(&state, routes, routes::page::page_context(reload_port), {
             let options = state.leptos_options.clone();
-            move || shell(options.clone())
+            move || shell(LeptosOptions::clone(&options))
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(SetResponseHeaderLayer::overriding(

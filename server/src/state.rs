@@ -12,11 +12,13 @@ pub struct AppState {
     pub store: Arc<dyn MessageStore>,
     pub sessions: SessionKey,
     pub rate: Arc<RateLimiter>,
-    pub leptos_options: LeptosOptions,
+    /// Behind an `Arc` because axum clones the state for every request, and the options are
+    /// a dozen shared strings; only page rendering needs them.
+    pub leptos_options: Arc<LeptosOptions>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
     fn from_ref(state: &AppState) -> Self {
-        state.leptos_options.clone()
+        LeptosOptions::clone(&state.leptos_options)
     }
 }
