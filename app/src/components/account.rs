@@ -6,7 +6,7 @@
 //! outside close it, and closing puts the focus back on the button.
 
 use super::{
-    join_form::capitalised,
+    join_form::{NameError, parse_name},
     message_list::{avatar_class, initial},
 };
 use crate::protocol::{User, UserName};
@@ -74,7 +74,7 @@ pub fn AccountMenu(
     let rename = move |event: ev::SubmitEvent| {
         event.prevent_default();
         let raw = name_input.get_untracked().map(|input| input.value()).unwrap_or_default();
-        match UserName::parse(&raw) {
+        match parse_name(&raw) {
             Ok(new_name) if me.with_untracked(|me| me.as_ref().is_some_and(|me| me.name == new_name)) => {
                 error.set(Some("That is already your name.".to_owned()));
             }
@@ -82,7 +82,7 @@ pub fn AccountMenu(
                 close(true);
                 on_rename.run(new_name);
             }
-            Err(reason) => error.set(Some(capitalised(&reason.to_string()))),
+            Err(reason) => error.set(Some(reason)),
         }
     };
 
@@ -121,17 +121,7 @@ pub fn AccountMenu(
                         />
                         <button type="submit">"Change name"</button>
                     </div>
-                    {move || {
-                        error
-                            .get()
-                            .map(|reason| {
-                                view! {
-                                    <p id="rename-error" data-testid="rename-error" class="error" role="alert">
-                                        {reason}
-                                    </p>
-                                }
-                            })
-                    }}
+                    <NameError id="rename-error" error=error />
                 </form>
                 <button
                     type="button"

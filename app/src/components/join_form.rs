@@ -23,12 +23,12 @@ pub fn JoinForm(
     let submit = move |ev: SubmitEvent| {
         ev.prevent_default();
         let raw = name_input.get().map(|input| input.value()).unwrap_or_default();
-        match UserName::parse(&raw) {
+        match parse_name(&raw) {
             Ok(name) => {
                 error.set(None);
                 on_join.run(name);
             }
-            Err(reason) => error.set(Some(capitalised(&reason.to_string()))),
+            Err(reason) => error.set(Some(reason)),
         }
     };
 
@@ -53,18 +53,29 @@ pub fn JoinForm(
                 />
                 <button type="submit">"Join"</button>
             </div>
-            {move || {
-                error
-                    .get()
-                    .map(|reason| {
-                        view! {
-                            <p data-testid="join-error" id="join-error" class="error" role="alert">
-                                {reason}
-                            </p>
-                        }
-                    })
-            }}
+            <NameError id="join-error" error=error />
         </form>
+    }
+}
+
+/// Parses a name typed into a form, with the protocol's own rules; a refusal comes back as a
+/// sentence to show under the field.
+pub(crate) fn parse_name(raw: &str) -> Result<UserName, String> {
+    UserName::parse(raw).map_err(|reason| capitalised(&reason.to_string()))
+}
+
+/// Why the name in a form was refused, under its field (`id` is what the field's
+/// `aria-describedby` names). `role="alert"`: it is read out as it appears.
+#[component]
+pub(crate) fn NameError(id: &'static str, error: RwSignal<Option<String>>) -> impl IntoView {
+    move || {
+        error.get().map(|reason| {
+            view! {
+                <p id=id data-testid=id class="error" role="alert">
+                    {reason}
+                </p>
+            }
+        })
     }
 }
 
