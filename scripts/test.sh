@@ -25,6 +25,10 @@ step="end2end: npm ci"
 log "$step"
 (cd end2end && npm ci --no-audit --no-fund --loglevel=error)
 
+step="end2end: npx tsc --noEmit (Playwright runs the tests without type-checking them)"
+log "$step"
+(cd end2end && npx tsc --noEmit -p .)
+
 step="end2end: npx playwright test"
 log "$step"
 (cd end2end && npx playwright test)

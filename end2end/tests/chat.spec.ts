@@ -1,18 +1,20 @@
-import { test, expect } from "./fixtures";
+import { test, expect, type ChatPage } from "./fixtures";
+import { joined } from "./ui-helpers";
 
 // Every assertion about a message or a join/leave is made in the OTHER user's browser, so these
 // tests fail if the server does not broadcast.
 
+/** Alice joins in one browser, then Bob in another; each with the id the server gave them. */
+async function aliceThenBob(openChat: (label: string) => Promise<ChatPage>) {
+  const alice = await joined(openChat, "Alice");
+  const bob = await joined(openChat, "Bob");
+  return { alice, aliceId: await alice.ownId(), bob, bobId: await bob.ownId() };
+}
+
 test("two users in two browsers see each other join, exchange messages both ways, and see the other leave", async ({
   openChat,
 }) => {
-  const alice = await openChat("Alice");
-  await alice.join("Alice");
-  const aliceId = await alice.ownId();
-
-  const bob = await openChat("Bob");
-  await bob.join("Bob");
-  const bobId = await bob.ownId();
+  const { alice, aliceId, bob, bobId } = await aliceThenBob(openChat);
   expect(bobId).not.toBe(aliceId);
 
   // Both lists have both users, count 2, each marks only its own entry "(you)".
@@ -56,13 +58,7 @@ test("two users in two browsers see each other join, exchange messages both ways
 });
 
 test("a reload rejoins as the same user, who stays one user for the others", async ({ openChat }) => {
-  const alice = await openChat("Alice");
-  await alice.join("Alice");
-  const aliceId = await alice.ownId();
-
-  const bob = await openChat("Bob");
-  await bob.join("Bob");
-  const bobId = await bob.ownId();
+  const { alice, aliceId, bob, bobId } = await aliceThenBob(openChat);
   await expect(bob.user(aliceId)).toContainText("Alice");
 
   await alice.reload();
@@ -86,10 +82,7 @@ test("a reload rejoins as the same user, who stays one user for the others", asy
 });
 
 test("a message sent with Enter reaches the other user with a parseable time", async ({ openChat }) => {
-  const alice = await openChat("Alice");
-  await alice.join("Alice");
-  const bob = await openChat("Bob");
-  await bob.join("Bob");
+  const { alice, bob } = await aliceThenBob(openChat);
   await expect(alice.users).toHaveCount(2);
 
   const before = Date.now();
