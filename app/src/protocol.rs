@@ -256,35 +256,37 @@ impl ServerEvent {
 
     /// The `data:` payload as JSON.
     pub fn data_json(&self) -> String {
-        let encoded = match self {
-            Self::AllUsers(users) | Self::Users(users) => serde_json::to_string(users),
-            Self::NewUser(user) | Self::UserLeave(user) => serde_json::to_string(user),
-            Self::Message(message) => serde_json::to_string(message),
-            Self::HistoryGap(gap) => serde_json::to_string(gap),
-            Self::Presence(presence) => serde_json::to_string(presence),
+        let mut data = Vec::new();
+        self.write_data(&mut data);
+        // serde_json writes UTF-8 only.
+        String::from_utf8(data).unwrap_or_default()
+    }
+
+    fn write_data(&self, out: &mut Vec<u8>) {
+        let written = match self {
+            Self::AllUsers(users) | Self::Users(users) => serde_json::to_writer(out, users),
+            Self::NewUser(user) | Self::UserLeave(user) => serde_json::to_writer(out, user),
+            Self::Message(message) => serde_json::to_writer(out, message),
+            Self::HistoryGap(gap) => serde_json::to_writer(out, gap),
+            Self::Presence(presence) => serde_json::to_writer(out, presence),
         };
         // Serialising these plain structs (strings, integers, vectors) cannot fail.
-        encoded.unwrap_or_default()
+        debug_assert!(written.is_ok());
     }
 
     /// The complete SSE frame, ending in the blank line that dispatches it. JSON never holds a
     /// raw line break (serde escapes `\n` and `\r` inside strings), so one `data:` line carries
     /// the whole payload and no user text can start a line of its own.
     pub fn to_sse_frame(&self) -> String {
-        let data = self.data_json();
-        let mut frame = String::with_capacity(data.len() + 48);
-        frame.push_str("event: ");
-        frame.push_str(self.name());
-        frame.push('\n');
-        if let Some(id) = self.sse_id() {
-            frame.push_str("id: ");
-            frame.push_str(&id.to_string());
-            frame.push('\n');
-        }
-        frame.push_str("data: ");
-        frame.push_str(&data);
-        frame.push_str("\n\n");
-        frame
+        let mut frame = Vec::with_capacity(128);
+        self.write_sse_frame(&mut frame);
+        // Field names are ASCII and serde_json writes UTF-8 only.
+        String::from_utf8(frame).unwrap_or_default()
+    }
+
+    /// [`Self::to_sse_frame`], appended to `out`.
+    pub fn write_sse_frame(&self, out: &mut Vec<u8>) {
+        write_frame(out, self.name(), self.sse_id(), |out| self.write_data(out));
     }
 
     /// Decodes an event from its SSE name and data, as an `EventSource` hands them over.
@@ -303,6 +305,33 @@ impl ServerEvent {
             other => return Err(DecodeError::UnknownEvent(other.to_owned())),
         })
     }
+}
+
+impl ChatMessage {
+    /// This message's `message` frame, the same bytes as [`ServerEvent::to_sse_frame`] gives,
+    /// appended to `out` straight from a borrowed message: the server encodes every message
+    /// it commits this way, without copying it into an event first.
+    pub fn write_sse_frame(&self, out: &mut Vec<u8>) {
+        write_frame(out, ServerEvent::MESSAGE, Some(self.seq), |out| {
+            let written = serde_json::to_writer(out, self);
+            debug_assert!(written.is_ok());
+        });
+    }
+}
+
+/// One SSE frame: `event:`, the `id:` line when there is one, the `data:` line, a blank line.
+fn write_frame(out: &mut Vec<u8>, name: &str, id: Option<u64>, write_data: impl FnOnce(&mut Vec<u8>)) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'\n');
+    if let Some(id) = id {
+        out.extend_from_slice(b"id: ");
+        out.extend_from_slice(id.to_string().as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"data: ");
+    write_data(out);
+    out.extend_from_slice(b"\n\n");
 }
 
 #[cfg(test)]
@@ -381,6 +410,16 @@ mod tests {
             serde_json::json!({"id": "alice-1", "name": "Alice", "message": "hi", "seq": 3,
                                "ts": "2026-11-24T10:00:00.123Z"})
         );
+    }
+
+    #[test]
+    fn a_message_writes_the_same_frame_as_its_event() {
+        let message = message(7, "hello \"world\"\nagain");
+        let mut written = b"before|".to_vec();
+        message.write_sse_frame(&mut written);
+        let expected = format!("before|{}", ServerEvent::Message(message).to_sse_frame());
+        assert_eq!(String::from_utf8(written).unwrap(), expected);
+        assert!(expected.starts_with("before|event: message\nid: 7\ndata: {"));
     }
 
     #[test]

@@ -213,7 +213,11 @@ impl Hub {
             for message in recent.iter().rev().filter(|m| m.seq < first_live) {
                 cache.frames.push_front((
                     message.seq,
-                    Bytes::from(ServerEvent::Message(message.clone()).to_sse_frame()),
+                    Bytes::from({
+                        let mut frame = Vec::new();
+                        message.write_sse_frame(&mut frame);
+                        frame
+                    }),
                 ));
                 cache.head = cache.head.max(message.seq);
             }
@@ -229,13 +233,13 @@ impl Hub {
     /// `before_waking` (see [`crate::store::MessageFeed`]), then hands it to every stream.
     pub fn publish_messages(&self, messages: &[ChatMessage], before_waking: &mut dyn FnMut()) {
         let Some(first) = messages.first() else { return before_waking() };
-        let mut bytes = BytesMut::new();
+        let mut bytes = Vec::with_capacity(256 * messages.len());
         let mut offsets = Vec::with_capacity(messages.len());
         for message in messages {
             offsets.push(bytes.len());
-            bytes.extend_from_slice(ServerEvent::Message(message.clone()).to_sse_frame().as_bytes());
+            message.write_sse_frame(&mut bytes);
         }
-        let bytes = bytes.freeze();
+        let bytes = Bytes::from(bytes);
         {
             let mut recent = lock(&self.inner.recent);
             for (i, message) in messages.iter().enumerate() {
@@ -512,8 +516,11 @@ impl Hub {
         // client claiming a future id would miss real messages.
         let head = lock(&self.inner.recent).head;
         let last_seq = messages.last().map_or(last_event_id.unwrap_or(0).min(head), |m| m.seq);
+        let mut frame = Vec::new();
         for message in messages {
-            bytes.extend_from_slice(ServerEvent::Message(message).to_sse_frame().as_bytes());
+            frame.clear();
+            message.write_sse_frame(&mut frame);
+            bytes.extend_from_slice(&frame);
         }
         Ok(Backlog { bytes, events, last_seq })
     }
