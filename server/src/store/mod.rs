@@ -43,9 +43,10 @@ pub struct Replay {
     pub oldest_retained: Option<u64>,
 }
 
-/// What a store's writer receives: an append to commit, or the request to finish.
+/// What a store's writer receives: a job (an append to commit; for SQLite, also a read, since
+/// its writer owns the only connection), or the request to finish.
 pub(crate) enum Command<A, D> {
-    Append(A),
+    Job(A),
     /// Everything queued before this is written; then the writer stops and answers on `done`.
     Close {
         done: D,
@@ -53,8 +54,8 @@ pub(crate) enum Command<A, D> {
 }
 
 /// Group commit's gathering step: `first` plus every command already queued, up to `max`
-/// appends in `batch`, stopping at a close, which is returned. Whatever is in `batch` then
-/// goes to disk in one commit, so concurrent posts share one sync.
+/// jobs in `batch`, stopping at a close, which is returned. The appends in `batch` then go to
+/// disk in one commit, so concurrent posts share one sync.
 pub(crate) fn gather<A, D>(
     first: Command<A, D>,
     queue: &mut tokio::sync::mpsc::Receiver<Command<A, D>>,
@@ -64,7 +65,7 @@ pub(crate) fn gather<A, D>(
     let mut next = Some(first);
     while let Some(command) = next.take() {
         match command {
-            Command::Append(append) => batch.push(append),
+            Command::Job(job) => batch.push(job),
             Command::Close { done } => return Some(done),
         }
         if batch.len() < max {

@@ -686,7 +686,7 @@ impl MessageStore for RedisStore {
             }
             let (reply, answer) = oneshot::channel();
             let append = PendingAppend { author, text, queued: Instant::now(), reply };
-            match timeout(QUEUE_PATIENCE, self.commands.send(Command::Append(append))).await {
+            match timeout(QUEUE_PATIENCE, self.commands.send(Command::Job(append))).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) | Err(_) => return Err(StoreError::Unavailable),
             }

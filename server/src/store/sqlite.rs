@@ -1,11 +1,17 @@
 //! The embedded message store: SQLite in WAL mode, in a file under the data folder.
 //!
-//! One writer thread owns the write connection and commits in groups: it takes every append
-//! waiting in its queue (up to [`MAX_BATCH`]) and writes them in one transaction with one
-//! fsync (`synchronous=FULL`), then hands them to the feed, which records them, lets the writer
-//! answer each caller, and only then wakes the streams. Under load
+//! One writer thread owns the only connection and commits in groups: it takes every job
+//! waiting in its queue (up to [`MAX_BATCH`]), writes the appends among them in one
+//! transaction with one fsync (`synchronous=FULL`), then hands them to the feed, which records
+//! them, lets the writer answer each caller, and only then wakes the streams. Under load
 //! many posts share one fsync, so durability does not cost throughput; alone, a post waits for
 //! exactly one. `seq` is assigned here, one writer, so it is strictly increasing.
+//!
+//! Reads are jobs for the same thread, run after the commit they were gathered with. They are
+//! rare (the hub serves recent history from memory), and one connection lets SQLite hold the
+//! file in exclusive locking mode: no file-lock calls around each commit (six per commit
+//! before), the WAL index in the process's memory instead of a shared-memory file, and a second
+//! server started on the same data folder is refused at open instead of writing beside this one.
 //!
 //! A commit touches as few pages as it can, since each is a 4 KiB WAL frame to write and
 //! checksum: the new rows, and only every [`RETENTION_STEP`] messages the deletion of old ones
@@ -18,18 +24,17 @@ use futures_util::future::BoxFuture;
 use rusqlite::{Connection, params};
 use std::{
     path::Path,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::atomic::{AtomicBool, Ordering},
     time::SystemTime,
 };
 use tokio::sync::{mpsc, oneshot};
 
-/// Most appends committed in one transaction.
+/// Most jobs gathered for one transaction.
 const MAX_BATCH: usize = 1024;
-/// Appends that may wait for the writer before callers wait for room in the queue.
+/// Jobs that may wait for the writer before callers wait for room in the queue.
 const QUEUE_DEPTH: usize = 16 * 1024;
+/// How long opening waits for another process to let go of the file.
+const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 /// Old messages are deleted when `seq` crosses a multiple of this, not on every commit.
 const RETENTION_STEP: u64 = 512;
 
@@ -40,65 +45,79 @@ struct PendingAppend {
     reply: oneshot::Sender<Result<ChatMessage, StoreError>>,
 }
 
-type Command = super::Command<PendingAppend, oneshot::Sender<()>>;
+/// A read, run on the writer's connection; it sends its own outcome.
+type PendingRead = Box<dyn FnOnce(&Connection) + Send>;
+
+/// What the writer thread does for a caller.
+enum Job {
+    Append(PendingAppend),
+    Read(PendingRead),
+}
+
+type Command = super::Command<Job, oneshot::Sender<()>>;
 
 pub struct SqliteStore {
     commands: mpsc::Sender<Command>,
     /// How many of the newest messages reads may return.
     retention: u64,
     closed: AtomicBool,
-    /// Reads run on the blocking pool over their own connection (WAL lets them proceed while
-    /// the writer commits). A std mutex: it is only taken inside `spawn_blocking`.
-    reader: Arc<Mutex<Connection>>,
 }
 
 impl SqliteStore {
     /// Opens (or creates) `path`, and starts the writer thread. `feed` receives each committed
     /// batch, in order.
     pub fn open(path: &Path, retention: u64, feed: MessageFeed) -> Result<Self, StoreError> {
-        let writer = open_connection(path)?;
-        let last_seq = prepare_schema(&writer)?;
-        let reader = open_connection(path)?;
+        let opened = open_connection(path).and_then(|conn| Ok((prepare_schema(&conn)?, conn)));
+        let (last_seq, conn) = opened.map_err(|error| match error.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                StoreError::Backend(format!("{} is in use by another process", path.display()))
+            }
+            _ => backend(error),
+        })?;
 
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
         let retention = retention.clamp(1, i64::MAX as u64);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || Writer { conn: writer, last_seq, retention, feed }.run(receiver))
+            .spawn(move || Writer { conn, last_seq, retention, feed }.run(receiver))
             .map_err(|error| StoreError::Backend(error.to_string()))?;
-        Ok(Self { commands, retention, closed: AtomicBool::new(false), reader: Arc::new(Mutex::new(reader)) })
+        Ok(Self { commands, retention, closed: AtomicBool::new(false) })
     }
 
-    async fn with_reader<T: Send + 'static>(
+    /// Runs `read` on the writer's connection, after the appends queued before it.
+    async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let reader = Arc::clone(&self.reader);
-        tokio::task::spawn_blocking(move || {
-            // A poisoned lock means a read panicked; the connection itself is still sound.
-            let conn = reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            read(&conn).map_err(backend)
-        })
-        .await
-        .map_err(|error| StoreError::Backend(error.to_string()))?
+        let (reply, answer) = oneshot::channel();
+        let job: PendingRead = Box::new(move |conn: &Connection| {
+            let _ = reply.send(read(conn).map_err(backend));
+        });
+        self.commands.send(Command::Job(Job::Read(job))).await.map_err(|_| StoreError::Unavailable)?;
+        // A dropped reply means the writer stopped before this read.
+        answer.await.map_err(|_| StoreError::Unavailable)?
     }
 }
 
-fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path).map_err(backend)?;
-    // FULL: a commit is on disk before it returns, so an acknowledged message survives a power
-    // cut, not only a `kill -9`. The busy timeout lets the reader wait out a checkpoint.
+fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    // A server being restarted may still be closing the file (its last checkpoint); longer
+    // than this, and another process holds it.
+    conn.busy_timeout(OPEN_PATIENCE)?;
+    // EXCLUSIVE before WAL: the connection keeps the file locked from its first access to its
+    // close, and the WAL index in its own memory (see the module comment). FULL: a commit is on
+    // disk before it returns, so an acknowledged message survives a power cut, not only a
+    // `kill -9`.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = FULL;
-         PRAGMA busy_timeout = 5000;",
-    )
-    .map_err(backend)?;
+        "PRAGMA locking_mode = EXCLUSIVE;
+         PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;",
+    )?;
     Ok(conn)
 }
 
 /// Creates the tables when missing and returns the last `seq` written.
-fn prepare_schema(conn: &Connection) -> Result<u64, StoreError> {
+fn prepare_schema(conn: &Connection) -> rusqlite::Result<u64> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS messages (
              seq INTEGER PRIMARY KEY,
@@ -108,8 +127,7 @@ fn prepare_schema(conn: &Connection) -> Result<u64, StoreError> {
              ts TEXT NOT NULL
          );
          CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
-    )
-    .map_err(backend)?;
+    )?;
     // `meta` holds the last `seq` as of the last deletion; newer rows go beyond it.
     conn.query_row(
         "SELECT MAX(COALESCE((SELECT value FROM meta WHERE key = 'last_seq'), 0),
@@ -117,7 +135,6 @@ fn prepare_schema(conn: &Connection) -> Result<u64, StoreError> {
         [],
         |row| row.get(0),
     )
-    .map_err(backend)
 }
 
 fn backend(error: rusqlite::Error) -> StoreError {
@@ -134,13 +151,27 @@ struct Writer {
 impl Writer {
     fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
         run_after_the_request_threads();
-        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut jobs = Vec::with_capacity(MAX_BATCH);
+        let mut appends = Vec::with_capacity(MAX_BATCH);
+        let mut reads = Vec::new();
         while let Some(first) = receiver.blocking_recv() {
-            let close = super::gather(first, &mut receiver, &mut batch, MAX_BATCH);
-            if !batch.is_empty() {
-                self.commit(&mut batch);
+            let close = super::gather(first, &mut receiver, &mut jobs, MAX_BATCH);
+            for job in jobs.drain(..) {
+                match job {
+                    Job::Append(append) => appends.push(append),
+                    Job::Read(read) => reads.push(read),
+                }
+            }
+            if !appends.is_empty() {
+                self.commit(&mut appends);
+            }
+            // After the commit: a read sees at least every append queued before it.
+            for read in reads.drain(..) {
+                read(&self.conn);
             }
             if let Some(done) = close {
+                // The file is unlocked before the closer hears back: it may reopen it at once.
+                drop(self);
                 let _ = done.send(());
                 return;
             }
@@ -266,7 +297,7 @@ impl MessageStore for SqliteStore {
             }
             let (reply, answer) = oneshot::channel();
             self.commands
-                .send(Command::Append(PendingAppend { author, text, reply }))
+                .send(Command::Job(Job::Append(PendingAppend { author, text, reply })))
                 .await
                 .map_err(|_| StoreError::Unavailable)?;
             // A dropped reply means the writer stopped before this append: not written.
@@ -276,7 +307,7 @@ impl MessageStore for SqliteStore {
 
     fn read_after(&self, after: u64, limit: usize) -> BoxFuture<'_, Result<Replay, StoreError>> {
         let retention = self.retention;
-        Box::pin(self.with_reader(move |conn| {
+        Box::pin(self.read(move |conn| {
             let oldest_retained = conn.query_row(
                 &format!("SELECT MIN(seq) FROM messages WHERE {RETAINED}"),
                 params![retention],
@@ -293,7 +324,7 @@ impl MessageStore for SqliteStore {
 
     fn read_last(&self, n: usize) -> BoxFuture<'_, Result<Vec<ChatMessage>, StoreError>> {
         let retention = self.retention;
-        Box::pin(self.with_reader(move |conn| {
+        Box::pin(self.read(move |conn| {
             let mut select =
                 conn.prepare_cached(&format!("{SELECT} WHERE {RETAINED} ORDER BY seq DESC LIMIT ?2"))?;
             let mut messages = select
@@ -318,6 +349,7 @@ impl MessageStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use std::sync::Mutex as StdMutex;
 
     fn author() -> User {
@@ -437,6 +469,47 @@ mod tests {
             vec![total - 2, total - 1, total]
         );
         assert_eq!(store.append(author(), text("next")).await.unwrap().seq, total + 1);
+    }
+
+    #[tokio::test]
+    async fn a_second_store_on_the_same_file_is_refused_until_the_first_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.db");
+        let (feed, _) = recording_feed();
+        let first = SqliteStore::open(&path, 10, feed.clone()).unwrap();
+        first.append(author(), text("hi")).await.unwrap();
+        match SqliteStore::open(&path, 10, feed.clone()) {
+            Err(StoreError::Backend(reason)) => assert!(reason.contains("in use"), "{reason}"),
+            Err(other) => panic!("unexpected error: {other}"),
+            Ok(_) => panic!("two stores wrote to one file"),
+        }
+        first.close().await;
+        let second = SqliteStore::open(&path, 10, feed).unwrap();
+        assert_eq!(second.read_last(10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_read_sees_every_append_queued_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (feed, _) = recording_feed();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("chat.db"), 1000, feed).unwrap());
+        // On this single-threaded runtime the tasks queue their jobs in the order spawned, so
+        // the writer gathers the read behind all fifty appends, most likely in one batch.
+        let appends: Vec<_> = (0..50)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move { store.append(author(), text(&format!("m{i}"))).await })
+            })
+            .collect();
+        let read = {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.read_last(100).await })
+        };
+        let seen = read.await.unwrap().unwrap();
+        assert_eq!(seen.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=50).collect::<Vec<_>>());
+        for append in appends {
+            append.await.unwrap().unwrap();
+        }
     }
 
     #[tokio::test]
