@@ -191,6 +191,7 @@ where
                             [chunk_size_line(data.len(), &mut size), &data, b"\r\n"]
                         };
                         write_all_parts(out, &[&head, chunk[0], chunk[1], chunk[2]]).await?;
+                        super::share_the_core();
                     }
                     // The stream ended (shutdown, or it fell behind): end the body properly.
                     None => {
