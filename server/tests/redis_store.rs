@@ -8,9 +8,10 @@ use app::protocol::{ChatMessage, MessageText, User, UserId, UserName};
 use common::redis::RedisProcess;
 use server::store::{MessageFeed, MessageStore, RedisStore, StoreError};
 use std::{
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
+use tokio::sync::watch;
 
 /// How long a test waits for something that should happen; a timeout is a failure.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -32,39 +33,48 @@ fn text(s: &str) -> MessageText {
 }
 
 /// A feed that records every `seq` it is handed, in the order it is handed them.
-fn recording_feed() -> (MessageFeed, Arc<Mutex<Vec<u64>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&seen);
+/// Each change wakes whoever waits on the receiver ([`wait_for_feed`]).
+fn recording_feed() -> (MessageFeed, Seen) {
+    let (sink, seen) = watch::channel(Vec::new());
     let feed: MessageFeed = Arc::new(move |batch: &[ChatMessage], _before_waking: &mut dyn FnMut()| {
         // The hub relies on this: one batch is consecutive seqs.
         assert!(
             batch.windows(2).all(|pair| pair[1].seq == pair[0].seq + 1),
             "a batch with a hole: {batch:?}"
         );
-        sink.lock().unwrap().extend(batch.iter().map(|m| m.seq));
+        sink.send_modify(|seen| seen.extend(batch.iter().map(|m| m.seq)));
     });
     (feed, seen)
 }
 
-async fn connect(redis: &RedisProcess, retention: u64) -> (RedisStore, Arc<Mutex<Vec<u64>>>) {
+/// The `seq`s a recording feed has been handed so far.
+type Seen = watch::Receiver<Vec<u64>>;
+
+async fn connect(redis: &RedisProcess, retention: u64) -> (RedisStore, Seen) {
     let (feed, seen) = recording_feed();
     let store = RedisStore::connect(&redis.url(), PREFIX, retention, feed).await.expect("connect to Redis");
     (store, seen)
 }
 
 /// Waits until `seen` is exactly `expected` (a feed may lag an append by another instance).
-async fn wait_for_feed(seen: &Mutex<Vec<u64>>, expected: &[u64]) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let now = seen.lock().unwrap().clone();
-        if now == expected {
-            return;
+/// Fails at once if the feed delivers anything that is not a prefix of `expected`.
+async fn wait_for_feed(seen: &Seen, expected: &[u64]) {
+    let mut seen = seen.clone();
+    let reached = tokio::time::timeout(
+        PATIENCE,
+        seen.wait_for(|now| {
+            assert!(expected.starts_with(now), "the feed delivered {now:?}, expected {expected:?}");
+            now == expected
+        }),
+    )
+    .await;
+    match reached {
+        Ok(Ok(_)) => {}
+        Ok(Err(_)) => panic!("the feed was dropped before delivering {expected:?}"),
+        Err(_) => {
+            drop(reached);
+            panic!("the feed delivered {:?} in {PATIENCE:?}, expected {expected:?}", *seen.borrow())
         }
-        assert!(
-            Instant::now() < deadline && now.len() <= expected.len() && expected.starts_with(&now),
-            "the feed delivered {now:?}, expected {expected:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -113,7 +123,7 @@ async fn seq_starts_at_one_and_grows_by_one() {
         );
     }
     // `append` answers after this instance's feed has the message.
-    assert_eq!(*seen.lock().unwrap(), vec![1, 2, 3]);
+    assert_eq!(*seen.borrow(), vec![1, 2, 3]);
     let stored = store.read_last(10).await.unwrap();
     assert_eq!(seqs(&stored), vec![1, 2, 3]);
     assert_eq!(stored[2].message.as_str(), "hi 3");
@@ -272,7 +282,7 @@ async fn close_finishes_writes_in_flight_then_refuses_new_ones() {
     let expected: Vec<u64> = (1..=written.len() as u64).collect();
     assert_eq!(written, expected);
     // Everything acknowledged was fed before `close` returned.
-    assert_eq!(*seen.lock().unwrap(), expected);
+    assert_eq!(*seen.borrow(), expected);
     let (reader, _) = connect(&redis, 1_000).await;
     assert_eq!(seqs(&reader.read_after(0, 1_000).await.unwrap().messages), expected);
 }
