@@ -13,7 +13,11 @@ pub use sqlite::SqliteStore;
 
 use app::protocol::{ChatMessage, MessageText, User};
 use futures_util::future::BoxFuture;
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+use tokio::sync::{mpsc, oneshot};
 
 /// Receives every appended message once it is durable, in `seq` order, with no gap. Called on
 /// the store's writer: it must not block.
@@ -73,6 +77,19 @@ pub(crate) fn gather<A, D>(
         }
     }
     None
+}
+
+/// A store's `close`: marks it closed (new appends are refused from here on), asks its writer
+/// to finish what is queued, and waits for the writer's word, which is returned (`None` when
+/// the writer had already stopped).
+pub(crate) async fn close_writer<A, T>(
+    closed: &AtomicBool,
+    commands: &mpsc::Sender<Command<A, oneshot::Sender<T>>>,
+) -> Option<T> {
+    closed.store(true, Ordering::Release);
+    let (done, finished) = oneshot::channel();
+    commands.send(Command::Close { done }).await.ok()?;
+    finished.await.ok()
 }
 
 pub trait MessageStore: Send + Sync + 'static {

@@ -755,12 +755,7 @@ impl MessageStore for RedisStore {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            self.closed.store(true, Ordering::Release);
-            let (done, finished) = oneshot::channel();
-            let written = match self.commands.send(Command::Close { done }).await {
-                Ok(()) => finished.await.unwrap_or(0),
-                Err(_) => 0,
-            };
+            let written = super::close_writer(&self.closed, &self.commands).await.unwrap_or(0);
             // Let the feed catch up with what this instance wrote, so that its hub has every
             // message it acknowledged, then stop the tailer.
             let mut fed = self.fed.clone();

@@ -339,11 +339,7 @@ impl MessageStore for SqliteStore {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            self.closed.store(true, Ordering::Release);
-            let (done, finished) = oneshot::channel();
-            if self.commands.send(Command::Close { done }).await.is_ok() {
-                let _ = finished.await;
-            }
+            super::close_writer(&self.closed, &self.commands).await;
         })
     }
 }
