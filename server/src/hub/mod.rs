@@ -25,7 +25,7 @@ use crate::{
     store::{MessageStore, StoreError},
 };
 use app::protocol::{ChatMessage, HistoryGap, ServerEvent, User, UserId, UserName};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use room::{Announce, Room};
 use std::{
     collections::VecDeque,
@@ -105,7 +105,7 @@ impl OpenedStream {
 /// Messages owed to a stream before it goes live.
 pub(crate) struct Backlog {
     /// Encoded `history-gap` (when something was lost) and `message` frames.
-    pub bytes: BytesMut,
+    pub bytes: Vec<u8>,
     pub events: u64,
     /// The newest `seq` the client has after the backlog: live messages up to it are skipped.
     pub last_seq: u64,
@@ -211,14 +211,9 @@ impl Hub {
             // preloaded ones in front of them.
             let first_live = cache.frames.front().map_or(u64::MAX, |(seq, _)| *seq);
             for message in recent.iter().rev().filter(|m| m.seq < first_live) {
-                cache.frames.push_front((
-                    message.seq,
-                    Bytes::from({
-                        let mut frame = Vec::new();
-                        message.write_sse_frame(&mut frame);
-                        frame
-                    }),
-                ));
+                let mut frame = Vec::new();
+                message.write_sse_frame(&mut frame);
+                cache.frames.push_front((message.seq, Bytes::from(frame)));
                 cache.head = cache.head.max(message.seq);
             }
             while cache.frames.len() > cache.capacity {
@@ -485,7 +480,7 @@ impl Hub {
             owed.map(|frames| (frames, recent.head))
         };
         if let Some((frames, head)) = from_memory {
-            let mut bytes = BytesMut::with_capacity(frames.iter().map(Bytes::len).sum());
+            let mut bytes = Vec::with_capacity(frames.iter().map(Bytes::len).sum());
             for frame in &frames {
                 bytes.extend_from_slice(frame);
             }
@@ -507,20 +502,17 @@ impl Hub {
             }
             None => (store.read_last(self.inner.config.history).await?, None),
         };
-        let mut bytes = BytesMut::new();
+        let mut bytes = Vec::new();
         if let Some(gap) = gap {
-            bytes.extend_from_slice(ServerEvent::HistoryGap(gap).to_sse_frame().as_bytes());
+            ServerEvent::HistoryGap(gap).write_sse_frame(&mut bytes);
         }
         let events = messages.len() as u64 + u64::from(gap.is_some());
         // Live messages are skipped up to `last_seq`: never past what has been committed, or a
         // client claiming a future id would miss real messages.
         let head = lock(&self.inner.recent).head;
         let last_seq = messages.last().map_or(last_event_id.unwrap_or(0).min(head), |m| m.seq);
-        let mut frame = Vec::new();
-        for message in messages {
-            frame.clear();
-            message.write_sse_frame(&mut frame);
-            bytes.extend_from_slice(&frame);
+        for message in &messages {
+            message.write_sse_frame(&mut bytes);
         }
         Ok(Backlog { bytes, events, last_seq })
     }

@@ -368,6 +368,19 @@ mod tests {
         (feed, seen)
     }
 
+    /// Starts `count` appends at once (messages `m0`, `m1`, ...), each on a task of its own.
+    fn spawn_appends(
+        store: &Arc<SqliteStore>,
+        count: u64,
+    ) -> Vec<tokio::task::JoinHandle<Result<ChatMessage, StoreError>>> {
+        (0..count)
+            .map(|i| {
+                let store = Arc::clone(store);
+                tokio::spawn(async move { store.append(author(), text(&format!("m{i}"))).await })
+            })
+            .collect()
+    }
+
     #[tokio::test]
     async fn seq_starts_at_one_and_continues_after_reopening() {
         let dir = tempfile::tempdir().unwrap();
@@ -421,12 +434,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (feed, seen) = recording_feed();
         let store = Arc::new(SqliteStore::open(&dir.path().join("chat.db"), 10_000, feed).unwrap());
-        let tasks: Vec<_> = (0..200)
-            .map(|i| {
-                let store = Arc::clone(&store);
-                tokio::spawn(async move { store.append(author(), text(&format!("m{i}"))).await })
-            })
-            .collect();
+        let tasks = spawn_appends(&store, 200);
         let mut seqs = Vec::new();
         for task in tasks {
             seqs.push(task.await.unwrap().unwrap().seq);
@@ -443,12 +451,7 @@ mod tests {
         let (feed, _) = recording_feed();
         let store = Arc::new(SqliteStore::open(&path, 3, feed.clone()).unwrap());
         let total = RETENTION_STEP + 10;
-        let tasks: Vec<_> = (0..total)
-            .map(|i| {
-                let store = Arc::clone(&store);
-                tokio::spawn(async move { store.append(author(), text(&format!("m{i}"))).await })
-            })
-            .collect();
+        let tasks = spawn_appends(&store, total);
         for task in tasks {
             task.await.unwrap().unwrap();
         }
@@ -493,12 +496,7 @@ mod tests {
         let store = Arc::new(SqliteStore::open(&dir.path().join("chat.db"), 1000, feed).unwrap());
         // On this single-threaded runtime the tasks queue their jobs in the order spawned, so
         // the writer gathers the read behind all fifty appends, most likely in one batch.
-        let appends: Vec<_> = (0..50)
-            .map(|i| {
-                let store = Arc::clone(&store);
-                tokio::spawn(async move { store.append(author(), text(&format!("m{i}"))).await })
-            })
-            .collect();
+        let appends = spawn_appends(&store, 50);
         let read = {
             let store = Arc::clone(&store);
             tokio::spawn(async move { store.read_last(100).await })
