@@ -136,10 +136,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         store: Arc::clone(&store),
         sessions,
     };
+    let lane_hub = state.hub.clone();
     let router = router(state);
     let streams = net::StreamRuntime::new().map_err(StartError::Runtime)?;
+    let streams_handle =
+        streams.handle().ok_or_else(|| StartError::Runtime(io::Error::other("no runtime")))?;
     let options = net::ServeOptions {
-        streams: streams.handle().ok_or_else(|| StartError::Runtime(io::Error::other("no runtime")))?,
+        lane: net::Lane::start(&lane_hub, Arc::clone(&metrics), &streams_handle),
+        streams: streams_handle,
         write_timeout: Duration::from_millis(slow_client_timeout_ms),
         grace: SHUTDOWN_GRACE,
         metrics,

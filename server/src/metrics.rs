@@ -21,6 +21,7 @@ pub struct Metrics {
     messages: Counter,
     messages_accepted: Counter,
     events_sent: Counter,
+    lane_writes: Counter,
     slow_clients_dropped: Counter,
     store_append_seconds: Histogram,
     redis_errors: Counter,
@@ -34,6 +35,7 @@ impl Default for Metrics {
         let messages = Counter::default();
         let messages_accepted = Counter::default();
         let events_sent = Counter::default();
+        let lane_writes = Counter::default();
         let slow_clients_dropped = Counter::default();
         // 0.1 ms to about 3 s: an fsync here takes ~0.1 ms, a Redis outage seconds.
         let store_append_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
@@ -47,6 +49,11 @@ impl Default for Metrics {
             messages_accepted.clone(),
         );
         registry.register("events_sent", "Events written to streams", events_sent.clone());
+        registry.register(
+            "lane_writes",
+            "Writes made by the fan-out lane to idle streams (the rest are made by each stream's task)",
+            lane_writes.clone(),
+        );
         registry.register(
             "slow_clients_dropped",
             "Streams dropped because their client could not keep up",
@@ -65,6 +72,7 @@ impl Default for Metrics {
             messages,
             messages_accepted,
             events_sent,
+            lane_writes,
             slow_clients_dropped,
             store_append_seconds,
             redis_errors,
@@ -88,6 +96,9 @@ impl Metrics {
     }
     pub fn events_sent(&self, count: u64) {
         self.events_sent.inc_by(count);
+    }
+    pub fn lane_wrote(&self, writes: u64) {
+        self.lane_writes.inc_by(writes);
     }
     pub fn slow_client_dropped(&self) {
         self.slow_clients_dropped.inc();

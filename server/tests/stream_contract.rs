@@ -228,6 +228,22 @@ async fn health_and_metrics_report_the_room_and_move_with_messages() {
     assert_eq!(after["ssechat_messages_accepted_total"], 1.0);
     assert!(after["ssechat_events_sent_total"] > before["ssechat_events_sent_total"]);
     assert_eq!(after["ssechat_store_append_seconds_count"], 1.0);
+    // Ann's stream was idle when the message came: the fan-out lane wrote it, not her task.
+    assert!(after["ssechat_lane_writes_total"] > before["ssechat_lane_writes_total"]);
+}
+
+#[tokio::test]
+async fn an_idle_stream_hears_keep_alive_comments_as_whole_chunks() {
+    let server = TestServer::start_with(|config| config.keepalive_ms = 50).await;
+    // The comment is 14 bytes: one chunk of size E, then its CRLF; here two in a row.
+    let keep_alive = "\r\nE\r\n: keep-alive\n\n\r\n";
+    let answer = raw_exchange(
+        &server,
+        "GET /sse?id=quiet&name=Quiet HTTP/1.1\r\nHost: x\r\n\r\n",
+        &format!("{keep_alive}E\r\n: keep-alive\n\n\r\n"),
+    )
+    .await;
+    assert!(answer.contains("event: all-users"), "{answer}");
 }
 
 #[tokio::test]

@@ -17,7 +17,8 @@ mod stream;
 
 pub use cluster::{ClusterError, ClusterPresence};
 pub use room::{JoinNo, Refusal};
-pub use stream::EventStream;
+pub(crate) use stream::MAX_CHUNK_BYTES;
+pub use stream::{EventStream, StreamGuardHold, StreamHandoff};
 
 use crate::{
     metrics::Metrics,
@@ -199,6 +200,17 @@ impl Hub {
 
     pub(crate) fn shutdown_token(&self) -> &CancellationToken {
         &self.inner.shutdown
+    }
+
+    /// A cursor on the ring from its head, for whoever must hear of every new frame (the
+    /// fan-out lane).
+    pub(crate) fn watch_ring(&self) -> broadcast::Receiver<Frame> {
+        self.inner.events.subscribe()
+    }
+
+    /// How often each stream checks its view of the room and its silence.
+    pub(crate) fn stream_tick_period(&self) -> Duration {
+        stream::tick_period(&self.inner.config)
     }
 
     /// Connects the store the hub replays from, and preloads the recent messages from it.

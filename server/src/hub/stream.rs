@@ -13,8 +13,13 @@
 
 use super::{Backlog, Frame, Hub, StreamGuard};
 use bytes::{Bytes, BytesMut};
-use futures_util::Stream;
-use std::{convert::Infallible, pin::Pin, time::Duration};
+use futures_util::{Stream, StreamExt};
+use std::{
+    convert::Infallible,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 use tokio::{
     sync::broadcast::{Receiver, error::RecvError, error::TryRecvError},
     time::{Instant, Interval, MissedTickBehavior},
@@ -22,7 +27,7 @@ use tokio::{
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 /// A chunk stops growing past this, so one wake-up's write stays bounded.
-const MAX_CHUNK_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_CHUNK_BYTES: usize = 256 * 1024;
 /// The shortest time between two writes of one stream. Far below what a reader notices, and
 /// below the gap between messages at the rates a room sees for long (100 messages/s is 10 ms
 /// apart), so only bursts and floods are gathered.
@@ -30,7 +35,7 @@ const FLUSH_INTERVAL: Duration = Duration::from_millis(2);
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
 /// The stream's cursor fell off the ring's tail.
-struct Lagged;
+pub(crate) struct Lagged;
 
 pub struct EventStream {
     hub: Hub,
@@ -47,7 +52,11 @@ pub struct EventStream {
     /// The server's shutdown, waited on for the stream's whole life: made and registered once,
     /// not at every wake-up (thousands of streams wake for every message).
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
-    _guard: StreamGuard,
+    /// Set by the lane when the cursor fell behind: the stream ends at its next chunk.
+    lagged: bool,
+    /// Held by the connection's task, not the lane, while the lane has the stream: a client
+    /// that leaves is let go at once, not when the lane next visits its stream.
+    guard: Option<StreamGuard>,
 }
 
 impl EventStream {
@@ -65,8 +74,7 @@ impl EventStream {
         let mut opening = BytesMut::with_capacity(room_view.len() + 32);
         opening.extend_from_slice(format!("retry: {}\n\n", config.retry.as_millis()).as_bytes());
         opening.extend_from_slice(room_view.as_bytes());
-        // One timer per stream serves both duties; it ticks often enough for each.
-        let period = config.users_interval.min(config.keepalive).max(Duration::from_millis(10));
+        let period = tick_period(config);
         let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let shutdown = Box::pin(hub.shutdown_token().clone().cancelled_owned());
@@ -80,7 +88,8 @@ impl EventStream {
             ticker,
             last_write: Instant::now(),
             shutdown,
-            _guard: guard,
+            lagged: false,
+            guard: Some(guard),
         }
     }
 
@@ -97,12 +106,83 @@ impl EventStream {
     pub fn into_body(self) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
         futures_util::stream::unfold(self, |mut stream| async move {
             let chunk = stream.next_chunk().await?;
-            stream.last_write = Instant::now();
             Some((Ok(chunk), stream))
         })
     }
 
-    async fn next_chunk(&mut self) -> Option<Bytes> {
+    /// The stream for a response: the connection's own writer takes it whole from the
+    /// returned [`StreamHandoff`] (found in the response's extensions), or else the body takes
+    /// it when first polled, for a connection served by hyper.
+    pub fn into_handoff(
+        self,
+    ) -> (StreamHandoff, impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static) {
+        let handoff = StreamHandoff(Arc::new(Mutex::new(Some(self))));
+        let for_body = handoff.clone();
+        let body = futures_util::stream::once(async move { for_body.take() })
+            .filter_map(std::future::ready)
+            .flat_map(EventStream::into_body);
+        (handoff, body)
+    }
+
+    /// The next chunk to write, waiting for one; `None` when the stream is over. The write is
+    /// taken to happen now.
+    pub async fn next_chunk(&mut self) -> Option<Bytes> {
+        let chunk = self.wait_for_chunk().await;
+        self.last_write = Instant::now();
+        chunk
+    }
+
+    /// What is ready to write now, without waiting; the caller keeps the flush interval (see
+    /// [`EventStream::next_write_at`]).
+    pub(crate) fn try_next_chunk(&mut self) -> Result<Option<Bytes>, Lagged> {
+        if let Some(opening) = self.opening.take() {
+            self.count_events(self.opening_events);
+            return Ok(Some(opening.freeze()));
+        }
+        match self.receiver.try_recv() {
+            Ok(frame) => self.drain(frame),
+            Err(TryRecvError::Lagged(_)) => Err(Lagged),
+            Err(TryRecvError::Empty | TryRecvError::Closed) => Ok(None),
+        }
+    }
+
+    /// True when nothing is waiting to be written.
+    pub fn is_idle(&self) -> bool {
+        self.opening.is_none() && !self.lagged && self.receiver.is_empty()
+    }
+
+    /// Records a write made by someone else than [`EventStream::next_chunk`]'s caller.
+    pub(crate) fn wrote_at(&mut self, at: Instant) {
+        self.last_write = at;
+    }
+
+    /// When the stream may be written again: a stream written less than [`FLUSH_INTERVAL`]
+    /// ago waits, gathering what arrives meanwhile into its next write.
+    pub(crate) fn next_write_at(&self) -> Instant {
+        self.last_write + FLUSH_INTERVAL
+    }
+
+    /// The stream fell behind while the lane held it: it ends at its next chunk.
+    pub(crate) fn mark_lagged(&mut self) {
+        self.lagged = true;
+    }
+
+    /// Takes the stream's hold on the room, for the connection to keep while the lane has the
+    /// stream.
+    pub fn take_guard(&mut self) -> Option<StreamGuardHold> {
+        self.guard.take().map(StreamGuardHold)
+    }
+
+    pub fn restore_guard(&mut self, hold: Option<StreamGuardHold>) {
+        if let Some(StreamGuardHold(guard)) = hold {
+            self.guard = Some(guard);
+        }
+    }
+
+    async fn wait_for_chunk(&mut self) -> Option<Bytes> {
+        if self.lagged {
+            return self.drop_slow_client();
+        }
         if let Some(opening) = self.opening.take() {
             self.count_events(self.opening_events);
             return Some(opening.freeze());
@@ -215,7 +295,7 @@ impl EventStream {
 
     /// A `users` snapshot when this stream's view of the room is wrong, else a keep-alive
     /// comment after long enough silence.
-    fn on_tick(&mut self) -> Option<Bytes> {
+    pub(crate) fn on_tick(&mut self) -> Option<Bytes> {
         if self.receiver.is_empty() && self.view_version != self.hub.room_version() {
             let (version, snapshot) = self.hub.users_snapshot();
             self.view_version = version;
@@ -235,5 +315,26 @@ impl EventStream {
         if events > 0 {
             self.hub.metrics().events_sent(events);
         }
+    }
+}
+
+/// How often a stream checks its view of the room and its silence: one timer serves both
+/// duties, ticking often enough for each.
+pub(crate) fn tick_period(config: &super::HubConfig) -> Duration {
+    config.users_interval.min(config.keepalive).max(Duration::from_millis(10))
+}
+
+/// A stream's hold on the room, kept by its connection while the lane writes the stream.
+pub struct StreamGuardHold(StreamGuard);
+
+/// An event stream waiting for whoever serves its response (see
+/// [`EventStream::into_handoff`]). The lock is taken once per stream, never per event.
+#[derive(Clone)]
+pub struct StreamHandoff(Arc<Mutex<Option<EventStream>>>);
+
+impl StreamHandoff {
+    /// The stream, to the first caller only.
+    pub fn take(&self) -> Option<EventStream> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
     }
 }

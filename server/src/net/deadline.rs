@@ -29,6 +29,12 @@ impl<T> WriteDeadline<T> {
         Self { inner, timeout, deadline: None, metrics }
     }
 
+    /// The socket, for someone else to write (after a write that completed: no deadline is
+    /// armed then).
+    pub(super) fn into_inner(self) -> T {
+        self.inner
+    }
+
     /// Called when the inner write is pending: fails once the deadline passes.
     fn poll_deadline<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
         let timeout = self.timeout;

@@ -7,26 +7,43 @@
 //! request, and the body is written as HTTP/1.1 chunks straight from the stream's shared
 //! bytes, one `writev` per chunk, with nothing kept between writes.
 //!
+//! While the stream is idle, its writing is handed to the fan-out lane ([`super::lane`]) and
+//! the connection only watches its client: see [`write_live_stream`].
+//!
 //! Only the plain case is served here: an HTTP/1.1 `GET` with no body and no upgrade, a head
 //! that parses and fits [`MAX_HEAD_BYTES`]. Anything else goes to hyper unchanged, with the
 //! bytes read so far replayed ([`Replayed`]), so hyper's answers (400, 431, HTTP/1.0 framing)
 //! stay the only ones for unusual requests.
 
-use super::{HEADER_READ_TIMEOUT, ServeConnection, deadline::WriteDeadline};
+use super::{
+    HEADER_READ_TIMEOUT, ServeConnection,
+    deadline::WriteDeadline,
+    lane::{Lane, Parked, Resumed},
+};
+use crate::{
+    hub::{EventStream, StreamHandoff},
+    metrics::Metrics,
+};
 use axum::{
     body::Body,
     http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header},
 };
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use std::{
     io::{self, IoSlice},
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
-    time::SystemTime,
+    time::{Duration, SystemTime},
 };
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
-    net::TcpStream,
+    net::{
+        TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
+    sync::oneshot,
 };
 use tower::ServiceExt;
 
@@ -61,16 +78,28 @@ pub(super) async fn serve(stream: TcpStream, connection: ServeConnection) {
         return connection.run(Replayed { replay: head, offset: 0, inner: stream }).await;
     };
     drop(head);
-    let ServeConnection { router, watcher, write_timeout, metrics, .. } = connection;
+    let ServeConnection { router, watcher, write_timeout, metrics, lane, .. } = connection;
     // Held until the stream ends: shutdown waits for every watcher to be dropped.
     let _watcher = watcher;
-    let Ok(response) = router.oneshot(request).await;
-    let (reader, writer) = stream.split();
-    let mut writer = WriteDeadline::new(writer, write_timeout, metrics);
-    let outcome = if is_event_stream(&response) {
-        write_event_stream(response, reader, &mut writer).await
-    } else {
-        write_whole(response, &mut writer).await
+    let Ok(mut response) = router.oneshot(request).await;
+    let handoff = response.extensions_mut().remove::<StreamHandoff>();
+    let (reader, writer) = stream.into_split();
+    let outcome = match handoff.and_then(|handoff| handoff.take()) {
+        Some(live) if is_event_stream(&response) => {
+            let socket = LiveSocket { client: reader, writer, write_timeout, metrics, lane };
+            // The body is never polled: the stream it would have taken is served here.
+            let head = stream_head(&response);
+            drop(response);
+            write_live_stream(head, live, socket).await
+        }
+        _ => {
+            let mut writer = WriteDeadline::new(writer, write_timeout, metrics);
+            if is_event_stream(&response) {
+                write_event_stream(response, reader, &mut writer).await
+            } else {
+                write_whole(response, &mut writer).await
+            }
+        }
     };
     if let Err(error) = outcome {
         tracing::debug!(%error, "event stream connection ended with an error");
@@ -160,67 +189,209 @@ async fn write_whole<W: AsyncWrite + Unpin>(response: Response<Body>, out: &mut 
     out.shutdown().await
 }
 
-/// Writes the stream's chunks until it ends or the client goes away (its side of the
-/// connection closes, which is read for while waiting for the next chunk).
+/// What a connection reads from its client while its stream is written: nothing, normally.
+/// Whatever it sends is dropped, up to a limit; end of input means the client left (as with
+/// hyper, a half-close is a leave).
+#[derive(Default)]
+struct ClientInput {
+    ignored: usize,
+}
+
+impl ClientInput {
+    /// True when the client has left; an error when it keeps sending.
+    fn left(&mut self, read: io::Result<usize>) -> io::Result<bool> {
+        match read {
+            Ok(0) | Err(_) => Ok(true),
+            Ok(n) => {
+                self.ignored += n;
+                if self.ignored > MAX_IGNORED_BYTES {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "client kept sending"));
+                }
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// The response head for a stream. This connection serves no second request: the client is
+/// told, so that no pooling client tries to reuse it once the stream ends.
+fn stream_head(response: &Response<Body>) -> Vec<u8> {
+    response_head(response, "transfer-encoding: chunked\r\nconnection: close\r\n")
+}
+
+/// Writes `head` (empty after the first write), then `data` as one chunk; a chunk of nothing is
+/// not written, since a zero-size chunk ends the body.
+async fn write_chunk<W: AsyncWrite + Unpin>(out: &mut W, head: &[u8], data: &[u8]) -> io::Result<()> {
+    let mut size = [0u8; CHUNK_SIZE_LINE_BYTES];
+    let chunk: [&[u8]; 3] = if data.is_empty() {
+        [b"", b"", b""]
+    } else {
+        [chunk_size_line(data.len(), &mut size), data, b"\r\n"]
+    };
+    write_all_parts(out, &[head, chunk[0], chunk[1], chunk[2]]).await?;
+    super::share_the_core();
+    Ok(())
+}
+
+/// Ends the body properly (the stream ended: shutdown, or it fell behind).
+async fn write_last_chunk<W: AsyncWrite + Unpin>(out: &mut W, head: &[u8]) -> io::Result<()> {
+    write_all_parts(out, &[head, b"0\r\n\r\n"]).await?;
+    out.shutdown().await
+}
+
+/// Writes the body's chunks until it ends or the client goes away (its side of the
+/// connection closes, which is read for while waiting for the next chunk). For a stream the
+/// router made without a [`StreamHandoff`]; streams with one are served by
+/// [`write_live_stream`].
 async fn write_event_stream<R, W>(response: Response<Body>, mut client: R, out: &mut W) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    // This connection serves no second request: the client is told, so that no pooling
-    // client tries to reuse it once the stream ends. The head goes out with the first chunk
-    // (the stream's opening, ready at once): one write.
-    let mut head = response_head(&response, "transfer-encoding: chunked\r\nconnection: close\r\n");
+    // The head goes out with the first chunk (the stream's opening, ready at once): one write.
+    let mut head = stream_head(&response);
     let mut body = response.into_body();
-    // Whatever the client sends after its request (nothing, normally) is read and dropped, up
-    // to a limit. End of input means the client left (as with hyper, a half-close is a leave).
+    let mut input = ClientInput::default();
     let mut ignored = [0u8; 256];
-    let mut ignored_total = 0;
     loop {
         tokio::select! {
             frame = body.frame() => {
                 // Empty after the first write: `Vec::new` does not allocate.
                 let head = std::mem::take(&mut head);
                 match frame {
-                    Some(Ok(frame)) => {
-                        let data = frame.into_data().unwrap_or_default();
-                        let mut size = [0u8; CHUNK_SIZE_LINE_BYTES];
-                        let chunk: [&[u8]; 3] = if data.is_empty() {
-                            [b"", b"", b""]
-                        } else {
-                            [chunk_size_line(data.len(), &mut size), &data, b"\r\n"]
-                        };
-                        write_all_parts(out, &[&head, chunk[0], chunk[1], chunk[2]]).await?;
-                        super::share_the_core();
-                    }
-                    // The stream ended (shutdown, or it fell behind): end the body properly.
-                    None => {
-                        write_all_parts(out, &[&head, b"0\r\n\r\n"]).await?;
-                        return out.shutdown().await;
-                    }
+                    Some(Ok(frame)) => write_chunk(out, &head, &frame.into_data().unwrap_or_default()).await?,
+                    None => return write_last_chunk(out, &head).await,
                     // A body that fails is cut off without its last chunk: the client sees it
                     // broke.
                     Some(Err(error)) => return Err(io::Error::other(error)),
                 }
             }
-            read = client.read(&mut ignored) => match read {
-                Ok(0) | Err(_) => return Ok(()),
-                Ok(n) => {
-                    ignored_total += n;
-                    if ignored_total > MAX_IGNORED_BYTES {
-                        return Err(io::Error::new(io::ErrorKind::InvalidData, "client kept sending"));
-                    }
+            read = client.read(&mut ignored) => if input.left(read)? {
+                return Ok(());
+            },
+        }
+    }
+}
+
+/// A stream's connection, split: the task reads its client; whoever holds the stream writes.
+struct LiveSocket {
+    client: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    write_timeout: Duration,
+    metrics: Arc<Metrics>,
+    lane: Lane,
+}
+
+/// Serves an event stream the router handed over whole: the task writes while the stream is
+/// busy (its opening, bursts, a socket the lane found full), and hands it to the lane whenever
+/// it is idle, watching only for its client to leave until the lane hands it back.
+///
+/// `head` goes out with the first chunk (the stream's opening, ready at once): one write.
+async fn write_live_stream(mut head: Vec<u8>, mut stream: EventStream, socket: LiveSocket) -> io::Result<()> {
+    let LiveSocket { mut client, mut writer, write_timeout, metrics, lane } = socket;
+    let mut input = ClientInput::default();
+    let mut ignored = [0u8; 256];
+    let mut unwritten = Bytes::new();
+    loop {
+        let mut out = WriteDeadline::new(writer, write_timeout, Arc::clone(&metrics));
+        write_all_parts(&mut out, &[&unwritten]).await?;
+        loop {
+            let head = std::mem::take(&mut head);
+            match next_chunk(&mut stream, &mut client, &mut input, &mut ignored).await? {
+                Next::Chunk(data) => write_chunk(&mut out, &head, &data).await?,
+                Next::End => return write_last_chunk(&mut out, &head).await,
+                Next::ClientLeft => return Ok(()),
+            }
+            if stream.is_idle() {
+                break;
+            }
+        }
+        // The room keeps counting this stream while the lane has it, until the task ends.
+        let hold = stream.take_guard();
+        let (resume, resumed) = oneshot::channel();
+        let resumed = match lane.park(Parked { stream, writer: out.into_inner(), resume }) {
+            None => match wait_while_parked(resumed, &mut client, &mut input, &mut ignored).await {
+                Ok(Some(resumed)) => resumed,
+                // The lane still holds the socket's write half: the connection is closed here,
+                // at once, and the lane's next write to it fails and lets it go.
+                ended => {
+                    close_connection(&client);
+                    return ended.map(|_| ());
                 }
+            },
+            // The lane has stopped (shutdown): the task writes until the stream ends.
+            Some(Parked { stream, writer, .. }) => Resumed { stream, writer, unwritten: Bytes::new() },
+        };
+        stream = resumed.stream;
+        stream.restore_guard(hold);
+        writer = resumed.writer;
+        unwritten = resumed.unwritten;
+    }
+}
+
+/// Closes both directions of the connection (the file stays open until both halves are
+/// dropped).
+fn close_connection(client: &OwnedReadHalf) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `shutdown` only reads its arguments, and the descriptor is open: `client` owns
+    // a share of the socket. Failure (already closed by the peer) leaves nothing to do.
+    unsafe {
+        libc::shutdown(client.as_ref().as_raw_fd(), libc::SHUT_RDWR);
+    }
+}
+
+/// What happened first while a task waited for its stream's next chunk.
+enum Next {
+    Chunk(Bytes),
+    /// The stream is over: shutdown, or it fell behind.
+    End,
+    ClientLeft,
+}
+
+/// Waits for the stream's next chunk, reading (and dropping) what the client sends meanwhile.
+/// The chunk's future lives across those reads: dropped halfway, it would lose the frames it
+/// had taken from the ring.
+async fn next_chunk(
+    stream: &mut EventStream,
+    client: &mut OwnedReadHalf,
+    input: &mut ClientInput,
+    ignored: &mut [u8],
+) -> io::Result<Next> {
+    let chunk = stream.next_chunk();
+    tokio::pin!(chunk);
+    loop {
+        tokio::select! {
+            chunk = &mut chunk => return Ok(chunk.map_or(Next::End, Next::Chunk)),
+            read = client.read(ignored) => if input.left(read)? {
+                return Ok(Next::ClientLeft);
+            },
+        }
+    }
+}
+
+/// Waits for the lane to hand the stream back; `None` when the client left first or the lane
+/// dropped the stream (its connection broke).
+async fn wait_while_parked(
+    mut resumed: oneshot::Receiver<Resumed>,
+    client: &mut OwnedReadHalf,
+    input: &mut ClientInput,
+    ignored: &mut [u8],
+) -> io::Result<Option<Resumed>> {
+    loop {
+        tokio::select! {
+            resumed = &mut resumed => return Ok(resumed.ok()),
+            read = client.read(ignored) => if input.left(read)? {
+                return Ok(None);
             },
         }
     }
 }
 
 /// A chunk's size line: hex digits of a `usize` and CRLF.
-const CHUNK_SIZE_LINE_BYTES: usize = 2 * size_of::<usize>() + 2;
+pub(super) const CHUNK_SIZE_LINE_BYTES: usize = 2 * size_of::<usize>() + 2;
 
 /// Writes `len`'s chunk-size line (`1A2\r\n`) into `buf` and returns it.
-fn chunk_size_line(len: usize, buf: &mut [u8; CHUNK_SIZE_LINE_BYTES]) -> &[u8] {
+pub(super) fn chunk_size_line(len: usize, buf: &mut [u8; CHUNK_SIZE_LINE_BYTES]) -> &[u8] {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut start = CHUNK_SIZE_LINE_BYTES - 2;
     buf[start..].copy_from_slice(b"\r\n");

@@ -20,6 +20,9 @@
 
 mod deadline;
 mod event_stream;
+mod lane;
+
+pub use lane::Lane;
 
 use crate::metrics::Metrics;
 use axum::Router;
@@ -73,6 +76,7 @@ pub async fn serve(
             write_timeout: options.write_timeout,
             metrics: Arc::clone(&options.metrics),
             shutdown: shutdown.clone(),
+            lane: options.lane.clone(),
         };
         let streams = options.streams.clone();
         let shutdown = shutdown.clone();
@@ -111,6 +115,8 @@ struct ServeConnection {
     write_timeout: Duration,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
+    /// Where the connection's event stream goes while idle.
+    lane: Lane,
 }
 
 impl ServeConnection {
@@ -229,6 +235,8 @@ fn yield_is_due(writes: &Cell<u32>) -> bool {
 pub struct ServeOptions {
     /// Where connections that open an event stream are served.
     pub streams: Handle,
+    /// Writes idle event streams (started on `streams`).
+    pub lane: Lane,
     /// A write that makes no progress for this long fails (see [`WriteDeadline`]).
     pub write_timeout: Duration,
     /// How long shutdown waits for open connections.

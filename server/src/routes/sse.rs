@@ -95,7 +95,9 @@ pub async fn open_stream(
     })?;
     tracing::info!(user = %user.id, "stream opened");
 
-    let mut response = Body::from_stream(stream.into_body()).into_response();
+    let (handoff, body) = stream.into_handoff();
+    let mut response = Body::from_stream(body).into_response();
+    response.extensions_mut().insert(handoff);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
