@@ -3,8 +3,9 @@
 //! A message's path, top to bottom: `POST /message` ([`routes::message`]) parses a validated
 //! [`app::protocol::MessageText`] → the store appends it durably and assigns its `seq`
 //! ([`store`]) → the store's feed hands the batch to the hub, which encodes it once onto its
-//! broadcast ring ([`hub`]) → each stream's writer copies from its cursor to the head in one
-//! chunk ([`hub::EventStream`]) → SSE bytes → the browser's `EventSource`.
+//! broadcast ring ([`hub`]) → each stream's cursor takes from itself to the head as one chunk
+//! ([`hub::EventStream`]), written by the fan-out lane while the stream is idle, by its
+//! connection's task while it is busy (`net`) → SSE bytes → the browser's `EventSource`.
 //!
 //! [`start`] builds all of it and serves on a bound listener; `main.rs` only parses the
 //! configuration and waits for a signal, so tests start the same server on `127.0.0.1:0`.
