@@ -17,8 +17,8 @@ mod stream;
 
 pub use cluster::{ClusterError, ClusterPresence};
 pub use room::{JoinNo, Refusal};
-pub(crate) use stream::MAX_CHUNK_BYTES;
-pub use stream::{EventStream, StreamGuardHold, StreamHandoff};
+pub use stream::EventStream;
+pub(crate) use stream::{MAX_CHUNK_BYTES, StreamHandoff};
 
 use crate::{
     metrics::Metrics,

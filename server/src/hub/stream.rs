@@ -103,7 +103,7 @@ impl EventStream {
 
     /// The response body: chunks until the client leaves, the stream falls behind, or the
     /// server shuts down.
-    pub fn into_body(self) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    fn into_body(self) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
         futures_util::stream::unfold(self, |mut stream| async move {
             let chunk = stream.next_chunk().await?;
             Some((Ok(chunk), stream))
@@ -113,7 +113,7 @@ impl EventStream {
     /// The stream for a response: the connection's own writer takes it whole from the
     /// returned [`StreamHandoff`] (found in the response's extensions), or else the body takes
     /// it when first polled, for a connection served by hyper.
-    pub fn into_handoff(
+    pub(crate) fn into_handoff(
         self,
     ) -> (StreamHandoff, impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static) {
         let handoff = StreamHandoff(Arc::new(Mutex::new(Some(self))));
@@ -126,7 +126,7 @@ impl EventStream {
 
     /// The next chunk to write, waiting for one; `None` when the stream is over. The write is
     /// taken to happen now.
-    pub async fn next_chunk(&mut self) -> Option<Bytes> {
+    pub(crate) async fn next_chunk(&mut self) -> Option<Bytes> {
         let chunk = self.wait_for_chunk().await;
         self.last_write = Instant::now();
         chunk
@@ -135,9 +135,8 @@ impl EventStream {
     /// What is ready to write now, without waiting; the caller keeps the flush interval (see
     /// [`EventStream::next_write_at`]).
     pub(crate) fn try_next_chunk(&mut self) -> Result<Option<Bytes>, Lagged> {
-        if let Some(opening) = self.opening.take() {
-            self.count_events(self.opening_events);
-            return Ok(Some(opening.freeze()));
+        if let Some(opening) = self.take_opening() {
+            return Ok(Some(opening));
         }
         match self.receiver.try_recv() {
             Ok(frame) => self.drain(frame),
@@ -146,8 +145,15 @@ impl EventStream {
         }
     }
 
+    /// The opening chunk, the first time only.
+    fn take_opening(&mut self) -> Option<Bytes> {
+        let opening = self.opening.take()?;
+        self.count_events(self.opening_events);
+        Some(opening.freeze())
+    }
+
     /// True when nothing is waiting to be written.
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.opening.is_none() && !self.lagged && self.receiver.is_empty()
     }
 
@@ -169,23 +175,21 @@ impl EventStream {
 
     /// Takes the stream's hold on the room, for the connection to keep while the lane has the
     /// stream.
-    pub fn take_guard(&mut self) -> Option<StreamGuardHold> {
-        self.guard.take().map(StreamGuardHold)
+    pub(crate) fn take_guard(&mut self) -> Option<StreamGuard> {
+        self.guard.take()
     }
 
-    pub fn restore_guard(&mut self, hold: Option<StreamGuardHold>) {
-        if let Some(StreamGuardHold(guard)) = hold {
-            self.guard = Some(guard);
-        }
+    /// Gives back what [`EventStream::take_guard`] took.
+    pub(crate) fn restore_guard(&mut self, guard: Option<StreamGuard>) {
+        self.guard = guard;
     }
 
     async fn wait_for_chunk(&mut self) -> Option<Bytes> {
         if self.lagged {
             return self.drop_slow_client();
         }
-        if let Some(opening) = self.opening.take() {
-            self.count_events(self.opening_events);
-            return Some(opening.freeze());
+        if let Some(opening) = self.take_opening() {
+            return Some(opening);
         }
         loop {
             tokio::select! {
@@ -324,17 +328,14 @@ pub(crate) fn tick_period(config: &super::HubConfig) -> Duration {
     config.users_interval.min(config.keepalive).max(Duration::from_millis(10))
 }
 
-/// A stream's hold on the room, kept by its connection while the lane writes the stream.
-pub struct StreamGuardHold(StreamGuard);
-
 /// An event stream waiting for whoever serves its response (see
 /// [`EventStream::into_handoff`]). The lock is taken once per stream, never per event.
 #[derive(Clone)]
-pub struct StreamHandoff(Arc<Mutex<Option<EventStream>>>);
+pub(crate) struct StreamHandoff(Arc<Mutex<Option<EventStream>>>);
 
 impl StreamHandoff {
     /// The stream, to the first caller only.
-    pub fn take(&self) -> Option<EventStream> {
+    pub(crate) fn take(&self) -> Option<EventStream> {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
     }
 }

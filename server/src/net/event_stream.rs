@@ -26,10 +26,9 @@ use crate::{
 };
 use axum::{
     body::Body,
-    http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header},
+    http::{HeaderName, HeaderValue, Method, Request, Response, Version, header},
 };
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use std::{
     io::{self, IoSlice},
     pin::Pin,
@@ -84,22 +83,16 @@ pub(super) async fn serve(stream: TcpStream, connection: ServeConnection) {
     let Ok(mut response) = router.oneshot(request).await;
     let handoff = response.extensions_mut().remove::<StreamHandoff>();
     let (reader, writer) = stream.into_split();
+    // Only the stream route hands a stream over, with its `200`; anything else is a refusal.
     let outcome = match handoff.and_then(|handoff| handoff.take()) {
-        Some(live) if is_event_stream(&response) => {
+        Some(live) => {
             let socket = LiveSocket { client: reader, writer, write_timeout, metrics, lane };
             // The body is never polled: the stream it would have taken is served here.
             let head = stream_head(&response);
             drop(response);
             write_live_stream(head, live, socket).await
         }
-        _ => {
-            let mut writer = WriteDeadline::new(writer, write_timeout, metrics);
-            if is_event_stream(&response) {
-                write_event_stream(response, reader, &mut writer).await
-            } else {
-                write_whole(response, &mut writer).await
-            }
-        }
+        None => write_whole(response, &mut WriteDeadline::new(writer, write_timeout, metrics)).await,
     };
     if let Err(error) = outcome {
         tracing::debug!(%error, "event stream connection ended with an error");
@@ -142,14 +135,6 @@ fn parse_request(head: &[u8]) -> Option<Request<Body>> {
         request = request.header(name, HeaderValue::from_bytes(field.value).ok()?);
     }
     request.body(Body::empty()).ok()
-}
-
-fn is_event_stream(response: &Response<Body>) -> bool {
-    response.status() == StatusCode::OK
-        && response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|value| value.as_bytes().starts_with(b"text/event-stream"))
 }
 
 /// The status line and headers, with the framing headers this path decides replaced.
@@ -223,12 +208,8 @@ fn stream_head(response: &Response<Body>) -> Vec<u8> {
 /// not written, since a zero-size chunk ends the body.
 async fn write_chunk<W: AsyncWrite + Unpin>(out: &mut W, head: &[u8], data: &[u8]) -> io::Result<()> {
     let mut size = [0u8; CHUNK_SIZE_LINE_BYTES];
-    let chunk: [&[u8]; 3] = if data.is_empty() {
-        [b"", b"", b""]
-    } else {
-        [chunk_size_line(data.len(), &mut size), data, b"\r\n"]
-    };
-    write_all_parts(out, &[head, chunk[0], chunk[1], chunk[2]]).await?;
+    let [size, data, end] = chunk_parts(data, &mut size);
+    write_all_parts(out, &[head, size, data, end]).await?;
     super::share_the_core();
     Ok(())
 }
@@ -237,40 +218,6 @@ async fn write_chunk<W: AsyncWrite + Unpin>(out: &mut W, head: &[u8], data: &[u8
 async fn write_last_chunk<W: AsyncWrite + Unpin>(out: &mut W, head: &[u8]) -> io::Result<()> {
     write_all_parts(out, &[head, b"0\r\n\r\n"]).await?;
     out.shutdown().await
-}
-
-/// Writes the body's chunks until it ends or the client goes away (its side of the
-/// connection closes, which is read for while waiting for the next chunk). For a stream the
-/// router made without a [`StreamHandoff`]; streams with one are served by
-/// [`write_live_stream`].
-async fn write_event_stream<R, W>(response: Response<Body>, mut client: R, out: &mut W) -> io::Result<()>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    // The head goes out with the first chunk (the stream's opening, ready at once): one write.
-    let mut head = stream_head(&response);
-    let mut body = response.into_body();
-    let mut input = ClientInput::default();
-    let mut ignored = [0u8; 256];
-    loop {
-        tokio::select! {
-            frame = body.frame() => {
-                // Empty after the first write: `Vec::new` does not allocate.
-                let head = std::mem::take(&mut head);
-                match frame {
-                    Some(Ok(frame)) => write_chunk(out, &head, &frame.into_data().unwrap_or_default()).await?,
-                    None => return write_last_chunk(out, &head).await,
-                    // A body that fails is cut off without its last chunk: the client sees it
-                    // broke.
-                    Some(Err(error)) => return Err(io::Error::other(error)),
-                }
-            }
-            read = client.read(&mut ignored) => if input.left(read)? {
-                return Ok(());
-            },
-        }
-    }
 }
 
 /// A stream's connection, split: the task reads its client; whoever holds the stream writes.
@@ -387,11 +334,17 @@ async fn wait_while_parked(
     }
 }
 
+/// `data` framed as one HTTP/1.1 chunk (size line, data, CRLF), using `size` for the size line;
+/// nothing for no data, since a zero-size chunk ends the body.
+pub(super) fn chunk_parts<'a>(data: &'a [u8], size: &'a mut [u8; CHUNK_SIZE_LINE_BYTES]) -> [&'a [u8]; 3] {
+    if data.is_empty() { [b"", b"", b""] } else { [chunk_size_line(data.len(), size), data, b"\r\n"] }
+}
+
 /// A chunk's size line: hex digits of a `usize` and CRLF.
 pub(super) const CHUNK_SIZE_LINE_BYTES: usize = 2 * size_of::<usize>() + 2;
 
 /// Writes `len`'s chunk-size line (`1A2\r\n`) into `buf` and returns it.
-pub(super) fn chunk_size_line(len: usize, buf: &mut [u8; CHUNK_SIZE_LINE_BYTES]) -> &[u8] {
+fn chunk_size_line(len: usize, buf: &mut [u8; CHUNK_SIZE_LINE_BYTES]) -> &[u8] {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut start = CHUNK_SIZE_LINE_BYTES - 2;
     buf[start..].copy_from_slice(b"\r\n");

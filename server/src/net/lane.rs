@@ -21,7 +21,7 @@
 //! writes for 10,000 joins, against 3 s to connect them all instead of 0.7).
 
 use super::{
-    event_stream::{CHUNK_SIZE_LINE_BYTES, chunk_size_line},
+    event_stream::{CHUNK_SIZE_LINE_BYTES, chunk_parts},
     share_the_core,
 };
 use crate::{
@@ -212,8 +212,14 @@ impl IdleStreams {
 /// Writes what the stream is owed, counting the write in `writes`.
 fn visit(parked: &mut Parked, now: Instant, why: Visit, writes: &mut u64) -> Outcome {
     let chunk = match why {
+        // Written too recently: the lane comes back when the interval is up, if there is
+        // anything to write then (otherwise the next frame brings the lane back).
         Visit::NewFrames if parked.stream.next_write_at() > now => {
-            return Outcome::Later(parked.stream.next_write_at());
+            return if parked.stream.is_idle() {
+                Outcome::Keep
+            } else {
+                Outcome::Later(parked.stream.next_write_at())
+            };
         }
         Visit::NewFrames => match parked.stream.try_next_chunk() {
             Ok(Some(chunk)) => chunk,
@@ -235,7 +241,7 @@ fn visit(parked: &mut Parked, now: Instant, why: Visit, writes: &mut u64) -> Out
         return Outcome::Keep;
     }
     let mut size_line = [0u8; CHUNK_SIZE_LINE_BYTES];
-    let parts: [&[u8]; 3] = [chunk_size_line(chunk.len(), &mut size_line), &chunk, b"\r\n"];
+    let parts = chunk_parts(&chunk, &mut size_line);
     let total: usize = parts.iter().map(|part| part.len()).sum();
     match parked.writer.try_write_vectored(&parts.map(IoSlice::new)) {
         Ok(written) if written == total => {

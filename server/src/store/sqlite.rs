@@ -381,6 +381,17 @@ mod tests {
             .collect()
     }
 
+    /// The answers to appends started by [`spawn_appends`], in the order they were started.
+    async fn answers(
+        tasks: Vec<tokio::task::JoinHandle<Result<ChatMessage, StoreError>>>,
+    ) -> Vec<ChatMessage> {
+        let mut answers = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            answers.push(task.await.unwrap().unwrap());
+        }
+        answers
+    }
+
     #[tokio::test]
     async fn seq_starts_at_one_and_continues_after_reopening() {
         let dir = tempfile::tempdir().unwrap();
@@ -434,11 +445,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (feed, seen) = recording_feed();
         let store = Arc::new(SqliteStore::open(&dir.path().join("chat.db"), 10_000, feed).unwrap());
-        let tasks = spawn_appends(&store, 200);
-        let mut seqs = Vec::new();
-        for task in tasks {
-            seqs.push(task.await.unwrap().unwrap().seq);
-        }
+        let mut seqs: Vec<u64> = answers(spawn_appends(&store, 200)).await.iter().map(|m| m.seq).collect();
         seqs.sort_unstable();
         assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
         assert_eq!(*seen.lock().unwrap(), (1..=200).collect::<Vec<_>>());
@@ -451,10 +458,7 @@ mod tests {
         let (feed, _) = recording_feed();
         let store = Arc::new(SqliteStore::open(&path, 3, feed.clone()).unwrap());
         let total = RETENTION_STEP + 10;
-        let tasks = spawn_appends(&store, total);
-        for task in tasks {
-            task.await.unwrap().unwrap();
-        }
+        answers(spawn_appends(&store, total)).await;
         store.close().await;
         drop(store);
 
@@ -503,9 +507,7 @@ mod tests {
         };
         let seen = read.await.unwrap().unwrap();
         assert_eq!(seen.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=50).collect::<Vec<_>>());
-        for append in appends {
-            append.await.unwrap().unwrap();
-        }
+        answers(appends).await;
     }
 
     #[tokio::test]
