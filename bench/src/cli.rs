@@ -12,6 +12,7 @@ use crate::{
 };
 use clap::{Args, Parser, Subcommand};
 use std::{sync::Arc, time::Duration};
+use tokio::runtime::Handle;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -157,17 +158,18 @@ impl ScenarioArgs {
 
 impl Cli {
     /// Runs the scenario on the current runtime.
-    pub async fn run(self) -> Result<Report, LoadError> {
+    /// Runs the scenario; publishers are prepared and run on `publishing`.
+    pub async fn run(self, publishing: Handle) -> Result<Report, LoadError> {
         let parameters = format!(
             "{}; at most {} connections opening at once",
             self.scenario.describe(),
             self.common.connect_concurrency
         );
-        let report = self.run_scenario().await?;
+        let report = self.run_scenario(publishing).await?;
         Ok(Report { parameters, ..report })
     }
 
-    async fn run_scenario(self) -> Result<Report, LoadError> {
+    async fn run_scenario(self, publishing: Handle) -> Result<Report, LoadError> {
         let common = self.common;
         let endpoints = common.urls.iter().map(|url| Endpoint::parse(url)).collect::<Result<Vec<_>, _>>()?;
         let mut context = RunContext::new(endpoints, common.target, common.room, common.connect_concurrency)?;
@@ -179,6 +181,7 @@ impl Cli {
             drain_timeout: common.drain_timeout,
             label: common.label,
             threads: common.threads.max(1),
+            publishing,
         };
         Ok(match self.scenario {
             ScenarioArgs::Idle { streams, hold } => scenario::idle(&setup, streams, hold).await,

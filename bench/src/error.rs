@@ -32,6 +32,8 @@ pub enum LoadError {
     Proc { pid: u32, reason: String },
     #[error("cannot read the results: {0}")]
     Results(String),
+    #[error("the publishers' task failed: {0}")]
+    Publishers(String),
 }
 
 impl LoadError {
@@ -50,6 +52,7 @@ impl LoadError {
             Self::Unsupported { .. } => "unsupported".into(),
             Self::Proc { .. } => "proc".into(),
             Self::Results(_) => "results".into(),
+            Self::Publishers(_) => "publishers".into(),
         }
     }
 }

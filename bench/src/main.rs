@@ -28,7 +28,24 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(cli.run()) {
+    // Publishers run on a thread of their own, so that a post's answer and a message's send
+    // time are taken when they happen, not when the thread reading thousands of streams gets
+    // round to them (behind a few thousand readable streams, that was tens of milliseconds).
+    let publishing = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("loadtest-publishers")
+        .enable_all()
+        .build()
+    {
+        Ok(publishing) => publishing,
+        Err(error) => {
+            eprintln!("loadtest: cannot start the publishers' runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = runtime.block_on(cli.run(publishing.handle().clone()));
+    publishing.shutdown_background();
+    match outcome {
         Ok(report) => {
             eprint!("{report}");
             println!("{}", report.to_json_line());

@@ -51,6 +51,8 @@ fn setup(addr: SocketAddr, target: Target) -> Setup {
         drain_timeout: PATIENCE,
         label: Some("smoke".into()),
         threads: 2,
+        // The tests' own runtime: no thread of their own for so few publishers.
+        publishing: tokio::runtime::Handle::current(),
     }
 }
 

@@ -28,7 +28,7 @@ pub async fn fanout(setup: &Setup, settings: FanoutSettings) -> Report {
         report.memory = Some(MemoryReport::new(before, after, connect.connected));
     }
     report.connect = Some(connect);
-    let publisher_set = match prepare_publishers(&setup.context, publishers).await {
+    let publisher_set = match prepare_publishers(setup, publishers).await {
         Ok(publisher_set) => publisher_set,
         Err(error) => {
             report.failures.push(format!("cannot prepare the publishers: {error}"));

@@ -29,7 +29,7 @@ use crate::{
     usage::{self, CpuWindow, ServerProcesses},
 };
 use std::{sync::Arc, time::Duration};
-use tokio::time::Instant;
+use tokio::{runtime::Handle, time::Instant};
 
 /// A run's fixed settings: the shared context and what the CLI says about limits.
 pub struct Setup {
@@ -43,6 +43,9 @@ pub struct Setup {
     pub label: Option<String>,
     /// Worker threads of the load tester's runtime (for the CPU verdict).
     pub threads: usize,
+    /// Where publishers are prepared and run: a runtime on a thread of its own, so that their
+    /// timing does not wait on the subscribers' reading.
+    pub publishing: Handle,
 }
 
 impl Setup {
@@ -102,16 +105,18 @@ pub(crate) fn connect_failures(connect: &ConnectReport) -> Vec<String> {
     )]
 }
 
-/// Opens `count` publishers, one after another.
-pub(crate) async fn prepare_publishers(
-    context: &RunContext,
-    count: usize,
-) -> Result<Vec<Publisher>, LoadError> {
-    let mut publishers = Vec::with_capacity(count);
-    for index in 0..count {
-        publishers.push(Publisher::prepare(context, index as u32).await?);
-    }
-    Ok(publishers)
+/// Opens `count` publishers, one after another, on the publishers' runtime (their sockets
+/// belong to it).
+pub(crate) async fn prepare_publishers(setup: &Setup, count: usize) -> Result<Vec<Publisher>, LoadError> {
+    let context = Arc::clone(&setup.context);
+    let preparing = setup.publishing.spawn(async move {
+        let mut publishers = Vec::with_capacity(count);
+        for index in 0..count {
+            publishers.push(Publisher::prepare(&context, index as u32).await?);
+        }
+        Ok(publishers)
+    });
+    preparing.await.map_err(|error| LoadError::Publishers(error.to_string()))?
 }
 
 /// Complaints about messages sent before the run (history): their `seq` must grow too.
@@ -175,7 +180,7 @@ pub(crate) async fn run_step(
                 let count = publisher_count.max(1) as u64;
                 total / count + u64::from((i as u64) < total % count)
             });
-            tokio::spawn(async move {
+            setup.publishing.spawn(async move {
                 let outcome = publisher.publish(&context, step, pacing, (start + offset, until), limit).await;
                 (publisher, outcome)
             })

@@ -62,7 +62,7 @@ pub async fn search(setup: &Setup, settings: SearchSettings) -> Report {
         report.memory = Some(MemoryReport::new(before, after, connect.connected));
     }
     report.connect = Some(connect);
-    let mut publishers = match prepare_publishers(&setup.context, settings.publishers).await {
+    let mut publishers = match prepare_publishers(setup, settings.publishers).await {
         Ok(publishers) => publishers,
         Err(error) => {
             report.failures.push(format!("cannot prepare the publishers: {error}"));
