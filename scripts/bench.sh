@@ -338,7 +338,7 @@ fi
 if wants "$only" search-5000; then
   # From 10 messages/s, doubling while a rate holds, then three bisection steps.
   for_each_target search-5000 search --subscribers "$f2_subs" --publishers 1 --step-duration "$search_step" \
-    --p99-bound-ms 100 --start-rate 10 --max-rate 400 --refine-steps 3
+    --p99-bound-ms 100 --start-rate 10 --max-rate 1600 --refine-steps 3
 fi
 if wants "$only" throughput; then
   for_each_target throughput throughput --subscribers "$tp_subs" --publishers "$tp_pubs" --duration "$tp_duration"
