@@ -51,7 +51,8 @@ pub struct CommonArgs {
     #[arg(long, global = true, default_value = "room")]
     pub room: String,
 
-    /// Worker threads. 1 runs everything on the calling thread (pin it with taskset).
+    /// Worker threads for the subscribers; 1 runs them on the calling thread (pin the
+    /// process with taskset). Publishers always run on one more thread of their own.
     #[arg(long, global = true, default_value_t = 1)]
     pub threads: usize,
 
