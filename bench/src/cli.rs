@@ -158,8 +158,8 @@ impl ScenarioArgs {
 }
 
 impl Cli {
-    /// Runs the scenario on the current runtime.
-    /// Runs the scenario; publishers are prepared and run on `publishing`.
+    /// Runs the scenario on the current runtime; publishers are prepared and run on
+    /// `publishing`.
     pub async fn run(self, publishing: Handle) -> Result<Report, LoadError> {
         let parameters = format!(
             "{}; at most {} connections opening at once",

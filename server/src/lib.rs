@@ -129,6 +129,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let local_addr =
         listener.local_addr().map_err(|source| StartError::Bind { addr: config.addr, source })?;
     let slow_client_timeout_ms = config.slow_client_timeout_ms;
+    let streams = net::StreamRuntime::new().map_err(StartError::Runtime)?;
+    let streams_handle =
+        streams.handle().ok_or_else(|| StartError::Runtime(io::Error::other("no runtime")))?;
+    let lane = net::Lane::start(&hub, Arc::clone(&metrics), &streams_handle);
     let state = AppState {
         leptos_options: Arc::new(leptos_options(&config, local_addr)),
         rate: Arc::new(limits::RateLimiter::new(config.rate_burst, config.rate_per_sec)),
@@ -137,13 +141,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         store: Arc::clone(&store),
         sessions,
     };
-    let lane_hub = state.hub.clone();
     let router = router(state);
-    let streams = net::StreamRuntime::new().map_err(StartError::Runtime)?;
-    let streams_handle =
-        streams.handle().ok_or_else(|| StartError::Runtime(io::Error::other("no runtime")))?;
     let options = net::ServeOptions {
-        lane: net::Lane::start(&lane_hub, Arc::clone(&metrics), &streams_handle),
+        lane,
         streams: streams_handle,
         write_timeout: Duration::from_millis(slow_client_timeout_ms),
         grace: SHUTDOWN_GRACE,

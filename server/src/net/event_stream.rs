@@ -86,7 +86,7 @@ pub(super) async fn serve(stream: TcpStream, connection: ServeConnection) {
     // Only the stream route hands a stream over, with its `200`; anything else is a refusal.
     let outcome = match handoff.and_then(|handoff| handoff.take()) {
         Some(live) => {
-            let socket = LiveSocket { client: reader, writer, write_timeout, metrics, lane };
+            let socket = LiveSocket { client: Client::new(reader), writer, write_timeout, metrics, lane };
             // The body is never polled: the stream it would have taken is served here.
             let head = stream_head(&response);
             drop(response);
@@ -174,26 +174,48 @@ async fn write_whole<W: AsyncWrite + Unpin>(response: Response<Body>, out: &mut 
     out.shutdown().await
 }
 
-/// What a connection reads from its client while its stream is written: nothing, normally.
-/// Whatever it sends is dropped, up to a limit; end of input means the client left (as with
-/// hyper, a half-close is a leave).
-#[derive(Default)]
-struct ClientInput {
+/// The client side of a stream's connection, read while the stream is written: for nothing,
+/// normally. Whatever the client sends is dropped, up to a limit; end of input means it left
+/// (as with hyper, a half-close is a leave).
+struct Client {
+    reader: OwnedReadHalf,
     ignored: usize,
+    buffer: [u8; 256],
 }
 
-impl ClientInput {
-    /// True when the client has left; an error when it keeps sending.
-    fn left(&mut self, read: io::Result<usize>) -> io::Result<bool> {
-        match read {
-            Ok(0) | Err(_) => Ok(true),
-            Ok(n) => {
-                self.ignored += n;
-                if self.ignored > MAX_IGNORED_BYTES {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "client kept sending"));
-                }
-                Ok(false)
+impl Client {
+    fn new(reader: OwnedReadHalf) -> Self {
+        Self { reader, ignored: 0, buffer: [0; 256] }
+    }
+
+    /// Waits for `until`, reading the client meanwhile; `None` when the client left first, an
+    /// error when it kept sending.
+    async fn outwait<F: Future>(&mut self, until: F) -> io::Result<Option<F::Output>> {
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                done = &mut until => return Ok(Some(done)),
+                read = self.reader.read(&mut self.buffer) => match read {
+                    Ok(0) | Err(_) => return Ok(None),
+                    Ok(n) => {
+                        self.ignored += n;
+                        if self.ignored > MAX_IGNORED_BYTES {
+                            return Err(io::Error::new(io::ErrorKind::InvalidData, "client kept sending"));
+                        }
+                    }
+                },
             }
+        }
+    }
+
+    /// Closes both directions of the connection at once (the socket itself stays open until
+    /// both halves are dropped).
+    fn close_connection(&self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `shutdown` only reads its arguments, and the descriptor is open: `reader`
+        // owns a share of the socket. Failure (already closed by the peer) leaves nothing to do.
+        unsafe {
+            libc::shutdown(self.reader.as_ref().as_raw_fd(), libc::SHUT_RDWR);
         }
     }
 }
@@ -222,7 +244,7 @@ async fn write_last_chunk<W: AsyncWrite + Unpin>(out: &mut W, head: &[u8]) -> io
 
 /// A stream's connection, split: the task reads its client; whoever holds the stream writes.
 struct LiveSocket {
-    client: OwnedReadHalf,
+    client: Client,
     writer: OwnedWriteHalf,
     write_timeout: Duration,
     metrics: Arc<Metrics>,
@@ -236,15 +258,13 @@ struct LiveSocket {
 /// `head` goes out with the first chunk (the stream's opening, ready at once): one write.
 async fn write_live_stream(mut head: Vec<u8>, mut stream: EventStream, socket: LiveSocket) -> io::Result<()> {
     let LiveSocket { mut client, mut writer, write_timeout, metrics, lane } = socket;
-    let mut input = ClientInput::default();
-    let mut ignored = [0u8; 256];
     let mut unwritten = Bytes::new();
     loop {
         let mut out = WriteDeadline::new(writer, write_timeout, Arc::clone(&metrics));
         write_all_parts(&mut out, &[&unwritten]).await?;
         loop {
             let head = std::mem::take(&mut head);
-            match next_chunk(&mut stream, &mut client, &mut input, &mut ignored).await? {
+            match next_chunk(&mut stream, &mut client).await? {
                 Next::Chunk(data) => write_chunk(&mut out, &head, &data).await?,
                 Next::End => return write_last_chunk(&mut out, &head).await,
                 Next::ClientLeft => return Ok(()),
@@ -257,12 +277,14 @@ async fn write_live_stream(mut head: Vec<u8>, mut stream: EventStream, socket: L
         let hold = stream.take_guard();
         let (resume, resumed) = oneshot::channel();
         let resumed = match lane.park(Parked { stream, writer: out.into_inner(), resume }) {
-            None => match wait_while_parked(resumed, &mut client, &mut input, &mut ignored).await {
-                Ok(Some(resumed)) => resumed,
-                // The lane still holds the socket's write half: the connection is closed here,
-                // at once, and the lane's next write to it fails and lets it go.
+            // Back from the lane, unless the client left first or the lane dropped the stream
+            // (its connection broke).
+            None => match client.outwait(resumed).await {
+                Ok(Some(Ok(resumed))) => resumed,
+                // The lane may still hold the socket's write half: the connection is closed
+                // here, at once, and the lane's next write to it fails and lets it go.
                 ended => {
-                    close_connection(&client);
+                    client.close_connection();
                     return ended.map(|_| ());
                 }
             },
@@ -276,18 +298,7 @@ async fn write_live_stream(mut head: Vec<u8>, mut stream: EventStream, socket: L
     }
 }
 
-/// Closes both directions of the connection (the file stays open until both halves are
-/// dropped).
-fn close_connection(client: &OwnedReadHalf) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `shutdown` only reads its arguments, and the descriptor is open: `client` owns
-    // a share of the socket. Failure (already closed by the peer) leaves nothing to do.
-    unsafe {
-        libc::shutdown(client.as_ref().as_raw_fd(), libc::SHUT_RDWR);
-    }
-}
-
-/// What happened first while a task waited for its stream's next chunk.
+/// What came first while a task waited for its stream's next chunk.
 enum Next {
     Chunk(Bytes),
     /// The stream is over: shutdown, or it fell behind.
@@ -295,43 +306,13 @@ enum Next {
     ClientLeft,
 }
 
-/// Waits for the stream's next chunk, reading (and dropping) what the client sends meanwhile.
-/// The chunk's future lives across those reads: dropped halfway, it would lose the frames it
-/// had taken from the ring.
-async fn next_chunk(
-    stream: &mut EventStream,
-    client: &mut OwnedReadHalf,
-    input: &mut ClientInput,
-    ignored: &mut [u8],
-) -> io::Result<Next> {
-    let chunk = stream.next_chunk();
-    tokio::pin!(chunk);
-    loop {
-        tokio::select! {
-            chunk = &mut chunk => return Ok(chunk.map_or(Next::End, Next::Chunk)),
-            read = client.read(ignored) => if input.left(read)? {
-                return Ok(Next::ClientLeft);
-            },
-        }
-    }
-}
-
-/// Waits for the lane to hand the stream back; `None` when the client left first or the lane
-/// dropped the stream (its connection broke).
-async fn wait_while_parked(
-    mut resumed: oneshot::Receiver<Resumed>,
-    client: &mut OwnedReadHalf,
-    input: &mut ClientInput,
-    ignored: &mut [u8],
-) -> io::Result<Option<Resumed>> {
-    loop {
-        tokio::select! {
-            resumed = &mut resumed => return Ok(resumed.ok()),
-            read = client.read(ignored) => if input.left(read)? {
-                return Ok(None);
-            },
-        }
-    }
+/// Waits for the stream's next chunk, reading the client meanwhile. The chunk's future lives
+/// across those reads: dropped halfway, it would lose the frames it had taken from the ring.
+async fn next_chunk(stream: &mut EventStream, client: &mut Client) -> io::Result<Next> {
+    Ok(match client.outwait(stream.next_chunk()).await? {
+        Some(chunk) => chunk.map_or(Next::End, Next::Chunk),
+        None => Next::ClientLeft,
+    })
 }
 
 /// `data` framed as one HTTP/1.1 chunk (size line, data, CRLF), using `size` for the size line;
