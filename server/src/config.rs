@@ -3,7 +3,11 @@
 //! nothing else installed.
 
 use clap::{Parser, ValueEnum};
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "server", version, about = "ssechat: a group chat over Server-Sent Events")]
@@ -22,8 +26,50 @@ pub struct Config {
 
     /// Secret that signs session cookies (at least 32 bytes). Instances that share it accept
     /// each other's cookies. Default: a random key kept in DATA_DIR/session.key.
-    #[arg(long, env = "SSECHAT_SESSION_SECRET", hide_env_values = true)]
+    /// Prefer --session-secret-file on a shared machine: a command line is visible in `ps`.
+    #[arg(
+        long,
+        env = "SSECHAT_SESSION_SECRET",
+        hide_env_values = true,
+        conflicts_with = "session_secret_file"
+    )]
     pub session_secret: Option<String>,
+
+    /// File holding the secret that signs session cookies (its whole content, at least 32
+    /// bytes; one trailing newline is ignored). Kept out of the process list, unlike
+    /// --session-secret.
+    #[arg(long, env = "SSECHAT_SESSION_SECRET_FILE")]
+    pub session_secret_file: Option<PathBuf>,
+
+    /// Mark the session cookie `Secure` (browsers then send it over HTTPS only): set it when
+    /// the chat is served to browsers through TLS (a proxy in front that terminates it).
+    #[arg(long, env = "SSECHAT_COOKIE_SECURE")]
+    pub cookie_secure: bool,
+
+    /// Serve `GET /metrics` on this address instead of the public one (which then answers it
+    /// 404), so an operator need not expose it to the internet.
+    #[arg(long, env = "SSECHAT_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Peers whose `X-Forwarded-For` is believed (a reverse proxy in front), comma-separated.
+    /// A request from any other peer is counted against its own address, whatever it claims.
+    #[arg(long, env = "SSECHAT_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpAddr>,
+
+    /// Connections accepted at once; past it a new connection gets 503 at once instead of
+    /// waiting in a queue.
+    #[arg(long, env = "SSECHAT_MAX_CONNECTIONS", default_value_t = 60_000, value_parser = at_least_one)]
+    pub max_connections: usize,
+
+    /// Open event streams per client address (a whole office behind one NAT shares one).
+    #[arg(long, env = "SSECHAT_MAX_STREAMS_PER_ADDR", default_value_t = 512, value_parser = at_least_one)]
+    pub max_streams_per_addr: usize,
+
+    /// New ids a client address may bind per minute (a burst of this many, then refilled
+    /// evenly over the minute): ids are picked by clients, so without it one client could
+    /// take every stream slot, or renew its post rate, with fresh ids.
+    #[arg(long, env = "SSECHAT_NEW_IDS_PER_ADDR_PER_MIN", default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..))]
+    pub new_ids_per_addr_per_min: u32,
 
     /// Messages sent to a newcomer that has no last event id.
     #[arg(long, env = "SSECHAT_HISTORY", default_value_t = 50)]
@@ -62,7 +108,7 @@ pub struct Config {
     pub rate_burst: u32,
 
     /// Messages per second an author may send in the long run.
-    #[arg(long, env = "SSECHAT_RATE_PER_SEC", default_value_t = 5.0)]
+    #[arg(long, env = "SSECHAT_RATE_PER_SEC", default_value_t = 5.0, value_parser = positive_rate)]
     pub rate_per_sec: f64,
 
     /// Largest accepted `POST /message` body, in bytes.
@@ -102,6 +148,29 @@ pub struct Config {
     #[arg(long, env = "SSECHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
 }
+
+/// A limit of 0 would refuse everyone: not a limit but an outage.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(value) => Ok(value),
+        Err(_) => Err(format!("{text:?} is not a whole number")),
+    }
+}
+
+/// A rate must refill: with 0 (or less, or not a number) a client over its burst could never
+/// be told when to retry.
+fn positive_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    if rate.is_finite() && rate >= MIN_RATE_PER_SEC {
+        Ok(rate)
+    } else {
+        Err(format!("must be at least {MIN_RATE_PER_SEC} messages per second (a finite number)"))
+    }
+}
+
+/// The slowest rate accepted: one message a day.
+const MIN_RATE_PER_SEC: f64 = 1.0 / 86_400.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -149,5 +218,23 @@ mod tests {
         assert_eq!((config.max_streams, config.max_streams_per_user), (50_000, 8));
         assert_eq!((config.rate_burst, config.rate_per_sec), (10, 5.0));
         assert_eq!(config.max_body_bytes, 16 * 1024);
+    }
+
+    #[test]
+    fn a_rate_that_never_refills_is_refused_at_start_with_a_reason() {
+        for bad in ["0", "-1", "NaN", "inf", "0.000001", "fast"] {
+            let error =
+                Config::try_parse_from(["server".into(), format!("--rate-per-sec={bad}")]).expect_err(bad);
+            assert!(error.to_string().contains("--rate-per-sec"), "{bad}: {error}");
+        }
+        let config =
+            Config::try_parse_from(["server", "--rate-per-sec", "0.5"]).expect("a slow rate is fine");
+        assert_eq!(config.rate_per_sec, 0.5);
+    }
+
+    #[test]
+    fn the_secret_comes_from_the_command_line_or_a_file_not_both() {
+        let both = ["server", "--session-secret", &"s".repeat(32), "--session-secret-file", "/k"];
+        assert!(Config::try_parse_from(both).is_err());
     }
 }

@@ -64,6 +64,8 @@ pub enum StartError {
 /// A server that is accepting connections.
 pub struct RunningServer {
     local_addr: SocketAddr,
+    /// Where `/metrics` is served when not on `local_addr` (`--metrics-addr`).
+    metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     serving: JoinHandle<io::Result<()>>,
     store: Arc<dyn MessageStore>,
@@ -75,6 +77,11 @@ impl RunningServer {
     /// The address actually bound (the port is chosen by the OS for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address `/metrics` is served on, when it has one of its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// A token that starts shutdown when cancelled (from a signal handler, say).
@@ -102,10 +109,12 @@ impl RunningServer {
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| StartError::DataDir { path: config.data_dir.display().to_string(), source })?;
-    let sessions = match &config.session_secret {
-        Some(secret) => SessionKey::from_secret(secret.as_bytes())?,
-        None => SessionKey::load_or_create(&config.data_dir.join("session.key"))?,
-    };
+    let sessions = match (&config.session_secret, &config.session_secret_file) {
+        (Some(secret), _) => SessionKey::from_secret(secret.as_bytes())?,
+        (None, Some(path)) => SessionKey::from_secret_file(path)?,
+        (None, None) => SessionKey::load_or_create(&config.data_dir.join("session.key"))?,
+    }
+    .with_secure_cookie(config.cookie_secure);
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new(hub_config(&config), Arc::clone(&metrics), shutdown.clone());
@@ -128,7 +137,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let listener = listen(config.addr).map_err(|source| StartError::Bind { addr: config.addr, source })?;
     let local_addr =
         listener.local_addr().map_err(|source| StartError::Bind { addr: config.addr, source })?;
-    let slow_client_timeout_ms = config.slow_client_timeout_ms;
+    let (slow_client_timeout_ms, max_connections) = (config.slow_client_timeout_ms, config.max_connections);
     let streams = net::StreamRuntime::new().map_err(StartError::Runtime)?;
     let streams_handle =
         streams.handle().ok_or_else(|| StartError::Runtime(io::Error::other("no runtime")))?;
@@ -136,10 +145,19 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let state = AppState {
         leptos_options: Arc::new(leptos_options(&config, local_addr)),
         rate: Arc::new(limits::RateLimiter::new(config.rate_burst, config.rate_per_sec)),
+        new_ids: Arc::new(limits::RateLimiter::new(
+            config.new_ids_per_addr_per_min,
+            f64::from(config.new_ids_per_addr_per_min) / 60.0,
+        )),
+        address_slots: limits::AddressSlots::new(config.max_streams_per_addr),
         config: Arc::new(config),
         hub,
         store: Arc::clone(&store),
         sessions,
+    };
+    let metrics_server = match state.config.metrics_addr {
+        Some(addr) => Some(serve_metrics(addr, state.clone(), shutdown.clone())?),
+        None => None,
     };
     let router = router(state);
     let options = net::ServeOptions {
@@ -147,10 +165,36 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         streams: streams_handle,
         write_timeout: Duration::from_millis(slow_client_timeout_ms),
         grace: SHUTDOWN_GRACE,
+        max_connections,
         metrics,
     };
     let serving = tokio::spawn(net::serve(listener, router, options, shutdown.clone()));
-    Ok(RunningServer { local_addr, shutdown, serving, store, _streams: streams })
+    Ok(RunningServer {
+        local_addr,
+        metrics_addr: metrics_server,
+        shutdown,
+        serving,
+        store,
+        _streams: streams,
+    })
+}
+
+/// Serves `GET /metrics` alone on its own address (see `--metrics-addr`), until shutdown.
+fn serve_metrics(
+    addr: SocketAddr,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> Result<SocketAddr, StartError> {
+    let listener = listen(addr).map_err(|source| StartError::Bind { addr, source })?;
+    let bound = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    let router = Router::new().route("/metrics", get(routes::health::metrics)).with_state(state);
+    tokio::spawn(async move {
+        let serving = axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned());
+        if let Err(error) = serving.await {
+            tracing::error!(%error, "the metrics listener failed");
+        }
+    });
+    Ok(bound)
 }
 
 /// Connections the kernel may hold for us before we accept them. A chat is joined in bursts
@@ -167,7 +211,7 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-fn hub_config(config: &Config) -> HubConfig {
+pub(crate) fn hub_config(config: &Config) -> HubConfig {
     HubConfig {
         history: config.history,
         retention: config.retention,
@@ -206,17 +250,25 @@ fn leptos_options(config: &Config, local_addr: SocketAddr) -> LeptosOptions {
 fn router(state: AppState) -> Router {
     let reload_port = std::env::var_os("LEPTOS_WATCH").map(|_| state.leptos_options.reload_port);
     let routes = generate_route_list(App);
-    Router::new()
-        .route("/sse", get(routes::sse::open_stream))
+    let page_context = routes::page::page_context(reload_port);
+    let mut router = Router::new()
+        // A HEAD is answered without opening anything: it must never bind an id or change
+        // the room (axum would otherwise run the GET handler for it).
+        .route("/sse", get(routes::sse::open_stream).head(routes::sse::describe_stream))
         .route("/message", post(routes::message::post_message))
         .route("/users", get(routes::users::list_users))
-        .route("/healthz", get(routes::health::healthz))
-        .route("/metrics", get(routes::health::metrics))
-        .leptos_routes_with_context(&state, routes, routes::page::page_context(reload_port), {
+        .route("/healthz", get(routes::health::healthz));
+    if state.config.metrics_addr.is_none() {
+        router = router.route("/metrics", get(routes::health::metrics));
+    }
+    router
+        .leptos_routes_with_context(&state, routes, page_context.clone(), {
             let options = state.leptos_options.clone();
             move || shell(LeptosOptions::clone(&options))
         })
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // Error pages are rendered with the same context as the page, so they carry the same
+        // Content-Security-Policy (with its nonce).
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(page_context, shell))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

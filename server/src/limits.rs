@@ -1,8 +1,17 @@
-//! The per-author message rate: a token bucket per user. A burst of `burst` messages is
-//! allowed at once, then `per_sec` on average; a refusal says how long until the next token.
+//! Limits on what one client may take: token buckets (the per-author message rate, the new
+//! ids a client address may bind per minute), the open streams per client address, and which
+//! address a request counts against ([`ClientAddr`]).
+//!
+//! Ids are picked by clients, so every limit keyed on an id can be renewed with a fresh id;
+//! the limits keyed on the client's address are what a client cannot renew at will.
 
-use app::protocol::UserId;
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{
+    collections::HashMap,
+    hash::Hash,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
 use tokio::time::Instant;
 
 /// Buckets are pruned once there are more than this many: a full bucket is the same as none.
@@ -14,14 +23,16 @@ struct Bucket {
     updated: Instant,
 }
 
+/// A token bucket per key: a burst of `burst` at once, then `per_sec` on average; a refusal
+/// says how long until the next token.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K> {
     burst: f64,
     per_sec: f64,
-    buckets: Mutex<HashMap<UserId, Bucket>>,
+    buckets: Mutex<HashMap<K, Bucket>>,
 }
 
-impl RateLimiter {
+impl<K: Hash + Eq + Clone> RateLimiter<K> {
     pub fn new(burst: u32, per_sec: f64) -> Self {
         Self {
             burst: f64::from(burst.max(1)),
@@ -30,21 +41,23 @@ impl RateLimiter {
         }
     }
 
-    /// Takes a token for `author`, or says how long until one is available.
-    pub fn check(&self, author: &UserId) -> Result<(), Duration> {
+    /// Takes a token for `key`, or says how long until one is available.
+    pub fn check(&self, key: &K) -> Result<(), Duration> {
         let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut buckets = lock(&self.buckets);
         if buckets.len() > PRUNE_ABOVE {
             buckets.retain(|_, bucket| self.refilled(bucket, now) < self.burst);
         }
-        let bucket = buckets.entry(author.clone()).or_insert(Bucket { tokens: self.burst, updated: now });
+        let bucket = buckets.entry(key.clone()).or_insert(Bucket { tokens: self.burst, updated: now });
         bucket.tokens = self.refilled(bucket, now);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.per_sec))
+            // Finite for every rate the configuration accepts; saturating all the same, since a
+            // panic here would drop the poster's connection without an answer.
+            Err(Duration::try_from_secs_f64((1.0 - bucket.tokens) / self.per_sec).unwrap_or(Duration::MAX))
         }
     }
 
@@ -54,9 +67,91 @@ impl RateLimiter {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain counters: a panic elsewhere cannot leave them worse than slightly off.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Open event streams per client address, each held by an [`AddressSlot`] for the life of its
+/// stream. Cloning is shallow.
+#[derive(Debug, Clone)]
+pub struct AddressSlots {
+    max: usize,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl AddressSlots {
+    pub fn new(max: usize) -> Self {
+        Self { max, open: Arc::default() }
+    }
+
+    /// A slot for one more stream from `addr`, or `None` when it holds `max` already.
+    pub fn try_take(&self, addr: IpAddr) -> Option<AddressSlot> {
+        let mut open = lock(&self.open);
+        let count = open.entry(addr).or_default();
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot { slots: self.clone(), addr })
+    }
+
+    #[cfg(test)]
+    fn open_from(&self, addr: IpAddr) -> usize {
+        lock(&self.open).get(&addr).copied().unwrap_or(0)
+    }
+}
+
+/// One open stream counted against its client's address; dropping it gives the slot back.
+#[derive(Debug)]
+pub struct AddressSlot {
+    slots: AddressSlots,
+    addr: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = lock(&self.slots.open);
+        if let Some(count) = open.get_mut(&self.addr) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.addr);
+            }
+        }
+    }
+}
+
+/// The peer a connection was accepted from, put on every request by the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// The address a request counts against: its peer's, unless the peer is a trusted proxy, in
+/// which case the nearest address in `X-Forwarded-For` that is not itself a trusted proxy
+/// (proxies append, so the entries further left are whatever the client chose to claim).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientAddr(pub IpAddr);
+
+impl ClientAddr {
+    pub fn resolve(peer: IpAddr, forwarded_for: Option<&str>, trusted_proxies: &[IpAddr]) -> Self {
+        let trusted = |addr: &IpAddr| trusted_proxies.contains(addr);
+        if !trusted(&peer) {
+            return Self(peer);
+        }
+        let claimed = forwarded_for
+            .into_iter()
+            .flat_map(|list| list.rsplit(','))
+            .map(|entry| entry.trim().parse::<IpAddr>())
+            // An entry that is not an address ends the chain: nothing left of it is believed.
+            .map_while(Result::ok)
+            .find(|addr| !trusted(addr));
+        Self(claimed.unwrap_or(peer))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use app::protocol::UserId;
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_is_allowed_then_the_rate_applies_and_recovers() {
@@ -71,5 +166,53 @@ mod tests {
         tokio::time::advance(Duration::from_millis(500)).await;
         assert!(limiter.check(&ann).is_ok());
         assert!(limiter.check(&ann).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_slowest_rate_still_names_a_finite_wait() {
+        for per_sec in [0.0, f64::MIN_POSITIVE, 1.0 / 86_400.0] {
+            let limiter = RateLimiter::new(1, per_sec);
+            let ann = UserId::parse("ann").unwrap();
+            assert!(limiter.check(&ann).is_ok());
+            let wait = limiter.check(&ann).expect_err("over the burst");
+            assert!(wait >= Duration::from_secs(1), "{per_sec}: {wait:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let proxy = ip("10.0.0.1");
+        let trusted = [proxy];
+        let resolve = |peer: &str, header: Option<&str>| ClientAddr::resolve(ip(peer), header, &trusted).0;
+        assert_eq!(resolve("203.0.113.9", Some("198.51.100.7")), ip("203.0.113.9"), "an untrusted peer");
+        assert_eq!(resolve("10.0.0.1", Some("198.51.100.7")), ip("198.51.100.7"));
+        assert_eq!(resolve("10.0.0.1", Some("1.1.1.1, 198.51.100.7")), ip("198.51.100.7"), "the nearest");
+        assert_eq!(resolve("10.0.0.1", Some("198.51.100.7, 10.0.0.1")), ip("198.51.100.7"), "past proxies");
+        assert_eq!(resolve("10.0.0.1", Some("garbage, 198.51.100.7")), ip("198.51.100.7"));
+        assert_eq!(resolve("10.0.0.1", Some("garbage")), proxy, "nothing believable");
+        assert_eq!(resolve("10.0.0.1", None), proxy);
+    }
+
+    #[test]
+    fn an_address_holds_at_most_its_slots_and_gets_them_back() {
+        let slots = AddressSlots::new(2);
+        let (a, b) = (ip("192.0.2.1"), ip("192.0.2.2"));
+        let first = slots.try_take(a).expect("first");
+        let second = slots.try_take(a).expect("second");
+        assert!(slots.try_take(a).is_none(), "a third from the same address");
+        assert!(slots.try_take(b).is_some(), "another address is not affected");
+        drop(first);
+        let third = slots.try_take(a).expect("a freed slot is taken again");
+        drop((second, third));
+        assert_eq!(slots.open_from(a), 0);
     }
 }

@@ -30,6 +30,9 @@ async fn main() -> ExitCode {
     let signal = shutdown_signal();
     // The one line on stdout: scripts and tests read the bound address from it.
     println!("ssechat listening on http://{}", server.local_addr());
+    if let Some(addr) = server.metrics_addr() {
+        tracing::info!("metrics on http://{addr}/metrics");
+    }
     let shutdown = server.shutdown_token();
     tokio::spawn(async move {
         signal.await;

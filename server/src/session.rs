@@ -61,16 +61,36 @@ pub enum SecretError {
     Io(#[from] io::Error),
 }
 
-/// The server's signing key. Cloning is shallow.
+/// The server's signing key, and how its cookies are marked. Cloning is shallow.
 #[derive(Clone)]
-pub struct SessionKey(Arc<[u8]>);
+pub struct SessionKey {
+    key: Arc<[u8]>,
+    /// Adds `Secure` to the cookie: only when browsers reach the chat over HTTPS, since a
+    /// browser drops a `Secure` cookie set over plain HTTP.
+    secure_cookie: bool,
+}
 
 impl SessionKey {
     pub fn from_secret(secret: &[u8]) -> Result<Self, SecretError> {
         if secret.len() < MIN_SECRET_BYTES {
             return Err(SecretError::TooShort);
         }
-        Ok(Self(secret.into()))
+        Ok(Self { key: secret.into(), secure_cookie: false })
+    }
+
+    /// Reads the secret from a file (all of it, but for one trailing newline that an editor
+    /// or `echo` adds), so that it never appears on a command line.
+    pub fn from_secret_file(path: &Path) -> Result<Self, SecretError> {
+        let bytes = std::fs::read(path)?;
+        let secret = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+        let secret = secret.strip_suffix(b"\r").unwrap_or(secret);
+        Self::from_secret(secret)
+    }
+
+    /// Marks the cookies this key issues `Secure` (or not).
+    pub fn with_secure_cookie(mut self, secure: bool) -> Self {
+        self.secure_cookie = secure;
+        self
     }
 
     /// Reads the key kept at `path`, creating it with 32 random bytes on first start, so that
@@ -90,7 +110,7 @@ impl SessionKey {
 
     fn mac(&self) -> Hmac<Sha256> {
         // HMAC takes keys of any length, so this cannot fail.
-        <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC accepts any key length")
+        <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC accepts any key length")
     }
 
     /// Signs arbitrary bytes (also used for `/users` cursors).
@@ -127,7 +147,8 @@ impl SessionKey {
 
     /// The `Set-Cookie` header value that binds this browser.
     pub fn set_cookie_header(&self, session: &Session) -> String {
-        format!("{COOKIE_NAME}={}; HttpOnly; SameSite=Strict; Path=/", self.encode(session))
+        let secure = if self.secure_cookie { "; Secure" } else { "" };
+        format!("{COOKIE_NAME}={}; HttpOnly; SameSite=Strict; Path=/{secure}", self.encode(session))
     }
 
     /// Finds and checks the session cookie among a request's `Cookie` headers.
@@ -198,6 +219,32 @@ mod tests {
         let second = SessionKey::load_or_create(&path).unwrap();
         let cookie = first.encode(&session());
         assert!(second.decode(&cookie).is_some());
+    }
+
+    #[test]
+    fn a_secret_file_gives_the_same_key_as_the_secret_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        let secret = "x".repeat(40);
+        std::fs::write(&path, format!("{secret}\n")).unwrap();
+        let from_file = SessionKey::from_secret_file(&path).unwrap();
+        let cookie = key_from(&secret).encode(&session());
+        assert!(from_file.decode(&cookie).is_some(), "the trailing newline is not part of the secret");
+        std::fs::write(&path, "short\n").unwrap();
+        assert!(matches!(SessionKey::from_secret_file(&path), Err(SecretError::TooShort)));
+        assert!(matches!(SessionKey::from_secret_file(&dir.path().join("none")), Err(SecretError::Io(_))));
+    }
+
+    fn key_from(secret: &str) -> SessionKey {
+        SessionKey::from_secret(secret.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn the_cookie_is_secure_only_when_asked() {
+        let plain = key().set_cookie_header(&session());
+        assert!(!plain.contains("Secure"), "{plain}");
+        let secure = key().with_secure_cookie(true).set_cookie_header(&session());
+        assert!(secure.ends_with("; Secure") && secure.contains("HttpOnly; SameSite=Strict"), "{secure}");
     }
 
     #[test]

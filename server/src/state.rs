@@ -1,6 +1,13 @@
 //! The state every handler shares. Cloning is shallow: each field is a handle.
 
-use crate::{config::Config, hub::Hub, limits::RateLimiter, session::SessionKey, store::MessageStore};
+use crate::{
+    config::Config,
+    hub::Hub,
+    limits::{AddressSlots, ClientAddr, RateLimiter},
+    session::SessionKey,
+    store::MessageStore,
+};
+use app::protocol::UserId;
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use std::sync::Arc;
@@ -11,7 +18,12 @@ pub struct AppState {
     pub hub: Hub,
     pub store: Arc<dyn MessageStore>,
     pub sessions: SessionKey,
-    pub rate: Arc<RateLimiter>,
+    /// Messages per author.
+    pub rate: Arc<RateLimiter<UserId>>,
+    /// New ids bound per client address.
+    pub new_ids: Arc<RateLimiter<ClientAddr>>,
+    /// Open streams per client address.
+    pub address_slots: AddressSlots,
     /// Behind an `Arc` because axum clones the state for every request, and the options are
     /// a dozen shared strings; only page rendering needs them.
     pub leptos_options: Arc<LeptosOptions>,

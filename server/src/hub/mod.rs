@@ -21,6 +21,7 @@ pub use stream::EventStream;
 pub(crate) use stream::{MAX_CHUNK_BYTES, StreamHandoff};
 
 use crate::{
+    limits::AddressSlot,
     metrics::Metrics,
     session::Session,
     store::{MessageStore, StoreError},
@@ -75,13 +76,19 @@ pub(crate) enum Frame {
 }
 
 /// Why a stream could not be opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpenError {
     Refused(Refusal),
     ServerFull,
     ShuttingDown,
     /// The shared room (Redis) cannot be reached.
     RoomUnavailable,
+    /// The shared room took the join, but this instance's mirror of it did not show it in
+    /// time. The id is bound (to `new_session`, when this stream bound it) for the grace
+    /// period, so the refusal must carry the cookie, or the client's retry is a 409.
+    JoinNotMirrored {
+        new_session: Option<Session>,
+    },
 }
 
 /// What a newly opened stream needs before it goes live.
@@ -267,11 +274,14 @@ impl Hub {
 
     /// Admits a stream: checks identity and limits, records presence, and subscribes to the
     /// ring under the room lock, so the stream sees every change after its `all-users`.
+    /// `address_slot` counts the stream against its client's address for as long as it is
+    /// open.
     pub async fn open_stream(
         &self,
         id: UserId,
         name: UserName,
         session: Option<&Session>,
+        address_slot: Option<AddressSlot>,
     ) -> Result<OpenedStream, OpenError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(OpenError::ShuttingDown);
@@ -285,7 +295,7 @@ impl Hub {
             if let Announce::Event { version } = admitted.announce {
                 self.send_presence(version, ServerEvent::NewUser(admitted.user.clone()));
             }
-            let guard = self.guard(&admitted.user.id, permit);
+            let guard = self.guard(&admitted.user.id, permit, address_slot);
             return Ok(self.subscribe(&mut room, admitted.user, admitted.new_session, guard));
         };
 
@@ -299,7 +309,7 @@ impl Hub {
             })?
             .map_err(OpenError::Refused)?;
         // From here the shared room counts this stream: the guard takes it back if we fail.
-        let guard = self.guard(&admitted.user.id, permit);
+        let guard = self.guard(&admitted.user.id, permit, address_slot);
         // The newcomer must be in its own `all-users`: wait for the mirror to apply its join.
         let mut applied = self.inner.mirror_applied.subscribe();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -311,14 +321,19 @@ impl Hub {
                 }
             }
             if tokio::time::timeout_at(deadline, applied.changed()).await.is_err() {
-                return Err(OpenError::RoomUnavailable);
+                return Err(OpenError::JoinNotMirrored { new_session: admitted.new_session });
             }
         }
     }
 
-    fn guard(&self, id: &UserId, permit: OwnedSemaphorePermit) -> StreamGuard {
+    fn guard(
+        &self,
+        id: &UserId,
+        permit: OwnedSemaphorePermit,
+        address_slot: Option<AddressSlot>,
+    ) -> StreamGuard {
         self.inner.metrics.stream_opened();
-        StreamGuard { hub: self.clone(), id: id.clone(), _permit: permit }
+        StreamGuard { hub: self.clone(), id: id.clone(), _permit: permit, _address_slot: address_slot }
     }
 
     /// Subscribes a stream to the ring and writes its view of the room; `room` is locked.
@@ -536,6 +551,7 @@ pub(crate) struct StreamGuard {
     hub: Hub,
     id: UserId,
     _permit: OwnedSemaphorePermit,
+    _address_slot: Option<AddressSlot>,
 }
 
 impl Drop for StreamGuard {

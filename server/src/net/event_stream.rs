@@ -22,6 +22,7 @@ use super::{
 };
 use crate::{
     hub::{EventStream, StreamHandoff},
+    limits::PeerAddr,
     metrics::Metrics,
 };
 use axum::{
@@ -77,9 +78,13 @@ pub(super) async fn serve(stream: TcpStream, connection: ServeConnection) {
         return connection.run(Replayed { replay: head, offset: 0, inner: stream }).await;
     };
     drop(head);
-    let ServeConnection { router, watcher, write_timeout, metrics, lane, .. } = connection;
-    // Held until the stream ends: shutdown waits for every watcher to be dropped.
-    let _watcher = watcher;
+    let ServeConnection { router, watcher, write_timeout, metrics, lane, peer, connection_slot, .. } =
+        connection;
+    // Held until the stream ends: shutdown waits for every watcher to be dropped, and the
+    // connection counts against the limit while it is open.
+    let (_watcher, _connection_slot) = (watcher, connection_slot);
+    let mut request = request;
+    request.extensions_mut().insert(PeerAddr(peer));
     let Ok(mut response) = router.oneshot(request).await;
     let handoff = response.extensions_mut().remove::<StreamHandoff>();
     let (reader, writer) = stream.into_split();
@@ -102,18 +107,24 @@ pub(super) async fn serve(stream: TcpStream, connection: ServeConnection) {
 /// Reads until the end of the request head (an empty line), the size limit, or end of input.
 async fn read_head(stream: &mut TcpStream, head: &mut Vec<u8>) -> io::Result<()> {
     loop {
-        let searched_from = head.len().saturating_sub(3);
+        let searched_from = head.len().saturating_sub(2);
         if head.len() == head.capacity() {
             head.reserve(head.len());
         }
         if stream.read_buf(head).await? == 0 {
             return Ok(());
         }
-        if head[searched_from..].windows(4).any(|window| window == b"\r\n\r\n") || head.len() > MAX_HEAD_BYTES
-        {
+        if ends_head(&head[searched_from..]) || head.len() > MAX_HEAD_BYTES {
             return Ok(());
         }
     }
+}
+
+/// Whether `bytes` hold the empty line that ends a request head. Lines may end in CRLF or in
+/// a bare LF (RFC 9112 lets a server accept the latter, and httparse and hyper do), so the
+/// empty line is an LF followed by an LF, or by CR LF.
+fn ends_head(bytes: &[u8]) -> bool {
+    bytes.windows(2).any(|pair| pair == b"\n\n") || bytes.windows(3).any(|triple| triple == b"\n\r\n")
 }
 
 /// The request, when it is one this path serves (see the module comment).
@@ -452,6 +463,17 @@ mod tests {
         assert!(!served("GET /sse HTTP/1.1\r\nBad Header: x\r\n\r\n"));
         let huge = format!("GET /sse HTTP/1.1\r\nCookie: {}\r\n\r\n", "a".repeat(MAX_HEAD_BYTES));
         assert!(!served(&huge), "an oversized head goes to hyper, whatever the reads were");
+    }
+
+    #[test]
+    fn a_head_ends_at_an_empty_line_whatever_the_line_ends() {
+        assert!(ends_head(b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(ends_head(b"GET /sse HTTP/1.1\nHost: x\n\n"));
+        assert!(ends_head(b"GET /sse HTTP/1.1\nHost: x\n\r\n"));
+        assert!(!ends_head(b"GET /sse HTTP/1.1\r\nHost: x\r\n"));
+        assert!(!ends_head(b"GET /sse HTTP/1.1\nHost: x\n"));
+        let served = parse_request(b"GET /sse?id=a&name=b HTTP/1.1\nHost: x\n\n").expect("bare LF is served");
+        assert_eq!(served.uri(), "/sse?id=a&name=b");
     }
 
     #[test]

@@ -118,7 +118,15 @@ async fn run(hub: Hub, mut parks: mpsc::UnboundedReceiver<Parked>, metrics: Arc<
             metrics.lane_wrote(std::mem::take(&mut streams.writes));
         }
     }
-    // Every stream goes back to its task, which sees the shutdown and writes its last chunk.
+    // Every stream goes back to its task, which sees the shutdown and writes its last chunk:
+    // those the lane held, and those handed over but not yet taken. Closing the channel first
+    // means a task that parks from now on gets its stream back at once (`Lane::park`), so
+    // none is left in the channel to be dropped with it (its client would see the connection
+    // cut instead of the body's end).
+    parks.close();
+    while let Some(parked) = parks.recv().await {
+        streams.parked.push(parked);
+    }
     for parked in streams.parked.drain(..) {
         hand_back(parked, Bytes::new());
     }

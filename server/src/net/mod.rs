@@ -24,19 +24,23 @@ mod lane;
 
 pub use lane::Lane;
 
-use crate::metrics::Metrics;
-use axum::Router;
+use crate::{limits::PeerAddr, metrics::Metrics};
+use axum::{Router, http::Request};
 use deadline::WriteDeadline;
-use hyper::server::conn::http1;
+use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::graceful::{GracefulShutdown, Watcher},
     service::TowerToHyperService,
 };
-use std::{cell::Cell, io, sync::Arc, time::Duration};
-use tokio::net::TcpListener;
+use std::{cell::Cell, io, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::runtime::{Handle, Runtime};
+use tokio::{
+    net::TcpListener,
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 /// Serves `router` on `listener` over HTTP/1.1 until `shutdown`, then lets open connections
 /// finish (each stream ends itself on the same signal) for at most `grace`.
@@ -54,8 +58,9 @@ pub async fn serve(
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_BUF_SIZE);
     let connections = GracefulShutdown::new();
+    let connection_slots = Arc::new(Semaphore::new(options.max_connections));
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -67,6 +72,10 @@ pub async fn serve(
                 }
             },
         };
+        let Ok(connection_slot) = Arc::clone(&connection_slots).try_acquire_owned() else {
+            tokio::spawn(refuse_connection(stream));
+            continue;
+        };
         // Best effort: a socket without NODELAY still works, only with more latency.
         let _ = stream.set_nodelay(true);
         let serve = ServeConnection {
@@ -77,6 +86,8 @@ pub async fn serve(
             metrics: Arc::clone(&options.metrics),
             shutdown: shutdown.clone(),
             lane: options.lane.clone(),
+            peer,
+            connection_slot,
         };
         let streams = options.streams.clone();
         let shutdown = shutdown.clone();
@@ -106,6 +117,31 @@ pub async fn serve(
     Ok(())
 }
 
+/// The whole answer to a connection over `--max-connections`: written at once, so a client
+/// learns to come back later instead of waiting in a queue nobody serves.
+const CONNECTION_LIMIT_ANSWER: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+    content-type: text/plain; charset=utf-8\r\nretry-after: 5\r\ncontent-length: 53\r\n\
+    connection: close\r\n\r\nthe server is at its connection limit: retry shortly\n";
+
+/// How long a refused connection is read (and its bytes dropped) after its answer, so that
+/// closing it does not reset the connection before the client has read the 503.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// Answers a connection over the limit with 503 and closes it. The request is not read (it may
+/// never come); whatever the client sends meanwhile is read and dropped for a moment, since
+/// closing a socket with unread bytes resets it and may destroy the answer in flight.
+async fn refuse_connection(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let answered = async {
+        stream.write_all(CONNECTION_LIMIT_ANSWER).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        io::Result::Ok(())
+    };
+    let _ = tokio::time::timeout(REFUSAL_LINGER, answered).await;
+}
+
 /// One accepted connection, and what serving it over HTTP/1.1 takes.
 struct ServeConnection {
     http: http1::Builder,
@@ -117,6 +153,10 @@ struct ServeConnection {
     shutdown: CancellationToken,
     /// Where the connection's event stream goes while idle.
     lane: Lane,
+    /// Whom the connection was accepted from, put on each of its requests ([`PeerAddr`]).
+    peer: SocketAddr,
+    /// Held while the connection is open (`--max-connections`).
+    connection_slot: OwnedSemaphorePermit,
 }
 
 impl ServeConnection {
@@ -126,11 +166,17 @@ impl ServeConnection {
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let io = TokioIo::new(WriteDeadline::new(stream, self.write_timeout, self.metrics));
-        let service = TowerToHyperService::new(self.router);
+        let peer = PeerAddr(self.peer);
+        let service =
+            TowerToHyperService::new(self.router.map_request(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(peer);
+                request
+            }));
         let connection = self.watcher.watch(self.http.serve_connection(io, service));
         if let Err(error) = connection.await {
             tracing::debug!(%error, "connection ended with an error");
         }
+        drop(self.connection_slot);
     }
 }
 
@@ -241,6 +287,8 @@ pub struct ServeOptions {
     pub write_timeout: Duration,
     /// How long shutdown waits for open connections.
     pub grace: Duration,
+    /// Connections served at once; past it, each new one is answered 503 and closed.
+    pub max_connections: usize,
     pub metrics: Arc<Metrics>,
 }
 

@@ -13,6 +13,7 @@ use axum::{
     extract::{Request, State},
     http::{HeaderMap, header},
 };
+
 use std::{convert::Infallible, time::Duration};
 
 /// The body encodings the protocol accepts.
@@ -94,6 +95,27 @@ fn from_fields(pairs: Vec<(String, String)>) -> Result<PostMessage, ApiError> {
     Ok(body)
 }
 
+/// Whether the browser says this request comes from another site's page: `Sec-Fetch-Site:
+/// cross-site` (sent by every current browser), or else an `Origin` whose host is not the
+/// request's `Host` (an opaque `null` origin included). The `SameSite=Strict` cookie already
+/// keeps the session off such requests; this refuses them even where a browser or a proxy
+/// gets that wrong. Requests without either header (curl, the load generator) are not
+/// browsers' cross-site requests and pass.
+fn is_cross_site(headers: &HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).map(|value| value.to_str().unwrap_or("\u{fffd}"));
+    if let Some(site) = text("sec-fetch-site") {
+        return site.eq_ignore_ascii_case("cross-site");
+    }
+    let Some(origin) = text("origin") else { return false };
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest.trim_end_matches('/'));
+    let host = text("host");
+    match (origin_host, host) {
+        (Some(origin_host), Some(host)) => !origin_host.eq_ignore_ascii_case(host),
+        // `null`, or a malformed origin, or no Host to compare it with.
+        _ => true,
+    }
+}
+
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -112,6 +134,9 @@ pub async fn post_message(
     let (parts, body) = request.into_parts();
     let body = read_body(&parts.headers, body, state.config.max_body_bytes).await?;
     let kind = BodyKind::from_headers(&parts.headers)?;
+    if is_cross_site(&parts.headers) {
+        return Err(ApiError::Forbidden("cross-site posts are refused: post from the chat's own page"));
+    }
     let session = state
         .sessions
         .from_headers(&parts.headers)
@@ -143,4 +168,26 @@ pub async fn post_message(
     })?;
     state.hub.metrics().message_accepted(started.elapsed());
     Ok(Json(message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| (header::HeaderName::from_static(name), value.parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn posts_from_another_site_are_told_from_the_chats_own() {
+        assert!(is_cross_site(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(is_cross_site(&headers(&[("origin", "https://evil.example"), ("host", "chat.example")])));
+        assert!(is_cross_site(&headers(&[("origin", "null"), ("host", "chat.example")])));
+        assert!(!is_cross_site(&headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(!is_cross_site(&headers(&[("origin", "http://127.0.0.1:3000"), ("host", "127.0.0.1:3000")])));
+        assert!(!is_cross_site(&headers(&[("host", "chat.example")])), "curl sends neither");
+    }
 }

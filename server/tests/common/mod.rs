@@ -37,6 +37,16 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// The address the server listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.running.as_ref().expect("running").local_addr()
+    }
+
+    /// `/metrics` on its own listener, when the server has one (`--metrics-addr`).
+    pub fn metrics_url(&self) -> Option<String> {
+        self.running.as_ref()?.metrics_addr().map(|addr| format!("http://{addr}/metrics"))
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(running) = self.running.take() {
             running.shutdown().await.expect("clean shutdown");
