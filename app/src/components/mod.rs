@@ -16,7 +16,7 @@ mod join_form;
 mod links;
 mod message_list;
 mod status;
-mod time;
+pub(crate) mod time;
 mod timeline;
 mod user_list;
 
