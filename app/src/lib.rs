@@ -7,6 +7,11 @@ pub mod protocol;
 #[cfg(feature = "hydrate")]
 mod client;
 mod components;
+#[cfg_attr(
+    not(feature = "hydrate"),
+    allow(dead_code, reason = "driven by crate::client, which only the browser build compiles")
+)]
+mod reconnect;
 
 pub use components::App;
 

@@ -1,13 +1,35 @@
 //! The stream: one `EventSource` on `/sse?id=…&name=…`, whose named events are decoded with the
-//! protocol's own [`ServerEvent::decode`] and applied to the page ([`super::state`]).
+//! protocol's own [`ServerEvent::decode`] and applied to the page ([`super::state`]). The rules
+//! of reconnecting (backoff with jitter, what each answer means, `Retry-After`, silence) are
+//! plain Rust in [`crate::reconnect`]; this module drives them with the browser's timers.
 //!
 //! The browser reconnects an `EventSource` by itself after a dropped stream, sending
 //! `Last-Event-ID`; but it gives up for good on any answer that is not a 200 stream (a 409, a
-//! 503). Then we reconnect by hand, with backoff (1 s, 2 s, 4 s … 15 s). Because the
+//! 503, a proxy's 404). Then we reconnect by hand, with jittered backoff. Because the
 //! `EventSource` API hides the answer's status and body, each attempt first probes the same URL
-//! with `fetch`: a 200 is aborted at once and the `EventSource` reopened with `last_event_id`
-//! (it cannot set headers); a 409 is shown and ends the retries; a 400 goes back to the join
-//! form; a 503 waits as long as its `Retry-After` says.
+//! with `fetch`, for at most [`reconnect::PROBE_TIMEOUT`] (a server that accepts but never
+//! answers is a failed attempt, not an endless "Reconnecting…"): a 200 is aborted and the
+//! `EventSource` reopened with `last_event_id` (it cannot set headers); a 409 is shown and ends
+//! the retries; a 400 goes back to the join form; anything else is retried, after its
+//! `Retry-After` when it has one.
+//!
+//! ## The probe is not a second stream
+//!
+//! A 200 probe *is* a stream of this user on the server, next to the one it stands in for. So
+//! the probe reads nothing of its body: as soon as the status is in, it aborts the request,
+//! waits for its body to be cancelled, and lets the browser's event loop turn once, all before
+//! the `EventSource` is created. The server sees the probe close right away (its stream count
+//! for the user goes back down, within the leave grace period, so nobody sees a leave); the
+//! probe never holds one of the user's streams while the real one is open.
+//!
+//! ## Silence and the network
+//!
+//! A half-open stream (see [`crate::reconnect`], "Why silence means reconnect") is noticed by
+//! a timer: after [`reconnect::SILENCE_LIMIT`] without any event, the stream is closed and
+//! opened again with `last_event_id`, without a probe (if that fails, its `error` starts the
+//! usual reconnect) and without showing "Reconnecting…", since in a quiet room this is routine.
+//! The window's `offline` event closes the stream and stops every attempt (the page shows
+//! `offline`); `online` reconnects at once, from the first backoff step.
 //!
 //! A patient start (after this page let go of another id, see `super::Session::rename`) probes
 //! first and takes a 409 as "not yet" for a while, since the server keeps the old id for its
@@ -17,7 +39,9 @@ use super::{http, identity, state, with_reason};
 use crate::{
     components::{ChatSignals, ConnectionState, capitalised},
     protocol::{ServerEvent, User},
+    reconnect::{self, Backoff, Next, Silence},
 };
+use gloo_timers::callback::{Interval, Timeout};
 use leptos::{logging, prelude::*};
 use std::{
     cell::{Cell, RefCell},
@@ -25,17 +49,12 @@ use std::{
     time::Duration,
 };
 use wasm_bindgen::{JsCast, closure::Closure};
+use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, Event, EventSource, MessageEvent};
 
-/// The first wait before reconnecting by hand; it doubles per failed attempt up to the maximum.
-const BACKOFF_FIRST: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(15);
-/// A `Retry-After` longer than this is taken as this: someone will be looking at the page.
-const RETRY_AFTER_MAX: Duration = Duration::from_secs(300);
-/// How long a patient start takes a 409 as "not yet", and how often it asks again meanwhile.
-/// The server's leave grace period is 3 s by default.
+/// How long a patient start takes a 409 as "not yet". The server's leave grace period is 3 s by
+/// default.
 const PATIENCE_MS: f64 = 30_000.0;
-const PATIENT_RETRY: Duration = Duration::from_millis(400);
 
 /// Where a new connection starts.
 pub struct Start {
@@ -47,9 +66,10 @@ pub struct Start {
 }
 
 /// An open (or reopening) stream for one joined user. Dropping it closes the stream and stops
-/// any reconnect in progress.
+/// any reconnect in progress, its silence timer and its `online`/`offline` listeners.
 pub struct Connection {
     inner: Rc<Inner>,
+    _watch: Watch,
 }
 
 impl Connection {
@@ -65,18 +85,24 @@ impl Connection {
             url,
             stopped: Cell::new(false),
             source: RefCell::new(None),
-            failures: Cell::new(0),
+            backoff: Cell::new(Backoff::default()),
+            task: Cell::new(0),
             reconnecting: Cell::new(false),
+            offline: Cell::new(false),
+            silence: Cell::new(Silence::default()),
             last_seq: Cell::new(start.last_seq),
             patient_until: Cell::new(if start.patient { js_sys::Date::now() + PATIENCE_MS } else { 0.0 }),
         });
-        if start.patient {
+        let watch = Watch::start(&inner);
+        if !browser_is_online() {
+            inner.go_offline();
+        } else if start.patient {
             Inner::start_reconnecting(&inner, Duration::ZERO, ConnectionState::Connecting);
         } else {
             // Without a `last_event_id` the server starts with recent history.
             Inner::connect(&inner, start.last_seq);
         }
-        Self { inner }
+        Self { inner, _watch: watch }
     }
 
     /// The newest `seq` that came over the stream, where another stream would continue.
@@ -88,9 +114,7 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.inner.stopped.set(true);
-        // Taken out before it is dropped, so nothing is borrowed while the stream closes.
-        let source = self.inner.source.borrow_mut().take();
-        drop(source);
+        self.inner.close_source();
     }
 }
 
@@ -104,10 +128,17 @@ struct Inner {
     /// each wait.
     stopped: Cell<bool>,
     source: RefCell<Option<Source>>,
-    /// Attempts that failed since the stream was last live: the backoff's exponent.
-    failures: Cell<u32>,
+    /// Failed attempts since the stream was last live.
+    backoff: Cell<Backoff>,
+    /// The number of the reconnect task that may act: starting a task (or going offline)
+    /// makes every older one stop at its next check.
+    task: Cell<u64>,
     /// Whether a reconnect task is running, so two errors never start two.
     reconnecting: Cell<bool>,
+    /// Whether the browser said it is offline: then nothing is tried until it is back.
+    offline: Cell<bool>,
+    /// When the stream last showed a sign of life.
+    silence: Cell<Silence>,
     /// The newest `seq` that came over the stream: where a stream opened by hand continues
     /// (`last_event_id`). Not the newest shown: the answer to our own `POST` may be newer than
     /// a message the stream has not delivered yet, and continuing after it would skip that one.
@@ -128,6 +159,8 @@ impl Inner {
                 return;
             }
         };
+        // A new stream gets a whole silence interval to say something.
+        this.touch();
         let mut source = Source { es, listeners: Vec::new() };
         for name in ServerEvent::NAMES {
             let weak = Rc::downgrade(this);
@@ -152,6 +185,13 @@ impl Inner {
         *this.source.borrow_mut() = Some(source);
     }
 
+    /// Closes the `EventSource`, if any. Taken out before it is dropped, so nothing is borrowed
+    /// while the stream closes.
+    fn close_source(&self) {
+        let source = self.source.borrow_mut().take();
+        drop(source);
+    }
+
     fn on_event(&self, name: &'static str, event: &Event) {
         if self.stopped.get() {
             return;
@@ -174,10 +214,19 @@ impl Inner {
 
     /// The stream is open (its `open` event, or any event, came in).
     fn mark_live(&self) {
-        self.failures.set(0);
+        self.touch();
+        let mut backoff = self.backoff.get();
+        backoff.reset();
+        self.backoff.set(backoff);
         // From now on a 409 is a real refusal.
         self.patient_until.set(0.0);
         self.set_status(ConnectionState::Live);
+    }
+
+    fn touch(&self) {
+        let mut silence = self.silence.get();
+        silence.touch(js_sys::Date::now());
+        self.silence.set(silence);
     }
 
     fn set_status(&self, status: ConnectionState) {
@@ -187,7 +236,7 @@ impl Inner {
     }
 
     fn on_error(this: &Rc<Self>) {
-        if this.stopped.get() {
+        if this.stopped.get() || this.offline.get() {
             return;
         }
         let closed =
@@ -200,80 +249,138 @@ impl Inner {
         }
     }
 
+    /// The silence timer: a stream that said nothing for too long is taken for dead and opened
+    /// again at once (see the module's documentation). Only an open or opening stream is
+    /// watched; a reconnect task or the offline state has its own pace.
+    fn check_silence(this: &Rc<Self>) {
+        if this.stopped.get()
+            || this.offline.get()
+            || this.reconnecting.get()
+            || this.source.borrow().is_none()
+        {
+            return;
+        }
+        if this.silence.get().is_too_long(js_sys::Date::now()) {
+            logging::log!("ssechat: no event for {:?}; opening the stream again", reconnect::SILENCE_LIMIT);
+            this.close_source();
+            Self::connect(this, this.last_seq.get());
+        }
+    }
+
+    /// The window's `offline`: close the stream and stop trying until `online`.
+    fn go_offline(&self) {
+        if self.stopped.get() {
+            return;
+        }
+        self.offline.set(true);
+        // Any reconnect task stops at its next check.
+        self.task.set(self.task.get() + 1);
+        self.reconnecting.set(false);
+        self.close_source();
+        self.set_status(ConnectionState::Offline);
+    }
+
+    /// The window's `online`: reconnect at once, from the first backoff step. An `online`
+    /// while the stream is fine changes nothing.
+    fn go_online(this: &Rc<Self>) {
+        if this.stopped.get() {
+            return;
+        }
+        let was_offline = this.offline.replace(false);
+        let open = this
+            .source
+            .borrow()
+            .as_ref()
+            .is_some_and(|source| source.es.ready_state() != EventSource::CLOSED);
+        if !was_offline && (open || this.reconnecting.get()) {
+            return;
+        }
+        this.backoff.set(Backoff::default());
+        Self::start_reconnecting(this, Duration::ZERO, ConnectionState::Reconnecting);
+    }
+
     /// Starts the reconnect task unless one runs. It runs after this handler returns, which
     /// matters: it drops the closed `EventSource` and with it the closure calling us now.
     fn reconnect_by_hand(this: &Rc<Self>) {
-        if this.stopped.get() || this.reconnecting.get() {
+        if this.stopped.get() || this.offline.get() || this.reconnecting.get() {
             return;
         }
         let wait = this.next_backoff();
         Self::start_reconnecting(this, wait, ConnectionState::Reconnecting);
     }
 
+    /// Starts a reconnect task; one already running stops at its next check.
     fn start_reconnecting(this: &Rc<Self>, first_wait: Duration, status: ConnectionState) {
-        if this.stopped.get() || this.reconnecting.replace(true) {
+        if this.stopped.get() || this.offline.get() {
             return;
         }
+        let task = this.task.get() + 1;
+        this.task.set(task);
+        this.reconnecting.set(true);
         this.set_status(status);
         let inner = Rc::clone(this);
         wasm_bindgen_futures::spawn_local(async move {
-            let closed = inner.source.borrow_mut().take();
-            drop(closed);
-            Self::reconnect(&inner, first_wait).await;
-            inner.reconnecting.set(false);
+            inner.close_source();
+            Self::reconnect(&inner, first_wait, task).await;
+            if inner.task.get() == task {
+                inner.reconnecting.set(false);
+            }
         });
     }
 
-    async fn reconnect(this: &Rc<Self>, first_wait: Duration) {
+    /// Whether reconnect task `task` may still act.
+    fn may_act(&self, task: u64) -> bool {
+        !self.stopped.get() && !self.offline.get() && self.task.get() == task
+    }
+
+    async fn reconnect(this: &Rc<Self>, first_wait: Duration, task: u64) {
         let mut wait = first_wait;
         loop {
             gloo_timers::future::sleep(wait).await;
-            if this.stopped.get() {
+            if !this.may_act(task) {
                 return;
             }
             let last_seq = this.last_seq.get();
-            let probe = probe(&with_last_event_id(&this.url, last_seq)).await;
-            if this.stopped.get() {
+            let answer = probe(&with_last_event_id(&this.url, last_seq)).await;
+            if !this.may_act(task) {
                 return;
             }
-            wait = match probe {
-                Probe::Open => {
+            let patient = js_sys::Date::now() < this.patient_until.get();
+            let status = answer.as_ref().map(|answer| answer.status);
+            let retry_after = answer.as_ref().and_then(|answer| answer.retry_after);
+            let reason = answer.map(|answer| answer.reason).unwrap_or_default();
+            wait = match reconnect::after_probe(status, retry_after, patient) {
+                Next::Open => {
                     Self::connect(this, last_seq);
                     return;
                 }
-                Probe::Refused { status: 409, .. } if js_sys::Date::now() < this.patient_until.get() => {
-                    PATIENT_RETRY
-                }
-                Probe::Refused { status, reason } => {
-                    this.refuse(status, &reason);
-                    return;
-                }
-                Probe::Invalid(reason) => {
+                Next::Invalid => {
                     this.back_to_join_form(&reason);
                     return;
                 }
-                Probe::RetryAfter(Some(delay)) => delay.min(RETRY_AFTER_MAX),
-                Probe::RetryAfter(None) | Probe::Failed => this.next_backoff(),
+                Next::Refused => {
+                    this.refuse(&reason);
+                    return;
+                }
+                Next::RetryIn(delay) => delay,
+                Next::Backoff => this.next_backoff(),
             };
         }
     }
 
-    /// The next wait: 1 s, 2 s, 4 s … capped at 15 s.
+    /// The next wait, drawn at random below 1 s, 2 s, 4 s … 15 s ([`Backoff`]).
     fn next_backoff(&self) -> Duration {
-        let failures = self.failures.get();
-        self.failures.set(failures.saturating_add(1));
-        BACKOFF_FIRST.saturating_mul(1 << failures.min(8)).min(BACKOFF_MAX)
+        let mut backoff = self.backoff.get();
+        let wait = backoff.next_wait(js_sys::Math::random());
+        self.backoff.set(backoff);
+        wait
     }
 
     /// A refusal retrying cannot change (409: the id or name is held in another browser).
-    fn refuse(&self, status: u16, reason: &str) {
+    fn refuse(&self, reason: &str) {
         self.stopped.set(true);
-        let sentence = if status == 409 {
-            "This name is already in use in another browser, so this page cannot join the chat \
-             with it."
-        } else {
-            "The server refused this connection."
-        };
+        let sentence = "This name is already in use in another browser, so this page cannot join the chat \
+                        with it.";
         self.chat.connection_error.set(Some(with_reason(sentence, reason)));
         self.set_status(ConnectionState::Refused);
     }
@@ -291,6 +398,62 @@ impl Inner {
         };
         self.chat.join_error.set(Some(sentence));
         self.chat.me.set(None);
+    }
+}
+
+/// Whether the browser thinks it has a network (`navigator.onLine`); `true` when it cannot say.
+fn browser_is_online() -> bool {
+    web_sys::window().is_none_or(|window| window.navigator().on_line())
+}
+
+/// What watches a connection from outside its stream: the silence timer and the window's
+/// `online`/`offline` listeners. All hold the connection weakly; dropping this stops them.
+struct Watch {
+    _silence: Interval,
+    window: Option<web_sys::Window>,
+    listeners: Vec<(&'static str, Listener)>,
+}
+
+impl Watch {
+    fn start(inner: &Rc<Inner>) -> Self {
+        let weak = Rc::downgrade(inner);
+        let period = u32::try_from(reconnect::SILENCE_CHECK.as_millis()).unwrap_or(u32::MAX);
+        let silence = Interval::new(period, move || {
+            if let Some(inner) = weak.upgrade() {
+                Inner::check_silence(&inner);
+            }
+        });
+        let mut watch = Self { _silence: silence, window: web_sys::window(), listeners: Vec::new() };
+        let weak = Rc::downgrade(inner);
+        watch.listen("offline", move |_| {
+            if let Some(inner) = weak.upgrade() {
+                inner.go_offline();
+            }
+        });
+        let weak = Rc::downgrade(inner);
+        watch.listen("online", move |_| {
+            if let Some(inner) = weak.upgrade() {
+                Inner::go_online(&inner);
+            }
+        });
+        watch
+    }
+
+    fn listen(&mut self, name: &'static str, handler: impl FnMut(Event) + 'static) {
+        let Some(window) = &self.window else { return };
+        let closure = Listener::new(handler);
+        let _ = window.add_event_listener_with_callback(name, closure.as_ref().unchecked_ref());
+        self.listeners.push((name, closure));
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(window) = &self.window {
+            for (name, closure) in &self.listeners {
+                let _ = window.remove_event_listener_with_callback(name, closure.as_ref().unchecked_ref());
+            }
+        }
     }
 }
 
@@ -322,43 +485,46 @@ impl Drop for Source {
     }
 }
 
-/// What a probe of the stream's URL said.
-enum Probe {
-    /// 200: the stream would open.
-    Open,
-    /// 409 or another 4xx, with the server's reason: retrying will not help.
-    Refused { status: u16, reason: String },
-    /// 400: the id or name is invalid.
-    Invalid(String),
-    /// 503: busy; retry after the server's delay, if it gave one.
-    RetryAfter(Option<Duration>),
-    /// No answer, or a server error: retry with backoff.
-    Failed,
+/// What the server answered a probe of the stream's URL.
+struct Answer {
+    status: u16,
+    retry_after: Option<Duration>,
+    /// The plain-text reason of a refusal; empty for a 200, whose body is never read.
+    reason: String,
 }
 
-/// Asks the server whether the stream would open, and if not, why.
-async fn probe(url: &str) -> Probe {
-    // The probe must not stay open next to the stream it stands in for.
+/// Asks the server whether the stream would open, and if not, why. `None` when there was no
+/// answer within [`reconnect::PROBE_TIMEOUT`] (or none at all).
+async fn probe(url: &str) -> Option<Answer> {
+    // One controller for both ends of the probe: the deadline, and closing a 200 at once.
     let controller = AbortController::new().ok();
     let signal = controller.as_ref().map(AbortController::signal);
-    let Some(response) = http::fetch("GET", url, None, signal.as_ref()).await else {
-        return Probe::Failed;
-    };
+    let deadline = controller.clone().map(|controller| {
+        let millis = u32::try_from(reconnect::PROBE_TIMEOUT.as_millis()).unwrap_or(u32::MAX);
+        Timeout::new(millis, move || controller.abort())
+    });
+    let response = http::fetch("GET", url, None, signal.as_ref()).await?;
     let status = response.status();
     if status == 200 {
+        // The probe must not stay open next to the stream it stands in for (see the module's
+        // documentation): abort without reading, wait for the body to be cancelled (at once,
+        // since the abort errored it), then let the event loop turn before the caller opens the
+        // `EventSource`.
         if let Some(controller) = &controller {
             controller.abort();
         }
-        return Probe::Open;
+        if let Some(body) = response.body() {
+            let _ = JsFuture::from(body.cancel()).await;
+        }
+        drop(deadline);
+        gloo_timers::future::sleep(Duration::ZERO).await;
+        return Some(Answer { status, retry_after: None, reason: String::new() });
     }
-    let retry_after = http::retry_after(&response).map(|secs| Duration::from_secs(secs.into()));
+    let retry_after = http::retry_after_wait(&response);
+    // Still under the deadline: a body that never ends is cut off, and reads as empty.
     let reason = http::text(&response).await;
-    match status {
-        400 => Probe::Invalid(reason),
-        503 => Probe::RetryAfter(retry_after),
-        401..=499 => Probe::Refused { status, reason },
-        _ => Probe::Failed,
-    }
+    drop(deadline);
+    Some(Answer { status, retry_after, reason })
 }
 
 fn with_last_event_id(url: &str, last_seq: Option<u64>) -> String {

@@ -24,7 +24,7 @@ pub(crate) mod tab;
 pub(crate) mod users;
 
 use crate::{
-    components::{ChatSignals, ConnectionState, Entry, Roster, Timeline, capitalised},
+    components::{ChatSignals, ConnectionState, Notice, Roster, Timeline, capitalised},
     protocol::{User, UserName},
 };
 use connection::{Connection, Start};
@@ -94,7 +94,7 @@ impl Session {
         chat.connection_error.set(None);
         chat.status.set(ConnectionState::Connecting);
         chat.me.set(Some(me.clone()));
-        chat.timeline.update(|timeline| timeline.add_notice(Entry::Renamed(me.name.clone())));
+        chat.timeline.update(|timeline| timeline.add_notice(Notice::Renamed(me.name.clone())));
         self.released_an_id.set_value(true);
         self.connection.set_value(Some(Connection::open(chat, me, Start { last_seq, patient: true })));
     }

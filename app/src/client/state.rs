@@ -5,7 +5,7 @@
 //! counts as unread (see `super::tab`).
 
 use crate::{
-    components::{ChatSignals, Entry},
+    components::{ChatSignals, Notice},
     protocol::ServerEvent,
 };
 use leptos::prelude::*;
@@ -25,7 +25,7 @@ pub fn apply(chat: &ChatSignals, event: ServerEvent) {
                 added
             });
             if added {
-                chat.timeline.update(|timeline| timeline.add_notice(Entry::Joined(name)));
+                chat.timeline.update(|timeline| timeline.add_notice(Notice::Joined(name)));
             }
         }
         ServerEvent::UserLeave(user) => {
@@ -35,7 +35,7 @@ pub fn apply(chat: &ChatSignals, event: ServerEvent) {
                 removed
             });
             if removed {
-                chat.timeline.update(|timeline| timeline.add_notice(Entry::Left(user.name)));
+                chat.timeline.update(|timeline| timeline.add_notice(Notice::Left(user.name)));
             }
         }
         ServerEvent::Message(message) => {
@@ -50,7 +50,7 @@ pub fn apply(chat: &ChatSignals, event: ServerEvent) {
             }
         }
         ServerEvent::HistoryGap(_) => {
-            chat.timeline.update(|timeline| timeline.add_notice(Entry::Gap));
+            chat.timeline.update(|timeline| timeline.add_notice(Notice::Gap));
         }
         ServerEvent::Presence(presence) => {
             let me = chat.me.with_untracked(|me| me.as_ref().map(|me| me.id.clone()));

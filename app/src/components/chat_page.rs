@@ -11,8 +11,9 @@ use super::{
     account::AccountMenu,
     composer::Composer,
     join_form::JoinForm,
-    message_list::{MessageList, Timeline},
+    message_list::MessageList,
     status::{ConnectionError, ConnectionState, ConnectionStatus},
+    timeline::Timeline,
     user_list::{Roster, UserList, grouped},
 };
 use crate::protocol::{ChatMessage, User, UserName};

@@ -107,7 +107,12 @@ pub fn Composer(
         }
     };
     let too_long = move || chars.get() > MESSAGE_MAX_CHARS;
-    let offline = move || matches!(status.get(), ConnectionState::Reconnecting | ConnectionState::Refused);
+    let offline = move || {
+        matches!(
+            status.get(),
+            ConnectionState::Reconnecting | ConnectionState::Offline | ConnectionState::Refused
+        )
+    };
     let counter = move || {
         let count = chars.get();
         (count >= COUNTER_FROM).then(|| {

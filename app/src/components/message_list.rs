@@ -1,6 +1,6 @@
 //! The conversation: messages in `seq` order, with inline notices (joins, leaves, lost history).
-//! [`Timeline`] is the data behind it, plain Rust so its ordering, de-duplication and grouping
-//! are tested without a browser. Messages are rendered as text nodes, never as HTML: whatever
+//! [`Timeline`] ([`super::timeline`]) is the data behind it. The list is keyed (`<For>`), so a
+//! new message renders its own row and nothing else; each row formats its times once. Messages are rendered as text nodes, never as HTML: whatever
 //! people type, it cannot become markup; only `http(s)://` addresses become links
 //! ([`super::links`]).
 //!
@@ -10,151 +10,10 @@
 use super::{
     links::{Piece, split_links},
     time,
+    timeline::{Line, Notice, Shown, Timeline},
 };
-use crate::protocol::{ChatMessage, User, UserId, UserName};
+use crate::protocol::{User, UserId};
 use leptos::{either::Either, html, prelude::*};
-
-/// What one line of the conversation is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(
-    not(feature = "hydrate"),
-    allow(dead_code, reason = "notices come from crate::client, which only the browser build compiles")
-)]
-pub enum Entry {
-    Message(ChatMessage),
-    Joined(UserName),
-    Left(UserName),
-    /// This browser now speaks under another name.
-    Renamed(UserName),
-    /// `history-gap`: messages we asked for are no longer retained.
-    Gap,
-}
-
-/// Keys for `<For>`: a message is known by its `seq`; notices have no identity of their own, so
-/// they are numbered as they arrive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EntryKey {
-    Message(u64),
-    Notice(u64),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimelineEntry {
-    pub key: EntryKey,
-    pub entry: Entry,
-}
-
-/// The most entries kept: past it the oldest go, so a tab left open for days stays fast.
-const MAX_ENTRIES: usize = 1000;
-
-/// The conversation as this browser has seen it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Timeline {
-    entries: Vec<TimelineEntry>,
-    notices: u64,
-    /// The highest `seq` shown, so the usual case (a newer message) is a push.
-    last_seq: Option<u64>,
-    /// Messages added so far (never decreases), so the view can tell how many are new.
-    added: u64,
-    /// The author of the message added last.
-    last_author: Option<UserId>,
-}
-
-#[cfg_attr(
-    not(feature = "hydrate"),
-    allow(dead_code, reason = "fed by crate::client, which only the browser build compiles")
-)]
-impl Timeline {
-    /// Adds a message unless its `seq` is already shown (a replay after a reconnect, or the
-    /// answer to our own `POST` racing its broadcast). Messages stay in `seq` order; notices
-    /// stay where they arrived. Returns whether the message was new.
-    pub fn add_message(&mut self, message: ChatMessage) -> bool {
-        let seq = message.seq;
-        let author = message.id.clone();
-        let entry = TimelineEntry { key: EntryKey::Message(seq), entry: Entry::Message(message) };
-        if self.last_seq.is_none_or(|last| seq > last) {
-            // The usual case: the newest message so far goes at the end.
-            self.last_seq = Some(seq);
-            self.push(entry);
-        } else {
-            let mut insert_at = self.entries.len();
-            for (index, existing) in self.entries.iter().enumerate() {
-                if let EntryKey::Message(existing_seq) = existing.key {
-                    if existing_seq == seq {
-                        return false;
-                    }
-                    if existing_seq > seq {
-                        insert_at = index;
-                        break;
-                    }
-                }
-            }
-            self.entries.insert(insert_at, entry);
-        }
-        self.added += 1;
-        self.last_author = Some(author);
-        true
-    }
-
-    pub fn add_notice(&mut self, notice: Entry) {
-        self.notices += 1;
-        self.push(TimelineEntry { key: EntryKey::Notice(self.notices), entry: notice });
-    }
-
-    fn push(&mut self, entry: TimelineEntry) {
-        if self.entries.len() >= MAX_ENTRIES {
-            self.entries.remove(0);
-        }
-        self.entries.push(entry);
-    }
-
-    #[cfg(test)]
-    pub fn entries(&self) -> &[TimelineEntry] {
-        &self.entries
-    }
-
-    /// How many messages were ever added, and by whom the last one was.
-    pub fn added(&self) -> (u64, Option<&UserId>) {
-        (self.added, self.last_author.as_ref())
-    }
-
-    /// The entries as the list shows them: each message knows whether it continues a group
-    /// (same author as the message just before it, within [`time::GROUP_WINDOW_MS`]), which
-    /// hides its author line.
-    pub fn rows(&self) -> Vec<Row> {
-        let mut previous: Option<(&UserId, Option<f64>)> = None;
-        self.entries
-            .iter()
-            .map(|entry| {
-                let continued = match &entry.entry {
-                    Entry::Message(message) => {
-                        let at = time::parse_ts_ms(&message.ts);
-                        let continued = previous.is_some_and(|(author, before)| {
-                            author == &message.id
-                                && matches!((before, at), (Some(before), Some(at)) if at - before < time::GROUP_WINDOW_MS)
-                        });
-                        previous = Some((&message.id, at));
-                        continued
-                    }
-                    _ => {
-                        previous = None;
-                        false
-                    }
-                };
-                Row { key: (entry.key, continued), entry: entry.entry.clone(), continued }
-            })
-            .collect()
-    }
-}
-
-/// One line as the list renders it. The key includes `continued`, so a line whose grouping
-/// changes (a late message arrived before it) is rendered again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row {
-    pub key: (EntryKey, bool),
-    pub entry: Entry,
-    pub continued: bool,
-}
 
 /// How close to the bottom (in pixels) the reader must be for new messages to scroll the list.
 #[cfg(feature = "hydrate")]
@@ -287,12 +146,12 @@ pub fn MessageList(
                 on:scroll=on_scroll
             >
                 <For each=move || timeline.with(Timeline::rows) key=|row| row.key let:row>
-                    {match row.entry {
-                        Entry::Message(message) => {
-                            let own = my_id().as_ref() == Some(&message.id);
-                            Either::Left(message_item(message, own, row.continued, now))
+                    {match row.line {
+                        Line::Message(shown) => {
+                            let own = my_id().as_ref() == Some(&shown.message.id);
+                            Either::Left(message_item(shown, own, row.continued, now))
                         }
-                        notice => Either::Right(notice_item(notice)),
+                        Line::Notice(notice) => Either::Right(notice_item(notice)),
                     }}
                 </For>
             </ol>
@@ -337,20 +196,23 @@ impl Drop for StickOnResize {
 }
 
 /// A join, a leave, a new name or lost history, as one muted line.
-fn notice_item(notice: Entry) -> impl IntoView {
+fn notice_item(notice: Notice) -> impl IntoView {
     let (testid, class, text) = match notice {
-        Entry::Joined(name) => ("notice", "notice", format!("{name} joined")),
-        Entry::Left(name) => ("notice", "notice", format!("{name} left")),
-        Entry::Renamed(name) => ("notice", "notice", format!("You are now {name}")),
-        _ => ("gap-notice", "notice gap", "Some older messages are no longer available.".to_owned()),
+        Notice::Joined(name) => ("notice", "notice", format!("{name} joined")),
+        Notice::Left(name) => ("notice", "notice", format!("{name} left")),
+        Notice::Renamed(name) => ("notice", "notice", format!("You are now {name}")),
+        Notice::Gap => {
+            ("gap-notice", "notice gap", "Some older messages are no longer available.".to_owned())
+        }
     };
     view! { <li data-testid=testid class=class>{text}</li> }
 }
 
 /// One message: author and time (visually hidden when it continues a group, but still read
 /// out), and the text, which keeps its line breaks (CSS `pre-wrap`) and links its addresses.
-fn message_item(message: ChatMessage, own: bool, continued: bool, now: RwSignal<f64>) -> impl IntoView {
-    let at = time::parse_ts_ms(&message.ts);
+/// Its time was parsed once, when it was added; it is formatted once, here.
+fn message_item(shown: Shown, own: bool, continued: bool, now: RwSignal<f64>) -> impl IntoView {
+    let Shown { message, at } = shown;
     #[cfg(feature = "hydrate")]
     let (exact, date) =
         at.map_or_else(Default::default, |at| (time::local(at, true), time::local(at, false)));
@@ -408,85 +270,6 @@ pub fn avatar_class(id: &UserId) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::MessageText;
-
-    fn message_by(seq: u64, author: &str, ts: &str) -> ChatMessage {
-        ChatMessage {
-            id: UserId::parse(author).unwrap(),
-            name: UserName::parse(author).unwrap(),
-            message: MessageText::parse(&format!("message {seq}")).unwrap(),
-            seq,
-            ts: ts.into(),
-        }
-    }
-
-    fn message(seq: u64) -> ChatMessage {
-        message_by(seq, "a", "2026-11-24T10:00:00Z")
-    }
-
-    fn keys(timeline: &Timeline) -> Vec<EntryKey> {
-        timeline.entries().iter().map(|entry| entry.key).collect()
-    }
-
-    #[test]
-    fn a_replayed_seq_is_shown_once() {
-        let mut timeline = Timeline::default();
-        assert!(timeline.add_message(message(1)));
-        assert!(timeline.add_message(message(2)));
-        assert!(!timeline.add_message(message(1)));
-        assert!(!timeline.add_message(message(2)));
-        assert_eq!(keys(&timeline), [EntryKey::Message(1), EntryKey::Message(2)]);
-        assert_eq!(timeline.added().0, 2);
-    }
-
-    #[test]
-    fn a_late_message_takes_its_place_by_seq() {
-        let mut timeline = Timeline::default();
-        timeline.add_message(message(1));
-        timeline.add_message(message(3));
-        timeline.add_message(message(2));
-        assert_eq!(keys(&timeline), [EntryKey::Message(1), EntryKey::Message(2), EntryKey::Message(3)]);
-        timeline.add_message(message(4));
-        assert_eq!(timeline.entries().last().map(|entry| entry.key), Some(EntryKey::Message(4)));
-    }
-
-    #[test]
-    fn notices_stay_where_they_arrived_and_new_messages_follow_them() {
-        let mut timeline = Timeline::default();
-        timeline.add_message(message(1));
-        timeline.add_notice(Entry::Joined(UserName::parse("Bob").unwrap()));
-        timeline.add_message(message(2));
-        timeline.add_notice(Entry::Gap);
-        assert_eq!(
-            keys(&timeline),
-            [EntryKey::Message(1), EntryKey::Notice(1), EntryKey::Message(2), EntryKey::Notice(2)]
-        );
-    }
-
-    #[test]
-    fn consecutive_messages_by_one_author_within_minutes_are_grouped() {
-        let mut timeline = Timeline::default();
-        timeline.add_message(message_by(1, "ann", "2026-11-24T10:00:00Z"));
-        timeline.add_message(message_by(2, "ann", "2026-11-24T10:04:00Z"));
-        timeline.add_message(message_by(3, "bob", "2026-11-24T10:04:30Z"));
-        timeline.add_message(message_by(4, "ann", "2026-11-24T10:05:00Z"));
-        timeline.add_message(message_by(5, "ann", "2026-11-24T10:20:00Z"));
-        timeline.add_notice(Entry::Joined(UserName::parse("Cleo").unwrap()));
-        timeline.add_message(message_by(6, "ann", "2026-11-24T10:20:01Z"));
-        let continued: Vec<bool> = timeline.rows().iter().map(|row| row.continued).collect();
-        assert_eq!(continued, [false, true, false, false, false, false, false]);
-    }
-
-    #[test]
-    fn the_oldest_entries_go_past_the_limit() {
-        let mut timeline = Timeline::default();
-        for seq in 1..=(MAX_ENTRIES as u64 + 5) {
-            timeline.add_message(message(seq));
-        }
-        assert_eq!(timeline.entries().len(), MAX_ENTRIES);
-        assert_eq!(timeline.entries()[0].key, EntryKey::Message(6));
-        assert_eq!(timeline.added().0, MAX_ENTRIES as u64 + 5);
-    }
 
     #[test]
     fn avatars_keep_their_colour_and_initial() {

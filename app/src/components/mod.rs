@@ -16,7 +16,8 @@ mod join_form;
 mod links;
 mod message_list;
 mod status;
-mod time;
+pub(crate) mod time;
+mod timeline;
 mod user_list;
 
 use chat_page::ChatPage;
@@ -28,8 +29,8 @@ pub(crate) use {
     chat_page::{ChatSignals, ROOM_NAME},
     composer::SendFailure,
     join_form::capitalised,
-    message_list::{Entry, Timeline},
     status::ConnectionState,
+    timeline::{Notice, Timeline},
     user_list::Roster,
 };
 

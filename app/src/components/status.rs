@@ -1,5 +1,5 @@
 //! The connection's state as people see it: a badge in the header (`connecting`, `live`,
-//! `reconnecting`, `refused`) and, when the server refused the stream for a reason retrying
+//! `reconnecting`, `offline`, `refused`) and, when the server refused the stream for a reason retrying
 //! cannot fix, that reason as a sentence. The `data-state` attribute carries the machine-readable
 //! state, so tests and styles never parse the human text.
 
@@ -20,6 +20,8 @@ pub enum ConnectionState {
     Live,
     /// The stream dropped; the browser or our own backoff is trying again.
     Reconnecting,
+    /// The browser says it has no network (`offline`): nothing is tried until it is back.
+    Offline,
     /// The server said no (a 409 or another answer retrying cannot change); no more retries.
     Refused,
 }
@@ -31,6 +33,7 @@ impl ConnectionState {
             Self::Connecting => "connecting",
             Self::Live => "live",
             Self::Reconnecting => "reconnecting",
+            Self::Offline => "offline",
             Self::Refused => "refused",
         }
     }
@@ -41,6 +44,7 @@ impl ConnectionState {
             Self::Connecting => "Connecting…",
             Self::Live => "Connected",
             Self::Reconnecting => "Reconnecting…",
+            Self::Offline => "Offline",
             Self::Refused => "Not connected",
         }
     }

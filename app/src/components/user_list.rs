@@ -4,11 +4,15 @@
 //! `user-leave` and `presence`.
 //!
 //! In a large room the server sends a sample of the users and an exact count (`presence`); the
-//! panel says so, and "Show everyone" pages through `GET /users` for the whole list.
+//! panel says so, and "Show everyone" pages through `GET /users` for the whole list
+//! ([`Everyone`]). Both follow every `presence` while shown: its `left` first, then its
+//! `joined` (the protocol's `joined` holds only users in the room at the end of the interval,
+//! `left` only users not in it), so someone who left is never listed on.
 
 use super::message_list::{avatar_class, initial};
-use crate::protocol::{Presence, User, UserId};
+use crate::protocol::{Presence, User, UserId, UsersPage};
 use leptos::{either::EitherOf3, prelude::*};
+use std::collections::HashSet;
 
 /// In a large room the server only samples users (`all-users` lists 100, `presence` up to 20
 /// joins per interval); keep the list about that long so it does not grow without bound.
@@ -25,6 +29,13 @@ pub struct Roster {
     /// The exact count from the last `presence`; `None` while the room is small and the list is
     /// the whole room.
     large_room_count: Option<u64>,
+    /// The whole list of a large room while "Show everyone" is on. It lives here, not in the
+    /// panel, so that every `presence` reaches it too: a list paged in once and never told of
+    /// departures would show people who left for as long as it is open.
+    everyone: Option<Everyone>,
+    /// Pages asked for so far, here rather than in [`Everyone`] so that numbers stay unique
+    /// when the whole list is let go and asked for again.
+    page_requests: u64,
 }
 
 #[cfg_attr(
@@ -33,10 +44,12 @@ pub struct Roster {
 )]
 impl Roster {
     /// `all-users` and `users`: the server's list becomes ours. A large room's count comes back
-    /// with the `presence` that follows at once.
+    /// with the `presence` that follows at once. A whole list paged in before is dropped: after
+    /// a reconnect it may have missed changes, and a room back to small shows everyone anyway.
     pub fn replace(&mut self, users: Vec<User>) {
         self.users.clear();
         self.large_room_count = None;
+        self.everyone = None;
         for user in users {
             self.add(user);
         }
@@ -58,9 +71,13 @@ impl Roster {
         Some(self.users.remove(index))
     }
 
-    /// `presence` (large rooms): an exact count and the latest changes. `me` is never trimmed
-    /// from the sampled list, so people always find themselves.
+    /// `presence` (large rooms): an exact count and the latest changes, `left` first, then
+    /// `joined`, to the sample and to the whole list if shown. `me` is never trimmed from the
+    /// sampled list, so people always find themselves.
     pub fn apply_presence(&mut self, presence: Presence, me: Option<&UserId>) {
+        if let Some(everyone) = &mut self.everyone {
+            everyone.apply_presence(&presence);
+        }
         for user in &presence.left {
             self.remove(&user.id);
         }
@@ -89,6 +106,145 @@ impl Roster {
     pub fn is_large(&self) -> bool {
         self.large_room_count.is_some()
     }
+
+    /// The whole list, while "Show everyone" is on.
+    pub fn everyone(&self) -> Option<&Everyone> {
+        self.everyone.as_ref()
+    }
+
+    /// "Show everyone" (or "Load more"): the next page is on its way. Returns the number the
+    /// page's answer must bring to [`Everyone::add_page`].
+    pub fn request_page(&mut self) -> u64 {
+        self.page_requests += 1;
+        self.everyone.get_or_insert_with(Everyone::default).request_page(self.page_requests);
+        self.page_requests
+    }
+
+    /// Where an answer to [`Roster::request_page`] goes: `None` once "Show recent only" or a
+    /// snapshot let the whole list go.
+    pub fn everyone_mut(&mut self) -> Option<&mut Everyone> {
+        self.everyone.as_mut()
+    }
+
+    /// "Show recent only": back to the sample.
+    pub fn show_sample(&mut self) {
+        self.everyone = None;
+    }
+}
+
+/// The whole list of a large room, as far as it has been paged in, kept up to date by every
+/// `presence` since: a departure leaves it at once; a join is added once the last page is in
+/// (before that, the joiner comes in a later page, since pages follow join order).
+///
+/// While a page is on its way, a change may or may not be in it, depending on when the server
+/// read the list; so changes seen meanwhile are remembered and applied again to the page when it
+/// comes. Both lists are bounded by the changes of one request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Everyone {
+    users: Vec<User>,
+    /// The ids of `users`, so a page is de-duplicated in O(page), not O(list).
+    ids: HashSet<UserId>,
+    /// Where the next page starts; `None` before the first page and once the last one is in.
+    next: Option<String>,
+    /// Whether at least one page came in.
+    started: bool,
+    /// The page on its way, if any: its number. A late answer to an older request is dropped.
+    loading: Option<u64>,
+    error: Option<String>,
+    left_meanwhile: Vec<UserId>,
+    joined_meanwhile: Vec<User>,
+}
+
+#[cfg_attr(
+    not(feature = "hydrate"),
+    allow(dead_code, reason = "pages come from crate::client, which only the browser build compiles")
+)]
+impl Everyone {
+    fn request_page(&mut self, number: u64) {
+        self.loading = Some(number);
+        self.error = None;
+        self.left_meanwhile.clear();
+        self.joined_meanwhile.clear();
+    }
+
+    /// The answer to request `number`: its users join the list (none twice, none that left
+    /// while it was on its way).
+    pub fn add_page(&mut self, number: u64, page: UsersPage) {
+        if self.loading != Some(number) {
+            return;
+        }
+        self.loading = None;
+        self.started = true;
+        self.next = page.next;
+        let left = std::mem::take(&mut self.left_meanwhile);
+        for user in page.users {
+            if !left.contains(&user.id) {
+                self.push(user);
+            }
+        }
+        let joined = std::mem::take(&mut self.joined_meanwhile);
+        if self.is_complete() {
+            for user in joined {
+                self.push(user);
+            }
+        }
+    }
+
+    /// Request `number` failed: say why; the same page can be asked for again.
+    pub fn page_failed(&mut self, number: u64, reason: String) {
+        if self.loading == Some(number) {
+            self.loading = None;
+            self.error = Some(reason);
+        }
+    }
+
+    fn apply_presence(&mut self, presence: &Presence) {
+        if !presence.left.is_empty() {
+            let left: HashSet<&UserId> = presence.left.iter().map(|user| &user.id).collect();
+            self.users.retain(|user| !left.contains(&user.id));
+            self.ids.retain(|id| !left.contains(id));
+            if self.loading.is_some() {
+                self.joined_meanwhile.retain(|user| !left.contains(&user.id));
+                self.left_meanwhile.extend(presence.left.iter().map(|user| user.id.clone()));
+            }
+        }
+        for user in &presence.joined {
+            if self.loading.is_some() {
+                self.left_meanwhile.retain(|id| id != &user.id);
+                self.joined_meanwhile.push(user.clone());
+            } else if self.is_complete() {
+                self.push(user.clone());
+            }
+        }
+    }
+
+    fn push(&mut self, user: User) {
+        if self.ids.insert(user.id.clone()) {
+            self.users.push(user);
+        }
+    }
+
+    /// Whether every page is in.
+    fn is_complete(&self) -> bool {
+        self.started && self.next.is_none()
+    }
+
+    pub fn users(&self) -> &[User] {
+        &self.users
+    }
+
+    /// Where the next page starts, while pages remain.
+    pub fn next(&self) -> Option<&str> {
+        self.next.as_deref()
+    }
+
+    pub fn is_loading(&self) -> bool {
+        self.loading.is_some()
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
 }
 
 /// `1234567` as `1,234,567`.
@@ -104,62 +260,44 @@ pub fn grouped(count: u64) -> String {
     out
 }
 
-/// The whole list of a large room, as far as it has been paged in.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Everyone {
-    users: Vec<User>,
-    /// Where the next page starts; `None` once the last page is in.
-    next: Option<String>,
-    loading: bool,
-    error: Option<String>,
-}
-
 /// The panel: a heading with the count and one entry per user, the viewer's own marked "(you)".
 #[component]
 pub fn UserList(
-    #[prop(into)] roster: Signal<Roster>,
+    /// Written too: pages of the whole list go into it, so that `presence` reaches them.
+    roster: RwSignal<Roster>,
     #[prop(into)] me: Signal<Option<User>>,
 ) -> impl IntoView {
     // Who "me" is does not change while an entry is shown (a new name is a new id).
     let my_id = move || me.with_untracked(|me| me.as_ref().map(|me| me.id.clone()));
     let large = Memo::new(move |_| roster.with(Roster::is_large));
-    // `Some` while the whole list is shown instead of the sample.
-    let everyone = RwSignal::new(None::<Everyone>);
-    let showing_everyone = move || large.get() && everyone.with(Option::is_some);
+    // Whether the whole list is shown instead of the sample.
+    let showing_everyone = move || large.get() && roster.with(|roster| roster.everyone().is_some());
 
     // Loads the page after `after` (the first page when `None`) and adds it to the list.
     let load = move |after: Option<String>| {
-        everyone.update(|everyone| {
-            let everyone = everyone.get_or_insert_with(Everyone::default);
-            everyone.loading = true;
-            everyone.error = None;
-        });
+        let number = roster.try_update(Roster::request_page);
         #[cfg(feature = "hydrate")]
         leptos::task::spawn_local(async move {
+            let Some(number) = number else { return };
             let page = crate::client::users::page(after.as_deref(), PAGE_LEN).await;
-            // The panel may be gone by now (the user left): nothing left to update.
-            let _ = everyone.try_update(|everyone| {
-                let Some(everyone) = everyone else { return };
-                everyone.loading = false;
+            // The panel may be gone by now (the user left), or back to the sample: then the
+            // page goes nowhere.
+            let _ = roster.try_update(|roster| {
+                let Some(everyone) = roster.everyone_mut() else { return };
                 match page {
-                    Ok(page) => {
-                        everyone.users.extend(page.users);
-                        everyone.next = page.next;
-                    }
-                    Err(reason) => everyone.error = Some(reason),
+                    Ok(page) => everyone.add_page(number, page),
+                    Err(reason) => everyone.page_failed(number, reason),
                 }
             });
         });
         #[cfg(not(feature = "hydrate"))]
-        let _ = after;
+        let _ = (after, number);
     };
     let users = move || {
-        if showing_everyone() {
-            everyone
-                .with(|everyone| everyone.as_ref().map(|everyone| everyone.users.clone()).unwrap_or_default())
-        } else {
-            roster.with(|roster| roster.users().to_vec())
-        }
+        roster.with(|roster| match roster.everyone() {
+            Some(everyone) if showing_everyone() => everyone.users().to_vec(),
+            _ => roster.users().to_vec(),
+        })
     };
 
     view! {
@@ -173,11 +311,10 @@ pub fn UserList(
                     .get()
                     .then(|| {
                         let shown = move || {
-                            if showing_everyone() {
-                                everyone.with(|everyone| everyone.as_ref().map_or(0, |everyone| everyone.users.len()))
-                            } else {
-                                roster.with(|roster| roster.users().len())
-                            }
+                            roster.with(|roster| match roster.everyone() {
+                                Some(everyone) if showing_everyone() => everyone.users().len(),
+                                _ => roster.users().len(),
+                            })
                         };
                         view! {
                             <p data-testid="user-sample" class="sample">
@@ -209,7 +346,7 @@ pub fn UserList(
                 </For>
             </ul>
             {move || {
-                large.get().then(|| view! { <div class="user-pages">{move || pager(everyone, load)}</div> })
+                large.get().then(|| view! { <div class="user-pages">{move || pager(roster, load)}</div> })
             }}
         </div>
     }
@@ -217,12 +354,11 @@ pub fn UserList(
 
 /// The controls under a large room's list: "Show everyone", then "Load more" while pages
 /// remain, and the way back to the sample.
-fn pager(
-    everyone: RwSignal<Option<Everyone>>,
-    load: impl Fn(Option<String>) + Copy + 'static,
-) -> impl IntoView {
-    let state = everyone.with(|everyone| {
-        everyone.as_ref().map(|everyone| (everyone.loading, everyone.next.clone(), everyone.error.clone()))
+fn pager(roster: RwSignal<Roster>, load: impl Fn(Option<String>) + Copy + 'static) -> impl IntoView {
+    let state = roster.with(|roster| {
+        roster.everyone().map(|everyone| {
+            (everyone.is_loading(), everyone.next().map(str::to_owned), everyone.error().map(str::to_owned))
+        })
     });
     match state {
         None => EitherOf3::A(view! {
@@ -249,7 +385,7 @@ fn pager(
             EitherOf3::C(view! {
                 {error}
                 {more}
-                <button type="button" class="secondary" on:click=move |_| everyone.set(None)>
+                <button type="button" class="secondary" on:click=move |_| roster.update(Roster::show_sample)>
                     "Show recent only"
                 </button>
             })
@@ -320,6 +456,118 @@ mod tests {
         assert_eq!(roster.users().len(), LARGE_ROOM_LIST_LEN);
         assert_eq!(roster.users()[0].id, me);
         assert_eq!(roster.users().last().unwrap().id.as_str(), "u149");
+    }
+
+    fn presence(count: u64, joined: &[&str], left: &[&str]) -> Presence {
+        let users = |ids: &[&str]| ids.iter().map(|id| user(id, "Someone")).collect();
+        Presence { count, joined: users(joined), left: users(left) }
+    }
+
+    fn ids(users: &[User]) -> Vec<&str> {
+        users.iter().map(|u| u.id.as_str()).collect()
+    }
+
+    fn page(users: &[&str], next: Option<&str>) -> UsersPage {
+        UsersPage {
+            users: users.iter().map(|id| user(id, "Someone")).collect(),
+            next: next.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_user_who_joined_in_one_presence_and_left_in_a_later_one_is_gone() {
+        let mut roster = Roster::default();
+        roster.replace(vec![user("me", "Me"), user("a", "Ann")]);
+        roster.apply_presence(presence(1001, &["x"], &[]), None);
+        roster.apply_presence(presence(1002, &["y"], &[]), None);
+        roster.apply_presence(presence(1001, &[], &["x"]), None);
+        assert_eq!(ids(roster.users()), ["me", "a", "y"]);
+        assert_eq!(roster.count(), 1001);
+    }
+
+    #[test]
+    fn a_user_who_left_then_joined_again_in_later_presences_is_listed_once() {
+        let mut roster = Roster::default();
+        roster.replace(vec![user("me", "Me"), user("x", "Xan")]);
+        roster.apply_presence(presence(1000, &[], &["x"]), None);
+        assert_eq!(ids(roster.users()), ["me"]);
+        roster.apply_presence(presence(1001, &["x"], &[]), None);
+        roster.apply_presence(presence(1001, &["x"], &[]), None);
+        assert_eq!(ids(roster.users()), ["me", "x"]);
+        roster.apply_presence(presence(1000, &["z"], &["x"]), None);
+        assert_eq!(ids(roster.users()), ["me", "z"]);
+    }
+
+    #[test]
+    fn within_one_presence_left_is_read_before_joined() {
+        let mut roster = Roster::default();
+        roster.replace(vec![user("me", "Me"), user("x", "Xan")]);
+        // Left and back within the interval: the protocol lists them in `joined` only, but a
+        // `left` naming them too must not take them out.
+        roster.apply_presence(presence(1001, &["x", "y"], &["x"]), None);
+        assert_eq!(ids(roster.users()), ["me", "x", "y"]);
+    }
+
+    #[test]
+    fn a_user_who_leaves_after_the_whole_list_was_paged_in_is_no_longer_listed() {
+        let mut roster = Roster::default();
+        roster.replace(vec![user("me", "Me")]);
+        roster.apply_presence(presence(1003, &["x"], &[]), None);
+        let first = roster.request_page();
+        roster.everyone_mut().unwrap().add_page(first, page(&["a", "x"], Some("c1")));
+        let second = roster.request_page();
+        roster.everyone_mut().unwrap().add_page(second, page(&["me"], None));
+        assert_eq!(ids(roster.everyone().unwrap().users()), ["a", "x", "me"]);
+
+        roster.apply_presence(presence(1002, &["n"], &["x"]), None);
+        assert_eq!(ids(roster.everyone().unwrap().users()), ["a", "me", "n"]);
+        roster.apply_presence(presence(1001, &[], &["n"]), None);
+        assert_eq!(ids(roster.everyone().unwrap().users()), ["a", "me"]);
+        assert_eq!(ids(roster.users()), ["me"]);
+    }
+
+    #[test]
+    fn a_departure_while_a_page_is_on_its_way_is_applied_to_that_page() {
+        let mut roster = Roster::default();
+        roster.replace(vec![user("me", "Me")]);
+        let first = roster.request_page();
+        // The server read the list before these changes, or after: the page may show either.
+        roster.apply_presence(presence(1001, &["j"], &["x"]), None);
+        roster.everyone_mut().unwrap().add_page(first, page(&["a", "x", "me"], None));
+        assert_eq!(ids(roster.everyone().unwrap().users()), ["a", "me", "j"]);
+    }
+
+    #[test]
+    fn joins_wait_for_their_page_until_the_last_page_is_in() {
+        let mut roster = Roster::default();
+        let first = roster.request_page();
+        roster.everyone_mut().unwrap().add_page(first, page(&["a"], Some("c1")));
+        roster.apply_presence(presence(1002, &["j"], &[]), None);
+        assert_eq!(ids(roster.everyone().unwrap().users()), ["a"]);
+        let second = roster.request_page();
+        roster.everyone_mut().unwrap().add_page(second, page(&["b", "j"], None));
+        assert_eq!(ids(roster.everyone().unwrap().users()), ["a", "b", "j"]);
+    }
+
+    #[test]
+    fn an_answer_to_an_older_request_is_dropped() {
+        let mut roster = Roster::default();
+        let stale = roster.request_page();
+        roster.show_sample();
+        let current = roster.request_page();
+        roster.everyone_mut().unwrap().add_page(stale, page(&["old"], None));
+        assert!(roster.everyone().unwrap().is_loading());
+        roster.everyone_mut().unwrap().add_page(current, page(&["new"], None));
+        assert_eq!(ids(roster.everyone().unwrap().users()), ["new"]);
+    }
+
+    #[test]
+    fn a_snapshot_lets_the_whole_list_go() {
+        let mut roster = Roster::default();
+        let first = roster.request_page();
+        roster.everyone_mut().unwrap().add_page(first, page(&["a"], None));
+        roster.replace(vec![user("a", "Ann")]);
+        assert!(roster.everyone().is_none());
     }
 
     #[test]
