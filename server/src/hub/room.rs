@@ -89,6 +89,12 @@ pub struct Room {
     /// Large room: changes since the last summary, most recent last.
     recent_joins: VecDeque<User>,
     recent_leaves: VecDeque<User>,
+    /// Large room: for each user whose membership changed since the last summary, whether
+    /// they were in the room when it began. A summary lists a user in `joined` only if they
+    /// are in the room at its end and were not at its start, in `left` only the reverse, so
+    /// that a client reading `left` then `joined` ends with the room as it is: someone who
+    /// joined and left (or left and came back) within one interval is in neither.
+    present_at_interval_start: HashMap<UserId, bool>,
     changed_since_summary: bool,
 }
 
@@ -109,6 +115,7 @@ impl Room {
             large_threshold,
             recent_joins: VecDeque::new(),
             recent_leaves: VecDeque::new(),
+            present_at_interval_start: HashMap::new(),
             changed_since_summary: false,
         }
     }
@@ -199,7 +206,11 @@ impl Room {
             Member { user: user.clone(), binding, streams, join_no, leave_token: 0 },
         );
         if self.is_large() {
-            push_recent(&mut self.recent_joins, user);
+            let was_present = *self.present_at_interval_start.entry(user.id.clone()).or_insert(false);
+            self.recent_leaves.retain(|left| left.id != user.id);
+            if !was_present {
+                push_recent(&mut self.recent_joins, user);
+            }
             self.changed_since_summary = true;
             Announce::Summarized
         } else {
@@ -234,13 +245,18 @@ impl Room {
         let member = self.members.remove(id)?;
         self.order.remove(&member.join_no);
         let announce = if self.is_large() {
-            push_recent(&mut self.recent_leaves, member.user.clone());
+            let was_present = *self.present_at_interval_start.entry(id.clone()).or_insert(true);
+            self.recent_joins.retain(|joined| joined.id != *id);
+            if was_present {
+                push_recent(&mut self.recent_leaves, member.user.clone());
+            }
             self.changed_since_summary = true;
             Announce::Summarized
         } else if was_large {
             // The snapshot replaces whatever summary was pending.
             self.recent_joins.clear();
             self.recent_leaves.clear();
+            self.present_at_interval_start.clear();
             self.changed_since_summary = false;
             self.version += 1;
             Announce::Snapshot { version: self.version }
@@ -257,6 +273,7 @@ impl Room {
             return None;
         }
         self.changed_since_summary = false;
+        self.present_at_interval_start.clear();
         Some(Presence {
             count: self.members.len() as u64,
             joined: std::mem::take(&mut self.recent_joins).into(),
@@ -433,6 +450,44 @@ mod tests {
         let (_, announce) = room.expire(&pending).unwrap();
         assert_eq!(announce, Announce::Snapshot { version: version + 1 });
         assert_eq!(room.take_summary(), None);
+    }
+
+    fn leave(room: &mut Room, user: &str) {
+        let pending = room.close_stream(&id(user)).expect("the last stream");
+        room.expire(&pending).expect("left");
+    }
+
+    fn ids(users: &[User]) -> Vec<&str> {
+        users.iter().map(|user| user.id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_summary_lists_a_user_in_joined_or_left_by_where_they_end_never_both() {
+        let mut room = Room::new(2);
+        for user in ["a", "b", "c", "d"] {
+            room.open_stream(id(user), name(user), None, 8).unwrap();
+        }
+        room.take_summary();
+        // Within one interval: "e" joins and leaves, "a" leaves and comes back, "b" leaves,
+        // "f" joins.
+        room.open_stream(id("e"), name("e"), None, 8).unwrap();
+        leave(&mut room, "e");
+        leave(&mut room, "a");
+        room.open_stream(id("a"), name("a"), None, 8).unwrap();
+        leave(&mut room, "b");
+        room.open_stream(id("f"), name("f"), None, 8).unwrap();
+        let summary = room.take_summary().expect("changes");
+        assert_eq!(ids(&summary.joined), ["f"]);
+        assert_eq!(ids(&summary.left), ["b"]);
+        assert_eq!(summary.count, 4);
+        // Next interval: "f" (who joined in the last one) leaves; "g" joins, leaves, rejoins.
+        leave(&mut room, "f");
+        room.open_stream(id("g"), name("g"), None, 8).unwrap();
+        leave(&mut room, "g");
+        room.open_stream(id("g"), name("g"), None, 8).unwrap();
+        let summary = room.take_summary().expect("changes");
+        assert_eq!(ids(&summary.left), ["f"], "present when the interval began");
+        assert_eq!(ids(&summary.joined), ["g"]);
     }
 
     #[test]
