@@ -249,3 +249,59 @@ async fn metrics_can_be_served_on_an_address_of_their_own() {
     assert_eq!(http().get(default.url("/metrics")).send().await.unwrap().status(), StatusCode::OK);
     assert!(default.metrics_url().is_none());
 }
+
+/// Reads an HTTP/1.1 chunked body from `socket` (after its head) until `enough` bytes of body
+/// arrived; returns the size of every chunk.
+async fn chunk_sizes(socket: &mut TcpStream, enough: usize) -> Vec<usize> {
+    let mut buffer = Vec::new();
+    let mut read = [0u8; 64 * 1024];
+    let mut fill = async |buffer: &mut Vec<u8>| {
+        let n = tokio::time::timeout(PATIENCE, socket.read(&mut read)).await.expect("in time").expect("read");
+        assert!(n > 0, "the stream ended early");
+        buffer.extend_from_slice(&read[..n]);
+    };
+    while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
+        fill(&mut buffer).await;
+    }
+    let head_end = buffer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    buffer.drain(..head_end);
+    let (mut sizes, mut body) = (Vec::new(), 0);
+    while body < enough {
+        while !buffer.windows(2).any(|w| w == b"\r\n") {
+            fill(&mut buffer).await;
+        }
+        let line_end = buffer.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&buffer[..line_end]).unwrap(), 16).unwrap();
+        buffer.drain(..line_end + 2);
+        while buffer.len() < size + 2 {
+            fill(&mut buffer).await;
+        }
+        buffer.drain(..size + 2);
+        sizes.push(size);
+        body += size;
+    }
+    sizes
+}
+
+#[tokio::test]
+async fn a_long_replay_goes_out_in_bounded_chunks() {
+    let server = TestServer::start_with(|config| {
+        config.rate_burst = 10_000;
+        config.rate_per_sec = 10_000.0;
+    })
+    .await;
+    let (_ann, cookie) = join(&server, "ann", "Ann").await;
+    let text = "x".repeat(1_900);
+    for _ in 0..400 {
+        say(&server, &cookie, &text).await;
+    }
+    // About 800 KB of history owed at once.
+    let mut socket = TcpStream::connect(server.addr()).await.expect("connect");
+    socket
+        .write_all(b"GET /sse?id=bob&name=Bob&last_event_id=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("send");
+    let sizes = chunk_sizes(&mut socket, 400 * 1_900).await;
+    assert!(sizes.len() >= 3, "{sizes:?}");
+    assert!(sizes.iter().all(|&size| size <= 256 * 1024), "every chunk is bounded: {sizes:?}");
+}

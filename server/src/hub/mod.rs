@@ -24,7 +24,7 @@ use crate::{
     limits::AddressSlot,
     metrics::Metrics,
     session::Session,
-    store::{MessageStore, StoreError},
+    store::{MessageStore, Replay, StoreError},
 };
 use app::protocol::{ChatMessage, HistoryGap, ServerEvent, User, UserId, UserName};
 use bytes::Bytes;
@@ -56,6 +56,9 @@ pub struct HubConfig {
     /// With a shared room: an instance silent this long is taken for dead.
     pub instance_timeout: Duration,
 }
+
+/// Rows per store read when a replay goes past the recent messages in memory.
+const REPLAY_PAGE: usize = 500;
 
 /// Recent message frames kept in memory, so a join or a reconnect after a blip is served
 /// without reading the store.
@@ -486,6 +489,22 @@ impl Hub {
         }
     }
 
+    /// Everything retained after `after` (at most the retention), read [`REPLAY_PAGE`] rows at
+    /// a time: each page is one short job for the store, so the commits of posts that arrive
+    /// meanwhile run between pages instead of waiting behind one read of the whole retention.
+    async fn read_after_in_pages(&self, store: &dyn MessageStore, after: u64) -> Result<Replay, StoreError> {
+        let limit = self.inner.config.retention.min(usize::MAX as u64) as usize;
+        let mut replay = store.read_after(after, REPLAY_PAGE.min(limit)).await?;
+        let mut last_page = replay.messages.len();
+        while last_page == REPLAY_PAGE && replay.messages.len() < limit {
+            let Some(cursor) = replay.messages.last().map(|message| message.seq) else { break };
+            let page = store.read_after(cursor, REPLAY_PAGE.min(limit - replay.messages.len())).await?;
+            last_page = page.messages.len();
+            replay.messages.extend(page.messages);
+        }
+        Ok(replay)
+    }
+
     /// What a stream is owed before going live: the last `history` messages, or everything
     /// retained after `last_event_id`, preceded by `history-gap` when some of it is gone.
     async fn backlog(&self, last_event_id: Option<u64>) -> Result<Backlog, StoreError> {
@@ -517,8 +536,7 @@ impl Hub {
         let store = lock(&self.inner.store).clone().ok_or(StoreError::Unavailable)?;
         let (messages, gap) = match last_event_id {
             Some(after) => {
-                let limit = self.inner.config.retention.min(usize::MAX as u64) as usize;
-                let replay = store.read_after(after, limit).await?;
+                let replay = self.read_after_in_pages(store.as_ref(), after).await?;
                 let gap = match replay.messages.first() {
                     Some(first) if first.seq != after + 1 => {
                         replay.oldest_retained.map(|from| HistoryGap { from })
@@ -558,5 +576,62 @@ impl Drop for StreamGuard {
     fn drop(&mut self) {
         tracing::info!(user = %self.id, "stream closed");
         self.hub.close_stream(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod replay_tests {
+    use super::*;
+    use app::protocol::MessageText;
+    use futures_util::future::BoxFuture;
+
+    /// A store holding messages 1..=`newest`, which records the size of every read it is asked
+    /// for and preloads nothing (so a replay from an old id must read it).
+    struct RecordingStore {
+        newest: u64,
+        reads: Mutex<Vec<usize>>,
+    }
+
+    fn message(seq: u64) -> ChatMessage {
+        ChatMessage {
+            id: UserId::parse("bob").unwrap(),
+            name: UserName::parse("Bob").unwrap(),
+            message: MessageText::parse("hi").unwrap(),
+            seq,
+            ts: "2026-01-01T00:00:00.000Z".into(),
+        }
+    }
+
+    impl MessageStore for RecordingStore {
+        fn append(&self, _: User, _: MessageText) -> BoxFuture<'_, Result<ChatMessage, StoreError>> {
+            Box::pin(async { Err(StoreError::Unavailable) })
+        }
+        fn read_after(&self, after: u64, limit: usize) -> BoxFuture<'_, Result<Replay, StoreError>> {
+            lock(&self.reads).push(limit);
+            let messages = (after + 1..=self.newest).take(limit).map(message).collect();
+            Box::pin(async move { Ok(Replay { messages, oldest_retained: Some(1) }) })
+        }
+        fn read_last(&self, _: usize) -> BoxFuture<'_, Result<Vec<ChatMessage>, StoreError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn close(&self) -> BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    #[tokio::test]
+    async fn a_long_replay_is_read_from_the_store_in_pages() {
+        let config = crate::Config::for_tests(std::env::temp_dir());
+        let hub =
+            Hub::new(crate::hub_config(&config), Arc::new(Metrics::default()), CancellationToken::new());
+        let store = Arc::new(RecordingStore { newest: 3_000, reads: Mutex::default() });
+        hub.attach_store(Arc::clone(&store) as Arc<dyn MessageStore>).await.unwrap();
+        // Only the newest message is in memory: a replay from 1 must go to the store.
+        hub.publish_messages(&[message(3_000)], &mut || {});
+        let backlog = hub.backlog(Some(1)).await.unwrap();
+        assert_eq!(backlog.events, 2_999, "every message after 1, once");
+        assert_eq!(backlog.last_seq, 3_000);
+        let reads = lock(&store.reads).clone();
+        assert!(reads.len() >= 6 && reads.iter().all(|&limit| limit <= REPLAY_PAGE), "{reads:?}");
     }
 }

@@ -145,11 +145,17 @@ impl EventStream {
         }
     }
 
-    /// The opening chunk, the first time only.
+    /// The next piece of the opening, until it is all written: at most [`MAX_CHUNK_BYTES`] at
+    /// a time, so a long replay goes out as bounded chunks like everything else (an HTTP chunk
+    /// may end anywhere in an event; the client reads events from the bytes, not the chunks).
     fn take_opening(&mut self) -> Option<Bytes> {
-        let opening = self.opening.take()?;
+        let opening = self.opening.as_mut()?;
+        if opening.len() > MAX_CHUNK_BYTES {
+            return Some(opening.split_to(MAX_CHUNK_BYTES).freeze());
+        }
+        let rest = self.opening.take()?;
         self.count_events(self.opening_events);
-        Some(opening.freeze())
+        Some(rest.freeze())
     }
 
     /// True when nothing is waiting to be written.
