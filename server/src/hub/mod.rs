@@ -245,8 +245,15 @@ impl Hub {
 
     /// The store's feed: encodes a committed batch once, records it in the recent cache, runs
     /// `before_waking` (see [`crate::store::MessageFeed`]), then hands it to every stream.
+    ///
+    /// Messages at or below the head already held are dropped (the rest of the batch is kept):
+    /// a shared store fixes where its feed starts before [`Hub::attach_store`] reads the recent
+    /// messages, so what another instance appended in between arrives by both ways. Publishing
+    /// it again would repeat it to replaying clients and move the head backwards.
     pub fn publish_messages(&self, messages: &[ChatMessage], before_waking: &mut dyn FnMut()) {
-        let Some(first) = messages.first() else { return before_waking() };
+        if messages.is_empty() {
+            return before_waking();
+        }
         let mut bytes = Vec::with_capacity(256 * messages.len());
         let mut offsets = Vec::with_capacity(messages.len());
         for message in messages {
@@ -254,22 +261,36 @@ impl Hub {
             message.write_sse_frame(&mut bytes);
         }
         let bytes = Bytes::from(bytes);
-        {
+        // Decided under the same lock as the recording, so that `attach_store` cannot slip the
+        // same messages in between. A batch is consecutive seqs, so what is new is a suffix.
+        let fresh = {
             let mut recent = lock(&self.inner.recent);
-            for (i, message) in messages.iter().enumerate() {
-                let end = offsets.get(i + 1).copied().unwrap_or(bytes.len());
-                recent.frames.push_back((message.seq, bytes.slice(offsets[i]..end)));
-                recent.head = message.seq;
+            let head = recent.head;
+            match messages.iter().position(|m| m.seq > head) {
+                None => None,
+                Some(skip) => {
+                    for (i, message) in messages.iter().enumerate().skip(skip) {
+                        let end = offsets.get(i + 1).copied().unwrap_or(bytes.len());
+                        recent.frames.push_back((message.seq, bytes.slice(offsets[i]..end)));
+                        recent.head = message.seq;
+                    }
+                    while recent.frames.len() > recent.capacity {
+                        recent.frames.pop_front();
+                    }
+                    Some(skip)
+                }
             }
-            while recent.frames.len() > recent.capacity {
-                recent.frames.pop_front();
-            }
+        };
+        let Some(skip) = fresh else { return before_waking() };
+        if skip > 0 {
+            tracing::debug!(skipped = skip, "the feed repeated messages the hub already has");
         }
-        self.inner.metrics.messages_fanned_out(messages.len() as u64);
+        let (first_seq, base) = (messages[skip].seq, offsets[skip]);
+        let offsets: Arc<[usize]> = offsets[skip..].iter().map(|offset| offset - base).collect();
+        self.inner.metrics.messages_fanned_out(offsets.len() as u64);
         before_waking();
         // No receivers is fine: nobody is listening.
-        let _ =
-            self.inner.events.send(Frame::Messages { first_seq: first.seq, offsets: offsets.into(), bytes });
+        let _ = self.inner.events.send(Frame::Messages { first_seq, offsets, bytes: bytes.slice(base..) });
     }
 
     /// Admits a stream: checks identity and limits, records presence, and subscribes to the
