@@ -512,44 +512,45 @@ impl Hub {
     async fn backlog(&self, last_event_id: Option<u64>) -> Result<Backlog, StoreError> {
         let from_memory = {
             let recent = lock(&self.inner.recent);
-            let owed: Option<Vec<Bytes>> = match last_event_id {
-                Some(after) if recent.covers_after(after) => Some(
-                    recent.frames.iter().filter(|(seq, _)| *seq > after).map(|(_, b)| b.clone()).collect(),
-                ),
+            let owed: Option<Vec<(u64, Bytes)>> = match last_event_id {
+                Some(after) if recent.covers_after(after) => {
+                    Some(recent.frames.iter().filter(|(seq, _)| *seq > after).cloned().collect())
+                }
                 // The newest `history` are in memory, or memory holds everything retained.
                 None if recent.frames.len() >= self.inner.config.history
                     || recent.frames.len() < recent.capacity =>
                 {
                     let skip = recent.frames.len().saturating_sub(self.inner.config.history);
-                    Some(recent.frames.iter().skip(skip).map(|(_, b)| b.clone()).collect())
+                    Some(recent.frames.iter().skip(skip).cloned().collect())
                 }
                 _ => None,
             };
             owed.map(|frames| (frames, recent.head))
         };
         if let Some((frames, head)) = from_memory {
-            let mut bytes = Vec::with_capacity(frames.iter().map(Bytes::len).sum());
-            for frame in &frames {
+            // Memory may hold a hole too: what the feed skipped because it was trimmed before
+            // this instance read it, or what was missing from the store.
+            let gap = history_gap(last_event_id, frames.first().map(|(seq, _)| *seq));
+            let mut bytes = Vec::with_capacity(frames.iter().map(|(_, frame)| frame.len()).sum());
+            if let Some(gap) = gap {
+                ServerEvent::HistoryGap(gap).write_sse_frame(&mut bytes);
+            }
+            for (_, frame) in &frames {
                 bytes.extend_from_slice(frame);
             }
-            return Ok(Backlog { bytes, events: frames.len() as u64, last_seq: head });
+            let events = frames.len() as u64 + u64::from(gap.is_some());
+            return Ok(Backlog { bytes, events, last_seq: head });
         }
 
         let store = lock(&self.inner.store).clone().ok_or(StoreError::Unavailable)?;
-        let (messages, gap) = match last_event_id {
+        let messages = match last_event_id {
             Some(after) => {
                 let limit = self.inner.config.retention.min(usize::MAX as u64) as usize;
-                let replay = store.read_after(after, limit).await?;
-                let gap = match replay.messages.first() {
-                    Some(first) if first.seq != after + 1 => {
-                        replay.oldest_retained.map(|from| HistoryGap { from })
-                    }
-                    _ => None,
-                };
-                (replay.messages, gap)
+                store.read_after(after, limit).await?.messages
             }
-            None => (store.read_last(self.inner.config.history).await?, None),
+            None => store.read_last(self.inner.config.history).await?,
         };
+        let gap = history_gap(last_event_id, messages.first().map(|m| m.seq));
         let mut bytes = Vec::new();
         if let Some(gap) = gap {
             ServerEvent::HistoryGap(gap).write_sse_frame(&mut bytes);
@@ -563,6 +564,17 @@ impl Hub {
             message.write_sse_frame(&mut bytes);
         }
         Ok(Backlog { bytes, events, last_seq })
+    }
+}
+
+/// The `history-gap` a replay after `last_event_id` owes, when its first message is not the
+/// one right after it: the messages in between were asked for and are gone, whether trimmed
+/// from the front of what is retained or missing from the middle of it. `from` is the first
+/// message the client gets, the oldest retained after its id.
+fn history_gap(last_event_id: Option<u64>, first_replayed: Option<u64>) -> Option<HistoryGap> {
+    match (last_event_id, first_replayed) {
+        (Some(after), Some(first)) if first > after.saturating_add(1) => Some(HistoryGap { from: first }),
+        _ => None,
     }
 }
 
