@@ -6,9 +6,12 @@ mod common;
 use common::{redis::RedisProcess, *};
 use reqwest::StatusCode;
 use serde_json::json;
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
 };
 
 const SECRET: &str = "a shared secret of at least thirty-two bytes!";
@@ -172,4 +175,207 @@ async fn a_last_event_id_inside_a_hole_of_the_message_stream_is_told_of_the_gap(
         assert_eq!(seq_of(&up_to_date.next_event().await), 11);
         drop((inside, before, right_before, up_to_date));
     }
+}
+
+/// Reads `client`'s events for `window` and returns the ids of the users it heard leave.
+async fn leaves_during(client: &mut SseClient, window: Duration) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + window;
+    let mut left = Vec::new();
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return left;
+        }
+        match client.try_next_event(deadline - now).await {
+            Some(event) if event.event == "user-leave" => {
+                left.push(event.json()["id"].as_str().expect("an id").to_owned());
+            }
+            Some(_) => {}
+            None => return left,
+        }
+    }
+}
+
+async fn user_ids(server: &TestServer) -> Vec<String> {
+    let page: serde_json::Value =
+        http().get(server.url("/users")).send().await.unwrap().json().await.unwrap();
+    page["users"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap().to_owned()).collect()
+}
+
+/// Waits until `server` lists exactly `expected` (in join order).
+async fn wait_for_users(server: &TestServer, expected: &[&str]) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut ticks = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        ticks.tick().await;
+        let now = user_ids(server).await;
+        if now == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} lists {now:?}, expected {expected:?}",
+            server.base
+        );
+    }
+}
+
+/// Posts until the post is taken (Redis may still be recovering), within [`PATIENCE`].
+async fn say_once_redis_answers(server: &TestServer, cookie: &str, text: &str) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut ticks = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        ticks.tick().await;
+        let response = post_json(server, Some(cookie), json!({ "message": text })).await;
+        if response.status() == StatusCode::OK {
+            return response.json().await.expect("JSON answer");
+        }
+        assert!(tokio::time::Instant::now() < deadline, "posting {text:?} recovers: {}", response.status());
+    }
+}
+
+#[tokio::test]
+async fn a_frozen_redis_neither_loses_nor_invents_streams_when_its_scripts_are_retried() {
+    let redis = RedisProcess::start();
+    // Closed streams are noticed at the next keepalive: soon, while Redis is frozen.
+    let a = instance_with(&redis, |config| config.keepalive_ms = 200).await;
+    let b = instance_with(&redis, |config| config.keepalive_ms = 200).await;
+    let (mut watcher, _) = join(&b, "watcher", "Watcher").await;
+    let (mut frank, frank_cookie) = join(&a, "frank", "Frank").await;
+    let (_carol, carol_cookie) = join(&a, "carol", "Carol").await;
+    let mut carol_tab =
+        SseClient::connect(&a, Connect::new("carol", "Carol").cookie(Some(&carol_cookie))).await;
+    assert_eq!(carol_tab.status, StatusCode::OK);
+    assert_eq!(carol_tab.next_event().await.event, "all-users");
+    let (erin, _) = join(&a, "erin", "Erin").await;
+    wait_for_users(&b, &["watcher", "frank", "carol", "erin"]).await;
+
+    // Redis freezes: every call times out, and is retried, while streams close and open.
+    redis.signal("STOP");
+    let frozen_at = tokio::time::Instant::now();
+    drop(carol_tab); // carol keeps her first tab
+    drop(erin); // erin's last stream
+    let dave = tokio::spawn({
+        let url = a.url("/sse?id=dave&name=Dave");
+        async move { reqwest::Client::new().get(url).send().await.expect("answered").status() }
+    });
+    assert_eq!(dave.await.unwrap(), StatusCode::SERVICE_UNAVAILABLE, "the room cannot be reached");
+    // The fault lasts four seconds, whatever the test did meanwhile.
+    tokio::time::sleep_until(frozen_at + Duration::from_secs(4)).await;
+    redis.signal("CONT");
+
+    // Erin, and only erin, leaves everywhere; dave's open that timed out holds nothing.
+    let window = Duration::from_secs(8);
+    let (on_b, on_a) = tokio::join!(leaves_during(&mut watcher, window), leaves_during(&mut frank, window));
+    for (instance, left) in [("B", on_b), ("A", on_a)] {
+        let unexpected: Vec<_> = left.iter().filter(|id| !["erin", "dave"].contains(&id.as_str())).collect();
+        assert!(unexpected.is_empty(), "on {instance}, users who stayed left: {unexpected:?}");
+        assert!(left.iter().any(|id| id == "erin"), "on {instance}, erin left: {left:?}");
+    }
+    for server in [&a, &b] {
+        wait_for_users(server, &["watcher", "frank", "carol"]).await;
+    }
+    say_once_redis_answers(&a, &carol_cookie, "still here").await;
+    say_once_redis_answers(&b, &frank_cookie, "me too").await;
+}
+
+#[tokio::test]
+async fn an_instance_whose_clock_is_ten_seconds_off_is_not_taken_for_dead() {
+    use app::protocol::{UserId, UserName};
+    use server::hub::ClusterPresence;
+
+    let redis = RedisProcess::start();
+    let b = instance(&redis).await;
+    let (mut watcher, _) = join(&b, "watcher", "Watcher").await;
+
+    // Two more instances, run by the test: one whose clock is 10 s slow, one 10 s fast. Each
+    // holds a stream and beats as an instance does, carrying out what its reaping decides.
+    let timeout = Duration::from_millis(2_000);
+    let mut beating = Vec::new();
+    for (id, offset_ms) in [("slow", -10_000), ("fast", 10_000)] {
+        let skewed = ClusterPresence::connect(&redis.url(), PREFIX)
+            .await
+            .expect("connect to Redis")
+            .with_clock_offset(offset_ms);
+        let (user, name) = (UserId::parse(id).unwrap(), UserName::parse(id).unwrap());
+        let admitted = skewed.open(&skewed.stream_id(), &user, &name, None, 5).await.expect("Redis answers");
+        assert!(admitted.is_ok(), "{id} joins");
+        beating.push(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(timeout / 3);
+            loop {
+                ticks.tick().await;
+                if let Ok(orphaned) = skewed.heartbeat(timeout).await {
+                    for (user, token) in orphaned {
+                        let _ = skewed.expire(&user, token).await;
+                    }
+                }
+            }
+        }));
+    }
+    wait_for_users(&b, &["watcher", "slow", "fast"]).await;
+
+    // Several timeouts pass: nobody is reaped, whoever judges.
+    let left = leaves_during(&mut watcher, timeout * 4).await;
+    assert!(left.is_empty(), "live instances' users left: {left:?}");
+    assert_eq!(user_ids(&b).await, ["watcher", "slow", "fast"]);
+    for beat in beating {
+        beat.abort();
+    }
+}
+
+/// Runs `call` while Redis is frozen: it must time out, having reached Redis (where it waits).
+async fn times_out_while_frozen<T>(
+    redis: &RedisProcess,
+    call: impl std::future::Future<Output = Result<T, server::hub::ClusterError>>,
+) {
+    redis.signal("STOP");
+    let outcome = call.await;
+    redis.signal("CONT");
+    assert!(outcome.is_err(), "an answer from a frozen Redis");
+}
+
+#[tokio::test]
+async fn presence_scripts_retried_after_a_timeout_change_nothing_the_second_time() {
+    use app::protocol::{UserId, UserName};
+    use server::hub::ClusterPresence;
+
+    let redis = RedisProcess::start();
+    let b = instance(&redis).await;
+    let (_watcher, _) = join(&b, "watcher", "Watcher").await;
+    let presence = ClusterPresence::connect(&redis.url(), PREFIX).await.expect("connect to Redis");
+    let user = |id: &str| (UserId::parse(id).unwrap(), UserName::parse(id).unwrap());
+
+    // Carol, two tabs. The first tab's close times out; its retry must not count it twice.
+    let (carol, carol_name) = user("carol");
+    let (first_tab, second_tab) = (presence.stream_id(), presence.stream_id());
+    let joined = presence.open(&first_tab, &carol, &carol_name, None, 5).await.unwrap().unwrap();
+    let session = joined.new_session.expect("carol's first stream binds her id");
+    let again = presence.open(&second_tab, &carol, &carol_name, Some(&session), 5).await.unwrap();
+    assert!(again.is_ok(), "carol's second tab opens");
+    times_out_while_frozen(&redis, presence.close(&first_tab, &carol)).await;
+    assert_eq!(presence.close(&first_tab, &carol).await.unwrap(), None, "carol has a tab left");
+
+    // Erin's open times out; its retry answers as the first run did: she joined.
+    let (erin, erin_name) = user("erin");
+    let erins = presence.stream_id();
+    times_out_while_frozen(&redis, presence.open(&erins, &erin, &erin_name, None, 5)).await;
+    let retried = presence.open(&erins, &erin, &erin_name, None, 5).await.unwrap();
+    assert!(retried.is_ok_and(|admitted| admitted.new_session.is_some()), "the retry reports the join");
+
+    // Dave's open times out and is given up: closing it leaves nothing behind, and his
+    // departure goes through.
+    let (dave, dave_name) = user("dave");
+    let daves = presence.stream_id();
+    times_out_while_frozen(&redis, presence.open(&daves, &dave, &dave_name, None, 5)).await;
+    let token = presence.close(&daves, &dave).await.unwrap().expect("it was dave's only stream");
+    assert_eq!(presence.close(&daves, &dave).await.unwrap(), Some(token), "a retried close answers the same");
+    presence.expire(&dave, token).await.unwrap();
+    wait_for_users(&b, &["watcher", "carol", "erin"]).await;
+
+    // An open that reaches Redis only after its stream was closed changes nothing.
+    let late = presence.stream_id();
+    assert_eq!(presence.close(&late, &dave).await.unwrap(), None);
+    let refused = presence.open(&late, &dave, &dave_name, None, 5).await.unwrap();
+    assert!(refused.is_err(), "a closed stream does not open");
+    assert_eq!(user_ids(&b).await, ["watcher", "carol", "erin"]);
 }

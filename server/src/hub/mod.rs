@@ -15,7 +15,7 @@ mod cluster;
 mod room;
 mod stream;
 
-pub use cluster::{ClusterError, ClusterPresence};
+pub use cluster::{ClusterError, ClusterPresence, StreamId};
 pub use room::{JoinNo, Refusal};
 pub use stream::EventStream;
 pub(crate) use stream::{MAX_CHUNK_BYTES, StreamHandoff};
@@ -316,21 +316,26 @@ impl Hub {
             if let Announce::Event { version } = admitted.announce {
                 self.send_presence(version, ServerEvent::NewUser(admitted.user.clone()));
             }
-            let guard = self.guard(&admitted.user.id, permit, address_slot);
+            let guard = self.guard(&admitted.user.id, permit, address_slot, None);
             return Ok(self.subscribe(&mut room, admitted.user, admitted.new_session, guard));
         };
 
-        let admitted = cluster
-            .open(&id, &name, session, max_streams)
-            .await
-            .map_err(|error| {
+        let stream = cluster.stream_id();
+        let admitted = match cluster.open(&stream, &id, &name, session, max_streams).await {
+            Ok(Ok(admitted)) => admitted,
+            Ok(Err(refusal)) => return Err(OpenError::Refused(refusal)),
+            Err(error) => {
                 self.inner.metrics.redis_error();
                 tracing::warn!(%error, "the shared room is unavailable");
-                OpenError::RoomUnavailable
-            })?
-            .map_err(OpenError::Refused)?;
+                // Redis may have admitted the stream all the same (only its answer was lost):
+                // close it, or it would count for this user for ever. Closing a stream that
+                // was never opened changes nothing, and keeps it from opening later.
+                self.close_cluster_stream(Arc::clone(cluster), id, stream);
+                return Err(OpenError::RoomUnavailable);
+            }
+        };
         // From here the shared room counts this stream: the guard takes it back if we fail.
-        let guard = self.guard(&admitted.user.id, permit, address_slot);
+        let guard = self.guard(&admitted.user.id, permit, address_slot, Some(stream));
         // The newcomer must be in its own `all-users`: wait for the mirror to apply its join.
         let mut applied = self.inner.mirror_applied.subscribe();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -352,9 +357,16 @@ impl Hub {
         id: &UserId,
         permit: OwnedSemaphorePermit,
         address_slot: Option<AddressSlot>,
+        cluster_stream: Option<StreamId>,
     ) -> StreamGuard {
         self.inner.metrics.stream_opened();
-        StreamGuard { hub: self.clone(), id: id.clone(), _permit: permit, _address_slot: address_slot }
+        StreamGuard {
+            hub: self.clone(),
+            id: id.clone(),
+            cluster_stream,
+            _permit: permit,
+            _address_slot: address_slot,
+        }
     }
 
     /// Subscribes a stream to the ring and writes its view of the room; `room` is locked.
@@ -476,17 +488,19 @@ impl Hub {
         (version, bytes)
     }
 
-    fn close_stream(&self, id: &UserId) {
+    fn close_stream(&self, id: &UserId, cluster_stream: Option<StreamId>) {
         self.inner.metrics.stream_closed();
         // Streams are dropped on the runtime's threads; without a runtime (the process is
         // ending) there is nobody left to tell, and with a shared room the other instances
         // reap this one's streams once its heartbeat stops.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let grace = self.inner.config.leave_grace;
-        let hub = self.clone();
-        match self.inner.cluster.get() {
-            None => {
+        match (self.inner.cluster.get(), cluster_stream) {
+            (Some(cluster), Some(stream)) => {
+                self.close_cluster_stream(Arc::clone(cluster), id.clone(), stream)
+            }
+            _ => {
                 let Some(pending) = lock(&self.inner.room).close_stream(id) else { return };
+                let (hub, grace) = (self.clone(), self.inner.config.leave_grace);
                 runtime.spawn(async move {
                     tokio::time::sleep(grace).await;
                     let mut room = lock(&hub.inner.room);
@@ -495,16 +509,19 @@ impl Hub {
                     }
                 });
             }
-            Some(cluster) => {
-                let (cluster, id) = (Arc::clone(cluster), id.clone());
-                runtime.spawn(async move {
-                    if let Some(Some(token)) = cluster::retry(&hub, || cluster.close(&id)).await {
-                        tokio::time::sleep(grace).await;
-                        cluster::retry(&hub, || cluster.expire(&id, token)).await;
-                    }
-                });
-            }
         }
+    }
+
+    /// Closes a stream in the shared room, retrying through an outage (closing is idempotent),
+    /// and carries out the user's departure after the grace period when it was the last.
+    fn close_cluster_stream(&self, cluster: Arc<ClusterPresence>, id: UserId, stream: StreamId) {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            if let Some(Some(token)) = cluster::retry(&hub, || cluster.close(&stream, &id)).await {
+                tokio::time::sleep(hub.inner.config.leave_grace).await;
+                cluster::retry(&hub, || cluster.expire(&id, token)).await;
+            }
+        });
     }
 
     /// What a stream is owed before going live: the last `history` messages, or everything
@@ -583,6 +600,8 @@ fn history_gap(last_event_id: Option<u64>, first_replayed: Option<u64>) -> Optio
 pub(crate) struct StreamGuard {
     hub: Hub,
     id: UserId,
+    /// The stream's id in the shared room, when there is one.
+    cluster_stream: Option<StreamId>,
     _permit: OwnedSemaphorePermit,
     _address_slot: Option<AddressSlot>,
 }
@@ -590,6 +609,6 @@ pub(crate) struct StreamGuard {
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         tracing::info!(user = %self.id, "stream closed");
-        self.hub.close_stream(&self.id);
+        self.hub.close_stream(&self.id, self.cluster_stream.take());
     }
 }
