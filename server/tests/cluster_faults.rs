@@ -379,3 +379,69 @@ async fn presence_scripts_retried_after_a_timeout_change_nothing_the_second_time
     assert!(refused.is_err(), "a closed stream does not open");
     assert_eq!(user_ids(&b).await, ["watcher", "carol", "erin"]);
 }
+
+/// Joins `id` to the shared room behind the instances' backs, as another instance would: the
+/// user, the room, and the log entry.
+const GHOST_JOIN: &str = r#"
+local no = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], 'name', ARGV[1], 'binding', ARGV[2], 'token', redis.call('INCR', KEYS[3]), 'no', no)
+redis.call('ZADD', KEYS[4], no, ARGV[1])
+redis.call('XADD', KEYS[5], '*', 'n', redis.call('INCR', KEYS[6]), 't', 'join', 'id', ARGV[1], 'name', ARGV[1], 'binding', ARGV[2], 'no', no)
+"#;
+
+/// In one step, so that no reader of the log sees between: `ARGV[1]` leaves, `ARGV[2]` joins,
+/// and the log is trimmed to its last entry, as when a reader falls behind the log's length.
+const LEAVE_JOIN_AND_TRIM: &str = r#"
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('XADD', KEYS[5], '*', 'n', redis.call('INCR', KEYS[6]), 't', 'leave', 'id', ARGV[1])
+local no = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[7], 'name', ARGV[2], 'binding', ARGV[3], 'token', redis.call('INCR', KEYS[3]), 'no', no)
+redis.call('ZADD', KEYS[4], no, ARGV[2])
+redis.call('XADD', KEYS[5], '*', 'n', redis.call('INCR', KEYS[6]), 't', 'join', 'id', ARGV[2], 'name', ARGV[2], 'binding', ARGV[3], 'no', no)
+redis.call('XTRIM', KEYS[5], 'MAXLEN', 1)
+"#;
+
+#[tokio::test]
+async fn a_mirror_that_lost_log_entries_reads_the_room_again_and_misses_no_leave() {
+    use server::session::Binding;
+
+    let redis = RedisProcess::start();
+    let b = instance(&redis).await;
+    let (mut watcher, _) = join(&b, "watcher", "Watcher").await;
+    let mut conn = redis_conn(&redis).await;
+    let key = |name: &str| format!("{PREFIX}:{name}");
+
+    let _: () = ::redis::Script::new(GHOST_JOIN)
+        .key(key("user:ghost"))
+        .key(key("joins"))
+        .key(key("tokens"))
+        .key(key("room"))
+        .key(key("log"))
+        .key(key("logno"))
+        .arg("ghost")
+        .arg(Binding::random().to_text())
+        .invoke_async(&mut conn)
+        .await
+        .expect("ghost joins");
+    assert_eq!(watcher.next_named("new-user").await.json()["id"], "ghost");
+
+    let _: () = ::redis::Script::new(LEAVE_JOIN_AND_TRIM)
+        .key(key("user:ghost"))
+        .key(key("joins"))
+        .key(key("tokens"))
+        .key(key("room"))
+        .key(key("log"))
+        .key(key("logno"))
+        .key(key("user:spectre"))
+        .arg("ghost")
+        .arg("spectre")
+        .arg(Binding::random().to_text())
+        .invoke_async(&mut conn)
+        .await
+        .expect("ghost leaves, spectre joins, the log is trimmed");
+
+    wait_for_users(&b, &["watcher", "spectre"]).await;
+    let left = watcher.next_named("user-leave").await;
+    assert_eq!(left.json()["id"], "ghost", "the lost leave is announced");
+}

@@ -74,7 +74,7 @@ pub enum LogEntry {
 ///
 /// Admits a stream: `KEYS` user hash, the session's user hash, this instance's streams, the
 /// log, the join counter, the room set, the user's streams, the stream's tombstone, the token
-/// counter; `ARGV` id, name, session id, session binding, new binding, max streams per user,
+/// counter, the log counter; `ARGV` id, name, session id, session binding, new binding, max streams per user,
 /// log length, stream id.
 const OPEN: &str = r#"
 if redis.call('EXISTS', KEYS[8]) == 1 then return {'refused', 'closed'} end
@@ -102,7 +102,7 @@ redis.call('HSET', KEYS[1], 'name', ARGV[2], 'binding', ARGV[5], 'token', redis.
 redis.call('SADD', KEYS[7], ARGV[8])
 redis.call('HSET', KEYS[3], ARGV[8], ARGV[1])
 redis.call('ZADD', KEYS[6], no, ARGV[1])
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 't', 'join', 'id', ARGV[1], 'name', ARGV[2], 'binding', ARGV[5], 'no', no)
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 'n', redis.call('INCR', KEYS[10]), 't', 'join', 'id', ARGV[1], 'name', ARGV[2], 'binding', ARGV[5], 'no', no)
 return {'joined', ARGV[2]}
 "#;
 
@@ -125,14 +125,14 @@ return token
 "#;
 
 /// Carries out a departure unless the user came back. `KEYS` user hash, log, room set, the
-/// user's streams; `ARGV` id, token, log length.
+/// user's streams, the log counter; `ARGV` id, token, log length.
 const EXPIRE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('SCARD', KEYS[4]) > 0 then return 0 end
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return 0 end
 redis.call('DEL', KEYS[1], KEYS[4])
 redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 't', 'leave', 'id', ARGV[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'n', redis.call('INCR', KEYS[5]), 't', 'leave', 'id', ARGV[1])
 return 1
 "#;
 
@@ -222,6 +222,42 @@ impl std::fmt::Debug for StreamId {
 
 /// A stream entry as Redis returns it: its id and its field-value pairs.
 type RawEntry = (String, Vec<(String, String)>);
+
+/// Where a reader of the membership log stands: the id of the last entry applied (to read on
+/// from), and its number `n` (to tell whether the next one read follows it). Every entry
+/// carries `n`, one more than the entry before it, so that a reader can see that entries it
+/// never read were trimmed away (it fell more than [`LOG_MAXLEN`] behind); entries written
+/// before numbering have none, and are not checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPosition {
+    id: String,
+    number: Option<u64>,
+}
+
+impl LogPosition {
+    /// Moves past `entry`; false when entries between were lost.
+    fn advance(&mut self, entry: &RawLogEntry) -> bool {
+        let follows = match (self.number, entry.number) {
+            (Some(last), Some(next)) => next == last + 1,
+            _ => true,
+        };
+        self.id.clone_from(&entry.id);
+        self.number = entry.number;
+        follows
+    }
+}
+
+/// One entry read from the log.
+pub struct RawLogEntry {
+    id: String,
+    number: Option<u64>,
+    /// `None` for one this version does not understand (skipped, not fatal).
+    entry: Option<LogEntry>,
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+}
 
 /// The shared room's client. Cheap to share behind an `Arc`.
 pub struct ClusterPresence {
@@ -326,6 +362,7 @@ impl ClusterPresence {
             .key(self.streams_key(id.as_str()))
             .key(self.tombstone_key(stream))
             .key(self.key("tokens"))
+            .key(self.key("logno"))
             .arg(id.as_str())
             .arg(name.as_str())
             .arg(&session_id)
@@ -382,6 +419,7 @@ impl ClusterPresence {
             .key(self.key("log"))
             .key(self.key("room"))
             .key(self.streams_key(id.as_str()))
+            .key(self.key("logno"))
             .arg(id.as_str())
             .arg(token)
             .arg(LOG_MAXLEN);
@@ -449,7 +487,7 @@ impl ClusterPresence {
 
     /// The room as it stands, and the log position it reflects: read the position first, so
     /// that entries racing with the read are applied again (harmlessly) rather than missed.
-    pub async fn snapshot(&self) -> Result<(String, Vec<LogEntry>), ClusterError> {
+    pub async fn snapshot(&self) -> Result<(LogPosition, Vec<LogEntry>), ClusterError> {
         let mut conn = self.conn.clone();
         let newest: Vec<RawEntry> = bounded(
             redis::cmd("XREVRANGE")
@@ -461,7 +499,12 @@ impl ClusterPresence {
                 .query_async(&mut conn),
         )
         .await?;
-        let position = newest.first().map_or_else(|| "0-0".to_owned(), |(id, _)| id.clone());
+        let position = match newest.first() {
+            Some((id, fields)) => {
+                LogPosition { id: id.clone(), number: field(fields, "n").and_then(|n| n.parse().ok()) }
+            }
+            None => LogPosition { id: "0-0".to_owned(), number: None },
+        };
         let ids: Vec<String> =
             bounded(redis::cmd("ZRANGE").arg(self.key("room")).arg(0).arg(-1).query_async(&mut conn)).await?;
         let mut members = Vec::with_capacity(ids.len());
@@ -488,8 +531,8 @@ impl ClusterPresence {
     pub async fn read_log(
         &self,
         conn: &mut MultiplexedConnection,
-        after: &str,
-    ) -> Result<Vec<(String, Option<LogEntry>)>, ClusterError> {
+        after: &LogPosition,
+    ) -> Result<Vec<RawLogEntry>, ClusterError> {
         let reply: Option<Vec<(String, Vec<RawEntry>)>> = tokio::time::timeout(
             LOG_BLOCK + CALL_TIMEOUT,
             redis::cmd("XREAD")
@@ -499,13 +542,19 @@ impl ClusterPresence {
                 .arg(LOG_BLOCK.as_millis() as u64)
                 .arg("STREAMS")
                 .arg(self.key("log"))
-                .arg(after)
+                .arg(&after.id)
                 .query_async(conn),
         )
         .await
         .map_err(|_| ClusterError::Timeout(LOG_BLOCK + CALL_TIMEOUT))??;
         let entries = reply.into_iter().flatten().flat_map(|(_, entries)| entries);
-        Ok(entries.map(|(id, fields)| (id, parse_entry(&fields))).collect())
+        Ok(entries
+            .map(|(id, fields)| RawLogEntry {
+                number: field(&fields, "n").and_then(|n| n.parse().ok()),
+                entry: parse_entry(&fields),
+                id,
+            })
+            .collect())
     }
 }
 
@@ -519,7 +568,7 @@ fn join_entry(id: &str, name: &str, binding: &str, no: &str) -> Option<LogEntry>
 
 /// An entry of the log; `None` for one this version does not understand (skipped, not fatal).
 fn parse_entry(fields: &[(String, String)]) -> Option<LogEntry> {
-    let field = |name: &str| fields.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
+    let field = |name: &str| field(fields, name);
     match field("t")? {
         "join" => join_entry(field("id")?, field("name")?, field("binding")?, field("no")?),
         "leave" => Some(LogEntry::Leave { id: UserId::parse(field("id")?).ok()? }),
@@ -539,10 +588,12 @@ pub(super) fn apply(room: &mut Room, entry: LogEntry) -> Option<(User, super::ro
 }
 
 /// Keeps this instance's room a mirror of the shared one: reads the room once, then applies
-/// the membership log in order, resuming from the last applied entry after any failure.
+/// the membership log in order, resuming from the last applied entry after any failure. When
+/// entries were lost (trimmed before this mirror read them: it fell more than [`LOG_MAXLEN`]
+/// behind), it reads the whole room again and applies the difference, joins and leaves alike.
 pub(super) async fn run_mirror(hub: Hub, cluster: Arc<ClusterPresence>) {
     let shutdown = hub.inner.shutdown.clone();
-    let mut position: Option<String> = None;
+    let mut position: Option<LogPosition> = None;
     let mut reader: Option<MultiplexedConnection> = None;
     let mut backoff = RETRY_FIRST;
     while !shutdown.is_cancelled() {
@@ -552,15 +603,28 @@ pub(super) async fn run_mirror(hub: Hub, cluster: Arc<ClusterPresence>) {
             }
             if position.is_none() {
                 let (at, members) = cluster.snapshot().await?;
-                hub.apply_log(members);
+                hub.resync_log(members);
                 position = Some(at);
             }
+            let mut lost = false;
             if let (Some(conn), Some(after)) = (reader.as_mut(), position.as_mut()) {
                 let entries = cluster.read_log(conn, after).await?;
-                if let Some((last, _)) = entries.last() {
-                    after.clone_from(last);
+                let mut applying = Vec::with_capacity(entries.len());
+                for raw in entries {
+                    if !after.advance(&raw) {
+                        tracing::warn!(
+                            "membership log entries were trimmed before this instance read them; \
+                             reading the whole room again"
+                        );
+                        lost = true;
+                        break;
+                    }
+                    applying.extend(raw.entry);
                 }
-                hub.apply_log(entries.into_iter().filter_map(|(_, entry)| entry).collect());
+                hub.apply_log(applying);
+            }
+            if lost {
+                position = None;
             }
             Ok::<(), ClusterError>(())
         };
@@ -647,4 +711,24 @@ where
     }
     tracing::warn!("gave up recording a change of the shared room");
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(id: &str, number: Option<u64>) -> RawLogEntry {
+        RawLogEntry { id: id.to_owned(), number, entry: None }
+    }
+
+    #[test]
+    fn a_log_position_tells_the_next_entry_from_one_after_a_loss() {
+        let mut position = LogPosition { id: "5-0".to_owned(), number: Some(7) };
+        assert!(position.advance(&read("6-0", Some(8))));
+        assert!(!position.advance(&read("9-0", Some(11))), "9 and 10 were lost");
+        assert_eq!(position, LogPosition { id: "9-0".to_owned(), number: Some(11) });
+        // Entries from before numbering, and a start from an empty log, are not judged.
+        assert!(position.advance(&read("10-0", None)));
+        assert!(position.advance(&read("11-0", Some(40))));
+    }
 }

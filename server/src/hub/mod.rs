@@ -23,14 +23,14 @@ pub(crate) use stream::{MAX_CHUNK_BYTES, StreamHandoff};
 use crate::{
     limits::AddressSlot,
     metrics::Metrics,
-    session::Session,
+    session::{Binding, Session},
     store::{MessageStore, StoreError},
 };
 use app::protocol::{ChatMessage, HistoryGap, ServerEvent, User, UserId, UserName};
 use bytes::Bytes;
 use room::{Announce, Room};
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     sync::{
         Arc, Mutex, MutexGuard, OnceLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -413,6 +413,34 @@ impl Hub {
         }
         drop(room);
         self.inner.mirror_applied.send_modify(|applied| *applied += 1);
+    }
+
+    /// Makes this instance's room the shared room as read whole (`members`, the join of each):
+    /// whoever is here but not there, or there under another binding (left and came back
+    /// meanwhile), leaves; then the joins apply, repeats being ignored. For a mirror that
+    /// starts, or that lost log entries and cannot know which.
+    fn resync_log(&self, members: Vec<cluster::LogEntry>) {
+        let gone: Vec<cluster::LogEntry> = {
+            let room = lock(&self.inner.room);
+            let bindings: HashMap<&UserId, Binding> = members
+                .iter()
+                .filter_map(|entry| match entry {
+                    cluster::LogEntry::Join { user, binding, .. } => Some((&user.id, *binding)),
+                    cluster::LogEntry::Leave { .. } => None,
+                })
+                .collect();
+            room.users()
+                .into_iter()
+                .filter(|user| match bindings.get(&user.id) {
+                    None => true,
+                    Some(binding) => {
+                        room.authorize(&Session { id: user.id.clone(), binding: *binding }).is_none()
+                    }
+                })
+                .map(|user| cluster::LogEntry::Leave { id: user.id })
+                .collect()
+        };
+        self.apply_log(gone.into_iter().chain(members).collect());
     }
 
     /// Tells the streams about a change of membership, the way the room decided.
