@@ -304,7 +304,7 @@ async fn an_instance_whose_clock_is_ten_seconds_off_is_not_taken_for_dead() {
             let mut ticks = tokio::time::interval(timeout / 3);
             loop {
                 ticks.tick().await;
-                if let Ok(orphaned) = skewed.heartbeat(timeout).await {
+                if let Ok(orphaned) = skewed.heartbeat(timeout, timeout).await {
                     for (user, token) in orphaned {
                         let _ = skewed.expire(&user, token).await;
                     }
@@ -444,4 +444,26 @@ async fn a_mirror_that_lost_log_entries_reads_the_room_again_and_misses_no_leave
     wait_for_users(&b, &["watcher", "spectre"]).await;
     let left = watcher.next_named("user-leave").await;
     assert_eq!(left.json()["id"], "ghost", "the lost leave is announced");
+}
+
+#[tokio::test]
+async fn a_departure_nobody_carried_out_is_carried_out_by_the_heartbeats() {
+    use app::protocol::{UserId, UserName};
+    use server::hub::ClusterPresence;
+
+    let redis = RedisProcess::start();
+    let b = instance(&redis).await;
+    let (mut watcher, _) = join(&b, "watcher", "Watcher").await;
+    // An instance closes the user's last stream, and is gone before it expires the user (or
+    // its retries gave up, or the answer that named the departure was lost).
+    let presence = ClusterPresence::connect(&redis.url(), PREFIX).await.expect("connect to Redis");
+    let (lost, name) = (UserId::parse("lost").unwrap(), UserName::parse("Lost").unwrap());
+    let stream = presence.stream_id();
+    assert!(presence.open(&stream, &lost, &name, None, 5).await.unwrap().is_ok());
+    assert!(presence.close(&stream, &lost).await.unwrap().is_some(), "it was the last stream");
+    drop(presence);
+
+    let left = watcher.next_named("user-leave").await;
+    assert_eq!(left.json()["id"], "lost");
+    assert_eq!(user_ids(&b).await, ["watcher"]);
 }

@@ -106,9 +106,10 @@ redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 'n', redis.call('INCR',
 return {'joined', ARGV[2]}
 "#;
 
-/// Records a closed stream; returns the leave token when it was the user's last, else -1.
-/// `KEYS` user hash, the user's streams, this instance's streams, the stream's tombstone, the
-/// token counter; `ARGV` stream id, tombstone lifetime (ms).
+/// Records a closed stream; returns the leave token when it was the user's last, else -1, and
+/// then also lists the user among the departures due (see [`HEARTBEAT`]). `KEYS` user hash, the
+/// user's streams, this instance's streams, the stream's tombstone, the token counter, the
+/// departures; `ARGV` stream id, tombstone lifetime (ms), user id.
 const CLOSE: &str = r#"
 local done = redis.call('GET', KEYS[4])
 if done then return tonumber(done) end
@@ -118,6 +119,7 @@ if redis.call('SREM', KEYS[2], ARGV[1]) == 1 then
   if redis.call('SCARD', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[1]) == 1 then
     token = redis.call('INCR', KEYS[5])
     redis.call('HSET', KEYS[1], 'token', token)
+    redis.call('ZADD', KEYS[6], redis_now(), ARGV[3])
   end
 end
 redis.call('SET', KEYS[4], token, 'PX', ARGV[2])
@@ -125,13 +127,14 @@ return token
 "#;
 
 /// Carries out a departure unless the user came back. `KEYS` user hash, log, room set, the
-/// user's streams, the log counter; `ARGV` id, token, log length.
+/// user's streams, the log counter, the departures; `ARGV` id, token, log length.
 const EXPIRE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('SCARD', KEYS[4]) > 0 then return 0 end
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return 0 end
 redis.call('DEL', KEYS[1], KEYS[4])
 redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'n', redis.call('INCR', KEYS[5]), 't', 'leave', 'id', ARGV[1])
 return 1
 "#;
@@ -146,13 +149,20 @@ end
 "#;
 
 /// Beats for this instance; returns Redis's time and the instances silent for longer than the
-/// timeout. `KEYS` instances hash, the time of the last beat of any instance; `ARGV` instance,
-/// timeout (ms).
+/// timeout. `KEYS` instances hash, the time of the last beat of any instance, the departures,
+/// the room set, the log, the log counter; `ARGV` instance, timeout (ms), backstop delay (ms),
+/// user key prefix, user streams key prefix, log length.
 ///
 /// Every instance beats three times per timeout, so when nobody has beaten for half a timeout
 /// it was Redis that could not be reached (down, frozen, restarting), not every instance that
 /// died: then every instance's silence is counted again from now, instead of the first one back
 /// reaping all the others.
+///
+/// It is also the backstop for departures: a user left with no stream is listed, with the
+/// time, among the departures, and the instance that closed the stream expires the user after
+/// the grace period. Should that never happen (the instance died first, its retries gave up, or
+/// the answer naming the departure was lost), the first heartbeat after the backstop delay
+/// carries it out, unless the user came back.
 const HEARTBEAT: &str = r#"
 local now = redis_now()
 local timeout = tonumber(ARGV[2])
@@ -168,12 +178,23 @@ for i = 1, #beats, 2 do
     table.insert(dead, beats[i])
   end
 end
+local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[3]), 'LIMIT', 0, 100)
+for _, id in ipairs(due) do
+  redis.call('ZREM', KEYS[3], id)
+  local user, streams = ARGV[4] .. id, ARGV[5] .. id
+  if redis.call('EXISTS', user) == 1 and redis.call('SCARD', streams) == 0 then
+    redis.call('DEL', user, streams)
+    redis.call('ZREM', KEYS[4], id)
+    redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*', 'n', redis.call('INCR', KEYS[6]), 't', 'leave', 'id', id)
+  end
+end
 return {now, dead}
 "#;
 
-/// Removes a dead instance's streams; returns `id, token` pairs of users left with no stream.
-/// `KEYS` instances hash, the dead instance's streams, the token counter; `ARGV` instance,
-/// timeout (ms), user key prefix, user streams key prefix.
+/// Removes a dead instance's streams; returns `id, token` pairs of users left with no stream
+/// (and lists them among the departures). `KEYS` instances hash, the dead instance's streams,
+/// the token counter, the departures; `ARGV` instance, timeout (ms), user key prefix, user
+/// streams key prefix.
 const REAP: &str = r#"
 local beat = redis.call('HGET', KEYS[1], ARGV[1])
 if not beat or tonumber(beat) >= redis_now() - tonumber(ARGV[2]) then return {} end
@@ -187,6 +208,7 @@ for i = 1, #streams, 2 do
     if redis.call('EXISTS', user) == 1 then
       local token = redis.call('INCR', KEYS[3])
       redis.call('HSET', user, 'token', token)
+      redis.call('ZADD', KEYS[4], redis_now(), id)
       table.insert(orphaned, id)
       table.insert(orphaned, tostring(token))
     end
@@ -301,7 +323,7 @@ impl ClusterPresence {
             prefix: prefix.to_owned(),
             instance: uuid::Uuid::new_v4().simple().to_string(),
             open: Script::new(OPEN),
-            close: Script::new(CLOSE),
+            close: Script::new(&format!("{REDIS_NOW}{CLOSE}")),
             expire: Script::new(EXPIRE),
             heartbeat: Script::new(&format!("{REDIS_NOW}{HEARTBEAT}")),
             reap: Script::new(&format!("{REDIS_NOW}{REAP}")),
@@ -404,8 +426,10 @@ impl ClusterPresence {
             .key(self.instance_streams_key(&self.instance))
             .key(self.tombstone_key(stream))
             .key(self.key("tokens"))
+            .key(self.key("departing"))
             .arg(&stream.name)
-            .arg(TOMBSTONE_TTL.as_millis() as u64);
+            .arg(TOMBSTONE_TTL.as_millis() as u64)
+            .arg(id.as_str());
         let mut conn = self.conn.clone();
         let token: i64 = bounded(invocation.invoke_async(&mut conn)).await?;
         Ok(u64::try_from(token).ok())
@@ -420,6 +444,7 @@ impl ClusterPresence {
             .key(self.key("room"))
             .key(self.streams_key(id.as_str()))
             .key(self.key("logno"))
+            .key(self.key("departing"))
             .arg(id.as_str())
             .arg(token)
             .arg(LOG_MAXLEN);
@@ -430,13 +455,30 @@ impl ClusterPresence {
 
     /// Refreshes this instance's heartbeat and reaps instances silent for longer than
     /// `timeout`, both by Redis's clock; returns the departures to schedule for users they left
-    /// with no stream.
-    pub async fn heartbeat(&self, timeout: Duration) -> Result<Vec<(UserId, u64)>, ClusterError> {
+    /// with no stream. Carries out departures nobody carried out `backstop` after they were
+    /// due to start (see [`HEARTBEAT`]).
+    pub async fn heartbeat(
+        &self,
+        timeout: Duration,
+        backstop: Duration,
+    ) -> Result<Vec<(UserId, u64)>, ClusterError> {
         let mut conn = self.conn.clone();
         let instances = self.key("instances");
         let timeout_ms = timeout.as_millis() as u64;
         let mut invocation = self.heartbeat.prepare_invoke();
-        invocation.key(&instances).key(self.key("beat")).arg(&self.instance).arg(timeout_ms);
+        invocation
+            .key(&instances)
+            .key(self.key("beat"))
+            .key(self.key("departing"))
+            .key(self.key("room"))
+            .key(self.key("log"))
+            .key(self.key("logno"))
+            .arg(&self.instance)
+            .arg(timeout_ms)
+            .arg(backstop.as_millis() as u64)
+            .arg(format!("{}:user:", self.prefix))
+            .arg(format!("{}:streams:", self.prefix))
+            .arg(LOG_MAXLEN);
         let (redis_now, dead): (u64, Vec<String>) = bounded(invocation.invoke_async(&mut conn)).await?;
         self.compare_clocks(redis_now);
         let mut orphaned = Vec::new();
@@ -447,6 +489,7 @@ impl ClusterPresence {
                 .key(&instances)
                 .key(self.instance_streams_key(&instance))
                 .key(self.key("tokens"))
+                .key(self.key("departing"))
                 .arg(&instance)
                 .arg(timeout_ms)
                 .arg(format!("{}:user:", self.prefix))
@@ -659,7 +702,9 @@ pub(super) async fn run_heartbeat(hub: Hub, cluster: Arc<ClusterPresence>) {
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        match cluster.heartbeat(timeout).await {
+        // Later than the instance that closed the last stream would expire the user, so that
+        // the backstop only does what that instance did not.
+        match cluster.heartbeat(timeout, timeout + hub.inner.config.leave_grace).await {
             Ok(orphaned) => {
                 if !hub.inner.cluster_healthy.swap(true, Ordering::Relaxed) {
                     tracing::info!("the shared room is reachable again");
