@@ -74,8 +74,8 @@ pub enum LogEntry {
 ///
 /// Admits a stream: `KEYS` user hash, the session's user hash, this instance's streams, the
 /// log, the join counter, the room set, the user's streams, the stream's tombstone, the token
-/// counter, the log counter; `ARGV` id, name, session id, session binding, new binding, max streams per user,
-/// log length, stream id.
+/// counter, the log counter; `ARGV` id, name, session id, session binding, new binding, max
+/// streams per user, log length, stream id.
 const OPEN: &str = r#"
 if redis.call('EXISTS', KEYS[8]) == 1 then return {'refused', 'closed'} end
 if redis.call('SISMEMBER', KEYS[7], ARGV[8]) == 1 then
