@@ -11,7 +11,9 @@
 //! skips nothing and applies nothing twice (applying is idempotent besides).
 //!
 //! Each open stream is one member of its user's set of stream ids, so that every script can be
-//! retried after a timeout without counting anything twice (see [`OPEN`]).
+//! retried after a timeout without counting anything twice (see [`OPEN`]). This layout replaced
+//! per-user counters: instances of the two layouts must not share one Redis (restart them all
+//! together, or use a new key prefix).
 //!
 //! An instance that dies without closing its streams (`kill -9`) stops refreshing its heartbeat;
 //! any live instance then removes that instance's streams, and users left with none leave
