@@ -95,10 +95,8 @@ async fn an_instance_started_while_another_takes_posts_replays_no_message_twice(
     let mut instances = Vec::new();
     for n in 0..4 {
         let b = instance(&redis).await;
-        let mut connect = Connect::new("", "");
         let id = format!("reader-{n}");
-        connect.id = &id;
-        connect.name = &id;
+        let mut connect = Connect::new(&id, &id);
         connect.last_event_id_query = Some("1");
         let reader = SseClient::connect(&b, connect).await;
         assert_eq!(reader.status, StatusCode::OK);
