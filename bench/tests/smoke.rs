@@ -36,6 +36,10 @@ async fn start_ssechat() -> TestServer {
     let mut config = server::Config::for_tests(data.path().to_path_buf());
     config.rate_burst = 1_000_000;
     config.rate_per_sec = 1_000_000.0;
+    // Every simulated user connects from 127.0.0.1: the per-address limits are out of the way,
+    // as in scripts/bench.sh.
+    config.max_streams_per_addr = 100_000;
+    config.new_ids_per_addr_per_min = 1_000_000;
     config.large_room_threshold = 100;
     config.users_interval_ms = 100;
     let running = server::start(config).await.expect("server starts");

@@ -10,9 +10,16 @@
 //! events everywhere. A tailer that loses Redis resumes from the last entry it applied, so it
 //! skips nothing and applies nothing twice (applying is idempotent besides).
 //!
+//! Each open stream is one member of its user's set of stream ids, so that every script can be
+//! retried after a timeout without counting anything twice (see [`OPEN`]). This layout replaced
+//! per-user counters: instances of the two layouts must not share one Redis (restart them all
+//! together, or use a new key prefix).
+//!
 //! An instance that dies without closing its streams (`kill -9`) stops refreshing its heartbeat;
-//! any live instance then removes that instance's stream counts, and users left with none leave
+//! any live instance then removes that instance's streams, and users left with none leave
 //! after the usual grace period: within `instance_timeout + leave_grace` of the death.
+//! Heartbeats are written and judged by Redis's clock, never an instance's own, so an instance
+//! whose clock is wrong is not taken for dead, nor takes others for dead.
 
 use super::{
     Hub,
@@ -22,7 +29,10 @@ use crate::session::{Binding, Session};
 use app::protocol::{User, UserId, UserName};
 use redis::{Script, aio::ConnectionManager, aio::MultiplexedConnection};
 use std::{
-    sync::{Arc, atomic::Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -56,70 +66,153 @@ pub enum LogEntry {
     Leave { id: UserId },
 }
 
-/// Admits a stream: `KEYS` user hash, the session's user hash, this instance's counts, the
-/// log, the join counter, the room set; `ARGV` id, name, session id, session binding, new
-/// binding, max streams per user.
+/// Every script below may run twice: a call whose answer timed out is retried, yet Redis may
+/// have carried out the first one (it was queued behind a stall, or its answer was lost). So
+/// each is idempotent: a stream is one member of its user's set of stream ids (`SADD` on open,
+/// `SREM` on close, the count is `SCARD`), a closed stream leaves a tombstone holding its
+/// outcome for [`TOMBSTONE_TTL`] (a retried close answers the same, and an open that runs after
+/// its close, because its caller gave up on it, changes nothing), and leave tokens are drawn
+/// from one counter, so a late expiry can never match a later departure of the same user.
+///
+/// Admits a stream: `KEYS` user hash, the session's user hash, this instance's streams, the
+/// log, the join counter, the room set, the user's streams, the stream's tombstone, the token
+/// counter, the log counter; `ARGV` id, name, session id, session binding, new binding, max
+/// streams per user, log length, stream id.
 const OPEN: &str = r#"
+if redis.call('EXISTS', KEYS[8]) == 1 then return {'refused', 'closed'} end
+if redis.call('SISMEMBER', KEYS[7], ARGV[8]) == 1 then
+  -- Ran before: answer as then. A join bound the id to this call's new binding.
+  local bound = redis.call('HMGET', KEYS[1], 'name', 'binding')
+  if bound[2] == ARGV[5] then return {'joined', bound[1]} end
+  return {'ok', bound[1]}
+end
 local held = false
 if ARGV[3] ~= '' and redis.call('HGET', KEYS[2], 'binding') == ARGV[4] then held = true end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if not (held and ARGV[3] == ARGV[1]) then return {'refused', 'held'} end
-  if tonumber(redis.call('HGET', KEYS[1], 'conns')) >= tonumber(ARGV[6]) then return {'refused', 'full'} end
-  redis.call('HINCRBY', KEYS[1], 'conns', 1)
-  redis.call('HINCRBY', KEYS[1], 'token', 1)
-  redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
+  if redis.call('SCARD', KEYS[7]) >= tonumber(ARGV[6]) then return {'refused', 'full'} end
+  redis.call('SADD', KEYS[7], ARGV[8])
+  redis.call('HSET', KEYS[3], ARGV[8], ARGV[1])
+  -- A departure pending for this user is off.
+  redis.call('HSET', KEYS[1], 'token', redis.call('INCR', KEYS[9]))
   return {'ok', redis.call('HGET', KEYS[1], 'name')}
 end
 if held then return {'refused', 'another'} end
 if tonumber(ARGV[6]) < 1 then return {'refused', 'full'} end
 local no = redis.call('INCR', KEYS[5])
-redis.call('HSET', KEYS[1], 'name', ARGV[2], 'binding', ARGV[5], 'conns', 1, 'token', 0, 'no', no)
-redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
+redis.call('HSET', KEYS[1], 'name', ARGV[2], 'binding', ARGV[5], 'token', redis.call('INCR', KEYS[9]), 'no', no)
+redis.call('SADD', KEYS[7], ARGV[8])
+redis.call('HSET', KEYS[3], ARGV[8], ARGV[1])
 redis.call('ZADD', KEYS[6], no, ARGV[1])
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 't', 'join', 'id', ARGV[1], 'name', ARGV[2], 'binding', ARGV[5], 'no', no)
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 'n', redis.call('INCR', KEYS[10]), 't', 'join', 'id', ARGV[1], 'name', ARGV[2], 'binding', ARGV[5], 'no', no)
 return {'joined', ARGV[2]}
 "#;
 
-/// Records a closed stream; returns the leave token when it was the user's last, else -1.
-/// `KEYS` user hash, this instance's counts; `ARGV` id.
+/// Records a closed stream; returns the leave token when it was the user's last, else -1, and
+/// then also lists the user among the departures due (see [`HEARTBEAT`]). `KEYS` user hash, the
+/// user's streams, this instance's streams, the stream's tombstone, the token counter, the
+/// departures; `ARGV` stream id, tombstone lifetime (ms), user id.
 const CLOSE: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local mine = redis.call('HINCRBY', KEYS[2], ARGV[1], -1)
-if mine <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
-local left = redis.call('HINCRBY', KEYS[1], 'conns', -1)
-if left > 0 then return -1 end
-redis.call('HSET', KEYS[1], 'conns', 0)
-return redis.call('HINCRBY', KEYS[1], 'token', 1)
+local done = redis.call('GET', KEYS[4])
+if done then return tonumber(done) end
+local token = -1
+if redis.call('SREM', KEYS[2], ARGV[1]) == 1 then
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  if redis.call('SCARD', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[1]) == 1 then
+    token = redis.call('INCR', KEYS[5])
+    redis.call('HSET', KEYS[1], 'token', token)
+    redis.call('ZADD', KEYS[6], redis_now(), ARGV[3])
+  end
+end
+redis.call('SET', KEYS[4], token, 'PX', ARGV[2])
+return token
 "#;
 
-/// Carries out a departure unless the user came back. `KEYS` user hash, log, room set;
-/// `ARGV` id, token.
+/// Carries out a departure unless the user came back. `KEYS` user hash, log, room set, the
+/// user's streams, the log counter, the departures; `ARGV` id, token, log length.
 const EXPIRE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if tonumber(redis.call('HGET', KEYS[1], 'conns')) > 0 then return 0 end
+if redis.call('SCARD', KEYS[4]) > 0 then return 0 end
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return 0 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[4])
 redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 't', 'leave', 'id', ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'n', redis.call('INCR', KEYS[5]), 't', 'leave', 'id', ARGV[1])
 return 1
 "#;
 
-/// Removes a dead instance's stream counts; returns `id, token` pairs of users left with no
-/// stream. `KEYS` instances hash, the dead instance's counts; `ARGV` instance, deadline (ms),
-/// user key prefix.
+/// Redis's clock in milliseconds, the one clock every instance's heartbeat is written and
+/// judged by (instances' own clocks may disagree by seconds).
+const REDIS_NOW: &str = r#"
+local function redis_now()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+"#;
+
+/// Beats for this instance; returns Redis's time and the instances silent for longer than the
+/// timeout. `KEYS` instances hash, the time of the last beat of any instance, the departures,
+/// the room set, the log, the log counter; `ARGV` instance, timeout (ms), backstop delay (ms),
+/// user key prefix, user streams key prefix, log length.
+///
+/// Every instance beats three times per timeout, so when nobody has beaten for half a timeout
+/// it was Redis that could not be reached (down, frozen, restarting), not every instance that
+/// died: then every instance's silence is counted again from now, instead of the first one back
+/// reaping all the others.
+///
+/// It is also the backstop for departures: a user left with no stream is listed, with the
+/// time, among the departures, and the instance that closed the stream expires the user after
+/// the grace period. Should that never happen (the instance died first, its retries gave up, or
+/// the answer naming the departure was lost), the first heartbeat after the backstop delay
+/// carries it out, unless the user came back.
+const HEARTBEAT: &str = r#"
+local now = redis_now()
+local timeout = tonumber(ARGV[2])
+local last = tonumber(redis.call('GET', KEYS[2]) or now)
+redis.call('SET', KEYS[2], now)
+redis.call('HSET', KEYS[1], ARGV[1], now)
+local dead = {}
+local beats = redis.call('HGETALL', KEYS[1])
+for i = 1, #beats, 2 do
+  if now - last > timeout / 2 then
+    redis.call('HSET', KEYS[1], beats[i], now)
+  elseif tonumber(beats[i + 1]) < now - timeout then
+    table.insert(dead, beats[i])
+  end
+end
+local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[3]), 'LIMIT', 0, 100)
+for _, id in ipairs(due) do
+  redis.call('ZREM', KEYS[3], id)
+  local user, streams = ARGV[4] .. id, ARGV[5] .. id
+  if redis.call('EXISTS', user) == 1 and redis.call('SCARD', streams) == 0 then
+    redis.call('DEL', user, streams)
+    redis.call('ZREM', KEYS[4], id)
+    redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*', 'n', redis.call('INCR', KEYS[6]), 't', 'leave', 'id', id)
+  end
+end
+return {now, dead}
+"#;
+
+/// Removes a dead instance's streams; returns `id, token` pairs of users left with no stream
+/// (and lists them among the departures). `KEYS` instances hash, the dead instance's streams,
+/// the token counter, the departures; `ARGV` instance, timeout (ms), user key prefix, user
+/// streams key prefix.
 const REAP: &str = r#"
 local beat = redis.call('HGET', KEYS[1], ARGV[1])
-if not beat or tonumber(beat) >= tonumber(ARGV[2]) then return {} end
-local counts = redis.call('HGETALL', KEYS[2])
+if not beat or tonumber(beat) >= redis_now() - tonumber(ARGV[2]) then return {} end
+local streams = redis.call('HGETALL', KEYS[2])
 local orphaned = {}
-for i = 1, #counts, 2 do
-  local key = ARGV[3] .. counts[i]
-  if redis.call('EXISTS', key) == 1 then
-    local left = redis.call('HINCRBY', key, 'conns', -tonumber(counts[i + 1]))
-    if left <= 0 then
-      redis.call('HSET', key, 'conns', 0)
-      table.insert(orphaned, counts[i])
-      table.insert(orphaned, tostring(redis.call('HINCRBY', key, 'token', 1)))
+for i = 1, #streams, 2 do
+  local id = streams[i + 1]
+  local set = ARGV[4] .. id
+  if redis.call('SREM', set, streams[i]) == 1 and redis.call('SCARD', set) == 0 then
+    local user = ARGV[3] .. id
+    if redis.call('EXISTS', user) == 1 then
+      local token = redis.call('INCR', KEYS[3])
+      redis.call('HSET', user, 'token', token)
+      redis.call('ZADD', KEYS[4], redis_now(), id)
+      table.insert(orphaned, id)
+      table.insert(orphaned, tostring(token))
     end
   end
 end
@@ -128,8 +221,67 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 return orphaned
 "#;
 
+/// How long a closed stream's tombstone is kept: longer than a close is retried (about
+/// [`RETRY_ATTEMPTS`] × ([`CALL_TIMEOUT`] + [`RETRY_MAX`])) and than an open can wait in Redis.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
+
+/// Clocks further apart than this are worth a warning: message timestamps show it.
+const CLOCK_SKEW_WARNING: Duration = Duration::from_secs(1);
+
+/// The shared room's name for one open stream, unique across instances and restarts, so that
+/// a script run twice for the same stream is recognised; with the binding its open offers when
+/// it binds the id, so that a retried open answers as the first did.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StreamId {
+    name: String,
+    binding: Binding,
+}
+
+impl std::fmt::Debug for StreamId {
+    // The binding is a secret of the browser it goes to.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("StreamId").field(&self.name).finish()
+    }
+}
+
 /// A stream entry as Redis returns it: its id and its field-value pairs.
 type RawEntry = (String, Vec<(String, String)>);
+
+/// Where a reader of the membership log stands: the id of the last entry applied (to read on
+/// from), and its number `n` (to tell whether the next one read follows it). Every entry
+/// carries `n`, one more than the entry before it, so that a reader can see that entries it
+/// never read were trimmed away (it fell more than [`LOG_MAXLEN`] behind); entries written
+/// before numbering have none, and are not checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPosition {
+    id: String,
+    number: Option<u64>,
+}
+
+impl LogPosition {
+    /// Moves past `entry`; false when entries between were lost.
+    fn advance(&mut self, entry: &RawLogEntry) -> bool {
+        let follows = match (self.number, entry.number) {
+            (Some(last), Some(next)) => next == last + 1,
+            _ => true,
+        };
+        self.id.clone_from(&entry.id);
+        self.number = entry.number;
+        follows
+    }
+}
+
+/// One entry read from the log.
+pub struct RawLogEntry {
+    id: String,
+    number: Option<u64>,
+    /// `None` for one this version does not understand (skipped, not fatal).
+    entry: Option<LogEntry>,
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+}
 
 /// The shared room's client. Cheap to share behind an `Arc`.
 pub struct ClusterPresence {
@@ -142,7 +294,14 @@ pub struct ClusterPresence {
     open: Script,
     close: Script,
     expire: Script,
+    heartbeat: Script,
     reap: Script,
+    /// Numbers this instance's streams.
+    streams_opened: AtomicU64,
+    /// Added to this machine's clock: lets a test give an instance a wrong clock. Heartbeats
+    /// use Redis's clock; this one is only compared with it, to warn of skew.
+    clock_offset_ms: i64,
+    clock_warned: AtomicBool,
 }
 
 async fn bounded<T>(call: impl Future<Output = redis::RedisResult<T>>) -> Result<T, ClusterError> {
@@ -166,10 +325,20 @@ impl ClusterPresence {
             prefix: prefix.to_owned(),
             instance: uuid::Uuid::new_v4().simple().to_string(),
             open: Script::new(OPEN),
-            close: Script::new(CLOSE),
+            close: Script::new(&format!("{REDIS_NOW}{CLOSE}")),
             expire: Script::new(EXPIRE),
-            reap: Script::new(REAP),
+            heartbeat: Script::new(&format!("{REDIS_NOW}{HEARTBEAT}")),
+            reap: Script::new(&format!("{REDIS_NOW}{REAP}")),
+            streams_opened: AtomicU64::new(0),
+            clock_offset_ms: 0,
+            clock_warned: AtomicBool::new(false),
         })
+    }
+
+    /// The same, with this instance's clock `offset_ms` off (for tests of clock skew).
+    pub fn with_clock_offset(mut self, offset_ms: i64) -> Self {
+        self.clock_offset_ms = offset_ms;
+        self
     }
 
     fn key(&self, name: &str) -> String {
@@ -178,36 +347,54 @@ impl ClusterPresence {
     fn user_key(&self, id: &str) -> String {
         format!("{}:user:{id}", self.prefix)
     }
-    fn counts_key(&self, instance: &str) -> String {
+    fn streams_key(&self, id: &str) -> String {
+        format!("{}:streams:{id}", self.prefix)
+    }
+    fn instance_streams_key(&self, instance: &str) -> String {
         format!("{}:conns:{instance}", self.prefix)
+    }
+    fn tombstone_key(&self, stream: &StreamId) -> String {
+        format!("{}:closed:{}", self.prefix, stream.name)
+    }
+
+    /// A new stream's id: this instance's, and a number it never gave before.
+    pub fn stream_id(&self) -> StreamId {
+        let number = self.streams_opened.fetch_add(1, Ordering::Relaxed);
+        StreamId { name: format!("{}-{number}", self.instance), binding: Binding::random() }
     }
 
     /// Decides whether a stream may open, as [`Room::open_stream`] does for one instance.
     pub async fn open(
         &self,
+        stream: &StreamId,
         id: &UserId,
         name: &UserName,
         session: Option<&Session>,
         max_streams_per_user: usize,
     ) -> Result<Result<ClusterAdmission, Refusal>, ClusterError> {
-        let binding = Binding::random();
+        let binding = stream.binding;
         let (session_id, session_binding) =
             session.map_or((String::new(), String::new()), |s| (s.id.to_string(), s.binding.to_text()));
         let mut invocation = self.open.prepare_invoke();
         invocation
             .key(self.user_key(id.as_str()))
             .key(self.user_key(if session_id.is_empty() { id.as_str() } else { &session_id }))
-            .key(self.counts_key(&self.instance))
+            .key(self.instance_streams_key(&self.instance))
             .key(self.key("log"))
             .key(self.key("joins"))
             .key(self.key("room"))
+            .key(self.streams_key(id.as_str()))
+            .key(self.tombstone_key(stream))
+            .key(self.key("tokens"))
+            .key(self.key("logno"))
             .arg(id.as_str())
             .arg(name.as_str())
             .arg(&session_id)
             .arg(&session_binding)
             .arg(binding.to_text())
             .arg(max_streams_per_user)
-            .arg(LOG_MAXLEN);
+            .arg(LOG_MAXLEN)
+            .arg(&stream.name);
         let mut conn = self.conn.clone();
         let answer: Vec<String> = bounded(invocation.invoke_async(&mut conn)).await?;
         let (outcome, detail) = match answer.as_slice() {
@@ -231,10 +418,20 @@ impl ClusterPresence {
         })
     }
 
-    /// Records a closed stream; the leave token when it was the user's last.
-    pub async fn close(&self, id: &UserId) -> Result<Option<u64>, ClusterError> {
+    /// Records a closed stream (or one whose open may have been carried out after its caller
+    /// gave up); the leave token when it was the user's last.
+    pub async fn close(&self, stream: &StreamId, id: &UserId) -> Result<Option<u64>, ClusterError> {
         let mut invocation = self.close.prepare_invoke();
-        invocation.key(self.user_key(id.as_str())).key(self.counts_key(&self.instance)).arg(id.as_str());
+        invocation
+            .key(self.user_key(id.as_str()))
+            .key(self.streams_key(id.as_str()))
+            .key(self.instance_streams_key(&self.instance))
+            .key(self.tombstone_key(stream))
+            .key(self.key("tokens"))
+            .key(self.key("departing"))
+            .arg(&stream.name)
+            .arg(TOMBSTONE_TTL.as_millis() as u64)
+            .arg(id.as_str());
         let mut conn = self.conn.clone();
         let token: i64 = bounded(invocation.invoke_async(&mut conn)).await?;
         Ok(u64::try_from(token).ok())
@@ -247,6 +444,9 @@ impl ClusterPresence {
             .key(self.user_key(id.as_str()))
             .key(self.key("log"))
             .key(self.key("room"))
+            .key(self.streams_key(id.as_str()))
+            .key(self.key("logno"))
+            .key(self.key("departing"))
             .arg(id.as_str())
             .arg(token)
             .arg(LOG_MAXLEN);
@@ -256,30 +456,46 @@ impl ClusterPresence {
     }
 
     /// Refreshes this instance's heartbeat and reaps instances silent for longer than
-    /// `timeout`; returns the departures to schedule for users they left with no stream.
-    pub async fn heartbeat(&self, timeout: Duration) -> Result<Vec<(UserId, u64)>, ClusterError> {
+    /// `timeout`, both by Redis's clock; returns the departures to schedule for users they left
+    /// with no stream. Carries out departures nobody carried out `backstop` after they were
+    /// due to start (see [`HEARTBEAT`]).
+    pub async fn heartbeat(
+        &self,
+        timeout: Duration,
+        backstop: Duration,
+    ) -> Result<Vec<(UserId, u64)>, ClusterError> {
         let mut conn = self.conn.clone();
         let instances = self.key("instances");
-        let now = now_ms();
-        let _: () =
-            bounded(redis::cmd("HSET").arg(&instances).arg(&self.instance).arg(now).query_async(&mut conn))
-                .await?;
-        let beats: Vec<(String, u64)> =
-            bounded(redis::cmd("HGETALL").arg(&instances).query_async(&mut conn)).await?;
-        let deadline = now.saturating_sub(timeout.as_millis() as u64);
+        let timeout_ms = timeout.as_millis() as u64;
+        let mut invocation = self.heartbeat.prepare_invoke();
+        invocation
+            .key(&instances)
+            .key(self.key("beat"))
+            .key(self.key("departing"))
+            .key(self.key("room"))
+            .key(self.key("log"))
+            .key(self.key("logno"))
+            .arg(&self.instance)
+            .arg(timeout_ms)
+            .arg(backstop.as_millis() as u64)
+            .arg(format!("{}:user:", self.prefix))
+            .arg(format!("{}:streams:", self.prefix))
+            .arg(LOG_MAXLEN);
+        let (redis_now, dead): (u64, Vec<String>) = bounded(invocation.invoke_async(&mut conn)).await?;
+        self.compare_clocks(redis_now);
         let mut orphaned = Vec::new();
-        for (instance, beat) in beats {
-            if beat >= deadline || instance == self.instance {
-                continue;
-            }
+        for instance in dead {
             tracing::warn!(%instance, "an instance stopped beating; removing its streams");
             let mut invocation = self.reap.prepare_invoke();
             invocation
                 .key(&instances)
-                .key(self.counts_key(&instance))
+                .key(self.instance_streams_key(&instance))
+                .key(self.key("tokens"))
+                .key(self.key("departing"))
                 .arg(&instance)
-                .arg(deadline)
-                .arg(format!("{}:user:", self.prefix));
+                .arg(timeout_ms)
+                .arg(format!("{}:user:", self.prefix))
+                .arg(format!("{}:streams:", self.prefix));
             let pairs: Vec<String> = bounded(invocation.invoke_async(&mut conn)).await?;
             for pair in pairs.chunks(2) {
                 if let [id, token] = pair
@@ -292,6 +508,23 @@ impl ClusterPresence {
         Ok(orphaned)
     }
 
+    /// Warns (once per episode) when this machine's clock is far from Redis's: presence does
+    /// not care, but the timestamps this instance puts on messages are off by as much.
+    fn compare_clocks(&self, redis_now: u64) {
+        let own = now_ms().saturating_add_signed(self.clock_offset_ms);
+        let skew = Duration::from_millis(own.abs_diff(redis_now));
+        let skewed = skew > CLOCK_SKEW_WARNING;
+        if skewed && !self.clock_warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                ?skew,
+                ahead = own > redis_now,
+                "this machine's clock is far from Redis's; message timestamps from this instance show it"
+            );
+        } else if !skewed {
+            self.clock_warned.store(false, Ordering::Relaxed);
+        }
+    }
+
     /// A dedicated connection for blocking reads of the log.
     pub async fn log_reader(&self) -> Result<MultiplexedConnection, ClusterError> {
         bounded(self.client.get_multiplexed_async_connection()).await
@@ -299,7 +532,7 @@ impl ClusterPresence {
 
     /// The room as it stands, and the log position it reflects: read the position first, so
     /// that entries racing with the read are applied again (harmlessly) rather than missed.
-    pub async fn snapshot(&self) -> Result<(String, Vec<LogEntry>), ClusterError> {
+    pub async fn snapshot(&self) -> Result<(LogPosition, Vec<LogEntry>), ClusterError> {
         let mut conn = self.conn.clone();
         let newest: Vec<RawEntry> = bounded(
             redis::cmd("XREVRANGE")
@@ -311,7 +544,12 @@ impl ClusterPresence {
                 .query_async(&mut conn),
         )
         .await?;
-        let position = newest.first().map_or_else(|| "0-0".to_owned(), |(id, _)| id.clone());
+        let position = match newest.first() {
+            Some((id, fields)) => {
+                LogPosition { id: id.clone(), number: field(fields, "n").and_then(|n| n.parse().ok()) }
+            }
+            None => LogPosition { id: "0-0".to_owned(), number: None },
+        };
         let ids: Vec<String> =
             bounded(redis::cmd("ZRANGE").arg(self.key("room")).arg(0).arg(-1).query_async(&mut conn)).await?;
         let mut members = Vec::with_capacity(ids.len());
@@ -338,8 +576,8 @@ impl ClusterPresence {
     pub async fn read_log(
         &self,
         conn: &mut MultiplexedConnection,
-        after: &str,
-    ) -> Result<Vec<(String, Option<LogEntry>)>, ClusterError> {
+        after: &LogPosition,
+    ) -> Result<Vec<RawLogEntry>, ClusterError> {
         let reply: Option<Vec<(String, Vec<RawEntry>)>> = tokio::time::timeout(
             LOG_BLOCK + CALL_TIMEOUT,
             redis::cmd("XREAD")
@@ -349,13 +587,19 @@ impl ClusterPresence {
                 .arg(LOG_BLOCK.as_millis() as u64)
                 .arg("STREAMS")
                 .arg(self.key("log"))
-                .arg(after)
+                .arg(&after.id)
                 .query_async(conn),
         )
         .await
         .map_err(|_| ClusterError::Timeout(LOG_BLOCK + CALL_TIMEOUT))??;
         let entries = reply.into_iter().flatten().flat_map(|(_, entries)| entries);
-        Ok(entries.map(|(id, fields)| (id, parse_entry(&fields))).collect())
+        Ok(entries
+            .map(|(id, fields)| RawLogEntry {
+                number: field(&fields, "n").and_then(|n| n.parse().ok()),
+                entry: parse_entry(&fields),
+                id,
+            })
+            .collect())
     }
 }
 
@@ -369,7 +613,7 @@ fn join_entry(id: &str, name: &str, binding: &str, no: &str) -> Option<LogEntry>
 
 /// An entry of the log; `None` for one this version does not understand (skipped, not fatal).
 fn parse_entry(fields: &[(String, String)]) -> Option<LogEntry> {
-    let field = |name: &str| fields.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
+    let field = |name: &str| field(fields, name);
     match field("t")? {
         "join" => join_entry(field("id")?, field("name")?, field("binding")?, field("no")?),
         "leave" => Some(LogEntry::Leave { id: UserId::parse(field("id")?).ok()? }),
@@ -389,10 +633,12 @@ pub(super) fn apply(room: &mut Room, entry: LogEntry) -> Option<(User, super::ro
 }
 
 /// Keeps this instance's room a mirror of the shared one: reads the room once, then applies
-/// the membership log in order, resuming from the last applied entry after any failure.
+/// the membership log in order, resuming from the last applied entry after any failure. When
+/// entries were lost (trimmed before this mirror read them: it fell more than [`LOG_MAXLEN`]
+/// behind), it reads the whole room again and applies the difference, joins and leaves alike.
 pub(super) async fn run_mirror(hub: Hub, cluster: Arc<ClusterPresence>) {
     let shutdown = hub.inner.shutdown.clone();
-    let mut position: Option<String> = None;
+    let mut position: Option<LogPosition> = None;
     let mut reader: Option<MultiplexedConnection> = None;
     let mut backoff = RETRY_FIRST;
     while !shutdown.is_cancelled() {
@@ -402,15 +648,28 @@ pub(super) async fn run_mirror(hub: Hub, cluster: Arc<ClusterPresence>) {
             }
             if position.is_none() {
                 let (at, members) = cluster.snapshot().await?;
-                hub.apply_log(members);
+                hub.resync_log(members);
                 position = Some(at);
             }
+            let mut lost = false;
             if let (Some(conn), Some(after)) = (reader.as_mut(), position.as_mut()) {
                 let entries = cluster.read_log(conn, after).await?;
-                if let Some((last, _)) = entries.last() {
-                    after.clone_from(last);
+                let mut applying = Vec::with_capacity(entries.len());
+                for raw in entries {
+                    if !after.advance(&raw) {
+                        tracing::warn!(
+                            "membership log entries were trimmed before this instance read them; \
+                             reading the whole room again"
+                        );
+                        lost = true;
+                        break;
+                    }
+                    applying.extend(raw.entry);
                 }
-                hub.apply_log(entries.into_iter().filter_map(|(_, entry)| entry).collect());
+                hub.apply_log(applying);
+            }
+            if lost {
+                position = None;
             }
             Ok::<(), ClusterError>(())
         };
@@ -445,7 +704,9 @@ pub(super) async fn run_heartbeat(hub: Hub, cluster: Arc<ClusterPresence>) {
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        match cluster.heartbeat(timeout).await {
+        // Later than the instance that closed the last stream would expire the user, so that
+        // the backstop only does what that instance did not.
+        match cluster.heartbeat(timeout, timeout + hub.inner.config.leave_grace).await {
             Ok(orphaned) => {
                 if !hub.inner.cluster_healthy.swap(true, Ordering::Relaxed) {
                     tracing::info!("the shared room is reachable again");
@@ -497,4 +758,24 @@ where
     }
     tracing::warn!("gave up recording a change of the shared room");
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(id: &str, number: Option<u64>) -> RawLogEntry {
+        RawLogEntry { id: id.to_owned(), number, entry: None }
+    }
+
+    #[test]
+    fn a_log_position_tells_the_next_entry_from_one_after_a_loss() {
+        let mut position = LogPosition { id: "5-0".to_owned(), number: Some(7) };
+        assert!(position.advance(&read("6-0", Some(8))));
+        assert!(!position.advance(&read("9-0", Some(11))), "9 and 10 were lost");
+        assert_eq!(position, LogPosition { id: "9-0".to_owned(), number: Some(11) });
+        // Entries from before numbering, and a start from an empty log, are not judged.
+        assert!(position.advance(&read("10-0", None)));
+        assert!(position.advance(&read("11-0", Some(40))));
+    }
 }

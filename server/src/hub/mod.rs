@@ -15,7 +15,7 @@ mod cluster;
 mod room;
 mod stream;
 
-pub use cluster::{ClusterError, ClusterPresence};
+pub use cluster::{ClusterError, ClusterPresence, StreamId};
 pub use room::{JoinNo, Refusal};
 pub use stream::EventStream;
 pub(crate) use stream::{MAX_CHUNK_BYTES, StreamHandoff};
@@ -23,14 +23,14 @@ pub(crate) use stream::{MAX_CHUNK_BYTES, StreamHandoff};
 use crate::{
     limits::AddressSlot,
     metrics::Metrics,
-    session::Session,
-    store::{MessageStore, Replay, StoreError},
+    session::{Binding, Session},
+    store::{MessageStore, StoreError},
 };
 use app::protocol::{ChatMessage, HistoryGap, ServerEvent, User, UserId, UserName};
 use bytes::Bytes;
 use room::{Announce, Room};
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     sync::{
         Arc, Mutex, MutexGuard, OnceLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -248,8 +248,15 @@ impl Hub {
 
     /// The store's feed: encodes a committed batch once, records it in the recent cache, runs
     /// `before_waking` (see [`crate::store::MessageFeed`]), then hands it to every stream.
+    ///
+    /// Messages at or below the head already held are dropped (the rest of the batch is kept):
+    /// a shared store fixes where its feed starts before [`Hub::attach_store`] reads the recent
+    /// messages, so what another instance appended in between arrives by both ways. Publishing
+    /// it again would repeat it to replaying clients and move the head backwards.
     pub fn publish_messages(&self, messages: &[ChatMessage], before_waking: &mut dyn FnMut()) {
-        let Some(first) = messages.first() else { return before_waking() };
+        if messages.is_empty() {
+            return before_waking();
+        }
         let mut bytes = Vec::with_capacity(256 * messages.len());
         let mut offsets = Vec::with_capacity(messages.len());
         for message in messages {
@@ -257,22 +264,36 @@ impl Hub {
             message.write_sse_frame(&mut bytes);
         }
         let bytes = Bytes::from(bytes);
-        {
+        // Decided under the same lock as the recording, so that `attach_store` cannot slip the
+        // same messages in between. A batch is consecutive seqs, so what is new is a suffix.
+        let fresh = {
             let mut recent = lock(&self.inner.recent);
-            for (i, message) in messages.iter().enumerate() {
-                let end = offsets.get(i + 1).copied().unwrap_or(bytes.len());
-                recent.frames.push_back((message.seq, bytes.slice(offsets[i]..end)));
-                recent.head = message.seq;
+            let head = recent.head;
+            match messages.iter().position(|m| m.seq > head) {
+                None => None,
+                Some(skip) => {
+                    for (i, message) in messages.iter().enumerate().skip(skip) {
+                        let end = offsets.get(i + 1).copied().unwrap_or(bytes.len());
+                        recent.frames.push_back((message.seq, bytes.slice(offsets[i]..end)));
+                        recent.head = message.seq;
+                    }
+                    while recent.frames.len() > recent.capacity {
+                        recent.frames.pop_front();
+                    }
+                    Some(skip)
+                }
             }
-            while recent.frames.len() > recent.capacity {
-                recent.frames.pop_front();
-            }
+        };
+        let Some(skip) = fresh else { return before_waking() };
+        if skip > 0 {
+            tracing::debug!(skipped = skip, "the feed repeated messages the hub already has");
         }
-        self.inner.metrics.messages_fanned_out(messages.len() as u64);
+        let (first_seq, base) = (messages[skip].seq, offsets[skip]);
+        let offsets: Arc<[usize]> = offsets[skip..].iter().map(|offset| offset - base).collect();
+        self.inner.metrics.messages_fanned_out(offsets.len() as u64);
         before_waking();
         // No receivers is fine: nobody is listening.
-        let _ =
-            self.inner.events.send(Frame::Messages { first_seq: first.seq, offsets: offsets.into(), bytes });
+        let _ = self.inner.events.send(Frame::Messages { first_seq, offsets, bytes: bytes.slice(base..) });
     }
 
     /// Admits a stream: checks identity and limits, records presence, and subscribes to the
@@ -298,21 +319,26 @@ impl Hub {
             if let Announce::Event { version } = admitted.announce {
                 self.send_presence(version, ServerEvent::NewUser(admitted.user.clone()));
             }
-            let guard = self.guard(&admitted.user.id, permit, address_slot);
+            let guard = self.guard(&admitted.user.id, permit, address_slot, None);
             return Ok(self.subscribe(&mut room, admitted.user, admitted.new_session, guard));
         };
 
-        let admitted = cluster
-            .open(&id, &name, session, max_streams)
-            .await
-            .map_err(|error| {
+        let stream = cluster.stream_id();
+        let admitted = match cluster.open(&stream, &id, &name, session, max_streams).await {
+            Ok(Ok(admitted)) => admitted,
+            Ok(Err(refusal)) => return Err(OpenError::Refused(refusal)),
+            Err(error) => {
                 self.inner.metrics.redis_error();
                 tracing::warn!(%error, "the shared room is unavailable");
-                OpenError::RoomUnavailable
-            })?
-            .map_err(OpenError::Refused)?;
+                // Redis may have admitted the stream all the same (only its answer was lost):
+                // close it, or it would count for this user for ever. Closing a stream that
+                // was never opened changes nothing, and keeps it from opening later.
+                self.close_cluster_stream(Arc::clone(cluster), id, stream);
+                return Err(OpenError::RoomUnavailable);
+            }
+        };
         // From here the shared room counts this stream: the guard takes it back if we fail.
-        let guard = self.guard(&admitted.user.id, permit, address_slot);
+        let guard = self.guard(&admitted.user.id, permit, address_slot, Some(stream));
         // The newcomer must be in its own `all-users`: wait for the mirror to apply its join.
         let mut applied = self.inner.mirror_applied.subscribe();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -334,9 +360,16 @@ impl Hub {
         id: &UserId,
         permit: OwnedSemaphorePermit,
         address_slot: Option<AddressSlot>,
+        cluster_stream: Option<StreamId>,
     ) -> StreamGuard {
         self.inner.metrics.stream_opened();
-        StreamGuard { hub: self.clone(), id: id.clone(), _permit: permit, _address_slot: address_slot }
+        StreamGuard {
+            hub: self.clone(),
+            id: id.clone(),
+            cluster_stream,
+            _permit: permit,
+            _address_slot: address_slot,
+        }
     }
 
     /// Subscribes a stream to the ring and writes its view of the room; `room` is locked.
@@ -383,6 +416,34 @@ impl Hub {
         }
         drop(room);
         self.inner.mirror_applied.send_modify(|applied| *applied += 1);
+    }
+
+    /// Makes this instance's room the shared room as read whole (`members`, the join of each):
+    /// whoever is here but not there, or there under another binding (left and came back
+    /// meanwhile), leaves; then the joins apply, repeats being ignored. For a mirror that
+    /// starts, or that lost log entries and cannot know which.
+    fn resync_log(&self, members: Vec<cluster::LogEntry>) {
+        let gone: Vec<cluster::LogEntry> = {
+            let room = lock(&self.inner.room);
+            let bindings: HashMap<&UserId, Binding> = members
+                .iter()
+                .filter_map(|entry| match entry {
+                    cluster::LogEntry::Join { user, binding, .. } => Some((&user.id, *binding)),
+                    cluster::LogEntry::Leave { .. } => None,
+                })
+                .collect();
+            room.users()
+                .into_iter()
+                .filter(|user| match bindings.get(&user.id) {
+                    None => true,
+                    Some(binding) => {
+                        room.authorize(&Session { id: user.id.clone(), binding: *binding }).is_none()
+                    }
+                })
+                .map(|user| cluster::LogEntry::Leave { id: user.id })
+                .collect()
+        };
+        self.apply_log(gone.into_iter().chain(members).collect());
     }
 
     /// Tells the streams about a change of membership, the way the room decided.
@@ -458,17 +519,19 @@ impl Hub {
         (version, bytes)
     }
 
-    fn close_stream(&self, id: &UserId) {
+    fn close_stream(&self, id: &UserId, cluster_stream: Option<StreamId>) {
         self.inner.metrics.stream_closed();
         // Streams are dropped on the runtime's threads; without a runtime (the process is
         // ending) there is nobody left to tell, and with a shared room the other instances
         // reap this one's streams once its heartbeat stops.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let grace = self.inner.config.leave_grace;
-        let hub = self.clone();
-        match self.inner.cluster.get() {
-            None => {
+        match (self.inner.cluster.get(), cluster_stream) {
+            (Some(cluster), Some(stream)) => {
+                self.close_cluster_stream(Arc::clone(cluster), id.clone(), stream)
+            }
+            _ => {
                 let Some(pending) = lock(&self.inner.room).close_stream(id) else { return };
+                let (hub, grace) = (self.clone(), self.inner.config.leave_grace);
                 runtime.spawn(async move {
                     tokio::time::sleep(grace).await;
                     let mut room = lock(&hub.inner.room);
@@ -477,32 +540,39 @@ impl Hub {
                     }
                 });
             }
-            Some(cluster) => {
-                let (cluster, id) = (Arc::clone(cluster), id.clone());
-                runtime.spawn(async move {
-                    if let Some(Some(token)) = cluster::retry(&hub, || cluster.close(&id)).await {
-                        tokio::time::sleep(grace).await;
-                        cluster::retry(&hub, || cluster.expire(&id, token)).await;
-                    }
-                });
-            }
         }
+    }
+
+    /// Closes a stream in the shared room, retrying through an outage (closing is idempotent),
+    /// and carries out the user's departure after the grace period when it was the last.
+    fn close_cluster_stream(&self, cluster: Arc<ClusterPresence>, id: UserId, stream: StreamId) {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            if let Some(Some(token)) = cluster::retry(&hub, || cluster.close(&stream, &id)).await {
+                tokio::time::sleep(hub.inner.config.leave_grace).await;
+                cluster::retry(&hub, || cluster.expire(&id, token)).await;
+            }
+        });
     }
 
     /// Everything retained after `after` (at most the retention), read [`REPLAY_PAGE`] rows at
     /// a time: each page is one short job for the store, so the commits of posts that arrive
     /// meanwhile run between pages instead of waiting behind one read of the whole retention.
-    async fn read_after_in_pages(&self, store: &dyn MessageStore, after: u64) -> Result<Replay, StoreError> {
+    async fn read_after_in_pages(
+        &self,
+        store: &dyn MessageStore,
+        after: u64,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
         let limit = self.inner.config.retention.min(usize::MAX as u64) as usize;
-        let mut replay = store.read_after(after, REPLAY_PAGE.min(limit)).await?;
-        let mut last_page = replay.messages.len();
-        while last_page == REPLAY_PAGE && replay.messages.len() < limit {
-            let Some(cursor) = replay.messages.last().map(|message| message.seq) else { break };
-            let page = store.read_after(cursor, REPLAY_PAGE.min(limit - replay.messages.len())).await?;
-            last_page = page.messages.len();
-            replay.messages.extend(page.messages);
+        let mut messages = store.read_after(after, REPLAY_PAGE.min(limit)).await?.messages;
+        let mut last_page = messages.len();
+        while last_page == REPLAY_PAGE && messages.len() < limit {
+            let Some(cursor) = messages.last().map(|message| message.seq) else { break };
+            let page = store.read_after(cursor, REPLAY_PAGE.min(limit - messages.len())).await?.messages;
+            last_page = page.len();
+            messages.extend(page);
         }
-        Ok(replay)
+        Ok(messages)
     }
 
     /// What a stream is owed before going live: the last `history` messages, or everything
@@ -510,43 +580,42 @@ impl Hub {
     async fn backlog(&self, last_event_id: Option<u64>) -> Result<Backlog, StoreError> {
         let from_memory = {
             let recent = lock(&self.inner.recent);
-            let owed: Option<Vec<Bytes>> = match last_event_id {
-                Some(after) if recent.covers_after(after) => Some(
-                    recent.frames.iter().filter(|(seq, _)| *seq > after).map(|(_, b)| b.clone()).collect(),
-                ),
+            let owed: Option<Vec<(u64, Bytes)>> = match last_event_id {
+                Some(after) if recent.covers_after(after) => {
+                    Some(recent.frames.iter().filter(|(seq, _)| *seq > after).cloned().collect())
+                }
                 // The newest `history` are in memory, or memory holds everything retained.
                 None if recent.frames.len() >= self.inner.config.history
                     || recent.frames.len() < recent.capacity =>
                 {
                     let skip = recent.frames.len().saturating_sub(self.inner.config.history);
-                    Some(recent.frames.iter().skip(skip).map(|(_, b)| b.clone()).collect())
+                    Some(recent.frames.iter().skip(skip).cloned().collect())
                 }
                 _ => None,
             };
             owed.map(|frames| (frames, recent.head))
         };
         if let Some((frames, head)) = from_memory {
-            let mut bytes = Vec::with_capacity(frames.iter().map(Bytes::len).sum());
-            for frame in &frames {
+            // Memory may hold a hole too: what the feed skipped because it was trimmed before
+            // this instance read it, or what was missing from the store.
+            let gap = history_gap(last_event_id, frames.first().map(|(seq, _)| *seq));
+            let mut bytes = Vec::with_capacity(frames.iter().map(|(_, frame)| frame.len()).sum());
+            if let Some(gap) = gap {
+                ServerEvent::HistoryGap(gap).write_sse_frame(&mut bytes);
+            }
+            for (_, frame) in &frames {
                 bytes.extend_from_slice(frame);
             }
-            return Ok(Backlog { bytes, events: frames.len() as u64, last_seq: head });
+            let events = frames.len() as u64 + u64::from(gap.is_some());
+            return Ok(Backlog { bytes, events, last_seq: head });
         }
 
         let store = lock(&self.inner.store).clone().ok_or(StoreError::Unavailable)?;
-        let (messages, gap) = match last_event_id {
-            Some(after) => {
-                let replay = self.read_after_in_pages(store.as_ref(), after).await?;
-                let gap = match replay.messages.first() {
-                    Some(first) if first.seq != after + 1 => {
-                        replay.oldest_retained.map(|from| HistoryGap { from })
-                    }
-                    _ => None,
-                };
-                (replay.messages, gap)
-            }
-            None => (store.read_last(self.inner.config.history).await?, None),
+        let messages = match last_event_id {
+            Some(after) => self.read_after_in_pages(store.as_ref(), after).await?,
+            None => store.read_last(self.inner.config.history).await?,
         };
+        let gap = history_gap(last_event_id, messages.first().map(|m| m.seq));
         let mut bytes = Vec::new();
         if let Some(gap) = gap {
             ServerEvent::HistoryGap(gap).write_sse_frame(&mut bytes);
@@ -563,11 +632,24 @@ impl Hub {
     }
 }
 
+/// The `history-gap` a replay after `last_event_id` owes, when its first message is not the
+/// one right after it: the messages in between were asked for and are gone, whether trimmed
+/// from the front of what is retained or missing from the middle of it. `from` is the first
+/// message the client gets, the oldest retained after its id.
+fn history_gap(last_event_id: Option<u64>, first_replayed: Option<u64>) -> Option<HistoryGap> {
+    match (last_event_id, first_replayed) {
+        (Some(after), Some(first)) if first > after.saturating_add(1) => Some(HistoryGap { from: first }),
+        _ => None,
+    }
+}
+
 /// Held by every open stream; dropping it (the client went away, or the stream ended) closes
 /// the stream in the room and frees its slot.
 pub(crate) struct StreamGuard {
     hub: Hub,
     id: UserId,
+    /// The stream's id in the shared room, when there is one.
+    cluster_stream: Option<StreamId>,
     _permit: OwnedSemaphorePermit,
     _address_slot: Option<AddressSlot>,
 }
@@ -575,13 +657,14 @@ pub(crate) struct StreamGuard {
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         tracing::info!(user = %self.id, "stream closed");
-        self.hub.close_stream(&self.id);
+        self.hub.close_stream(&self.id, self.cluster_stream.take());
     }
 }
 
 #[cfg(test)]
 mod replay_tests {
     use super::*;
+    use crate::store::Replay;
     use app::protocol::MessageText;
     use futures_util::future::BoxFuture;
 
