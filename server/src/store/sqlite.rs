@@ -7,8 +7,11 @@
 //! many posts share one fsync, so durability does not cost throughput; alone, a post waits for
 //! exactly one. `seq` is assigned here, one writer, so it is strictly increasing.
 //!
-//! Reads are jobs for the same thread, run after the commit they were gathered with. They are
-//! rare (the hub serves recent history from memory), and one connection lets SQLite hold the
+//! Reads are jobs for the same thread, run after the commit they were gathered with, one at a
+//! time with a look at the queue between two, so appends that arrive while reads wait are
+//! committed first: a post waits behind at most one read (a replay is read in pages by the
+//! hub), not behind every replay of a reconnect storm. Reads are rare (the hub serves recent
+//! history from memory), and one connection lets SQLite hold the
 //! file in exclusive locking mode: no file-lock calls around each commit (six per commit
 //! before), the WAL index in the process's memory instead of a shared-memory file, and a second
 //! server started on the same data folder is refused at open instead of writing beside this one.
@@ -23,6 +26,7 @@ use app::protocol::{ChatMessage, MessageText, User, UserId, UserName};
 use futures_util::future::BoxFuture;
 use rusqlite::{Connection, params};
 use std::{
+    collections::VecDeque,
     path::Path,
     sync::atomic::{AtomicBool, Ordering},
     time::SystemTime,
@@ -153,23 +157,42 @@ impl Writer {
         run_after_the_request_threads();
         let mut jobs = Vec::with_capacity(MAX_BATCH);
         let mut appends = Vec::with_capacity(MAX_BATCH);
-        let mut reads = Vec::new();
-        while let Some(first) = receiver.blocking_recv() {
-            let close = super::gather(first, &mut receiver, &mut jobs, MAX_BATCH);
-            for job in jobs.drain(..) {
-                match job {
-                    Job::Append(append) => appends.push(append),
-                    Job::Read(read) => reads.push(read),
+        let mut reads: VecDeque<PendingRead> = VecDeque::new();
+        let mut closing = None;
+        loop {
+            // With reads waiting, only what is already queued is taken: the next read runs
+            // at once unless appends arrived meanwhile, which are committed first.
+            let next = if closing.is_some() {
+                None
+            } else if reads.is_empty() {
+                match receiver.blocking_recv() {
+                    Some(first) => Some(first),
+                    None => break,
+                }
+            } else {
+                receiver.try_recv().ok()
+            };
+            if let Some(first) = next {
+                closing = super::gather(first, &mut receiver, &mut jobs, MAX_BATCH);
+                for job in jobs.drain(..) {
+                    match job {
+                        Job::Append(append) => appends.push(append),
+                        Job::Read(read) => reads.push_back(read),
+                    }
                 }
             }
             if !appends.is_empty() {
                 self.commit(&mut appends);
             }
-            // After the commit: a read sees at least every append queued before it.
-            for read in reads.drain(..) {
+            // One read between two looks at the queue: a post waits behind at most one read
+            // (a page of a replay), never behind all the reads of a replay storm. After the
+            // commit, so a read sees at least every append queued before it.
+            if let Some(read) = reads.pop_front() {
                 read(&self.conn);
             }
-            if let Some(done) = close {
+            if reads.is_empty()
+                && let Some(done) = closing.take()
+            {
                 // The file is unlocked before the closer hears back: it may reopen it at once.
                 drop(self);
                 let _ = done.send(());
