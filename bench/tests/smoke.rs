@@ -40,6 +40,8 @@ async fn start_ssechat() -> TestServer {
     // as in scripts/bench.sh.
     config.max_streams_per_addr = 100_000;
     config.new_ids_per_addr_per_min = 1_000_000;
+    config.addr_rate_burst = 1_000_000;
+    config.addr_rate_per_sec = 1_000_000.0;
     config.large_room_threshold = 100;
     config.users_interval_ms = 100;
     let running = server::start(config).await.expect("server starts");

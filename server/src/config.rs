@@ -111,6 +111,17 @@ pub struct Config {
     #[arg(long, env = "SSECHAT_RATE_PER_SEC", default_value_t = 5.0, value_parser = positive_rate)]
     pub rate_per_sec: f64,
 
+    /// Messages one client address may send at once, all its users together, before
+    /// --addr-rate-per-sec applies: with fresh ids a client could otherwise multiply the
+    /// per-author rate.
+    #[arg(long, env = "SSECHAT_ADDR_RATE_BURST", default_value_t = 300)]
+    pub addr_rate_burst: u32,
+
+    /// Messages per second one client address may send in the long run (an office behind one
+    /// NAT shares it).
+    #[arg(long, env = "SSECHAT_ADDR_RATE_PER_SEC", default_value_t = 100.0, value_parser = positive_rate)]
+    pub addr_rate_per_sec: f64,
+
     /// Largest accepted `POST /message` body, in bytes.
     #[arg(long, env = "SSECHAT_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
@@ -194,6 +205,10 @@ impl Config {
         let mut config = Self::parse_from(["server"]);
         config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
         config.data_dir = data_dir;
+        // Every test client is 127.0.0.1: the message rate per address would otherwise be
+        // shared by every user of a test. Tests of that limit set it themselves.
+        config.addr_rate_burst = 1_000_000;
+        config.addr_rate_per_sec = 1_000_000.0;
         config
     }
 }

@@ -145,6 +145,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let state = AppState {
         leptos_options: Arc::new(leptos_options(&config, local_addr)),
         rate: Arc::new(limits::RateLimiter::new(config.rate_burst, config.rate_per_sec)),
+        addr_rate: Arc::new(limits::RateLimiter::new(config.addr_rate_burst, config.addr_rate_per_sec)),
         new_ids: Arc::new(limits::RateLimiter::new(
             config.new_ids_per_addr_per_min,
             f64::from(config.new_ids_per_addr_per_min) / 60.0,

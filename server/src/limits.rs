@@ -132,6 +132,18 @@ pub struct PeerAddr(pub SocketAddr);
 pub struct ClientAddr(pub IpAddr);
 
 impl ClientAddr {
+    /// The address a request counts against, or `None` for a request that did not come
+    /// through the listener (one a test hands to the router).
+    pub fn of_request(
+        peer: Option<PeerAddr>,
+        headers: &http::HeaderMap,
+        trusted_proxies: &[IpAddr],
+    ) -> Option<Self> {
+        let PeerAddr(peer) = peer?;
+        let forwarded_for = headers.get("x-forwarded-for").and_then(|value| value.to_str().ok());
+        Some(Self::resolve(peer.ip(), forwarded_for, trusted_proxies))
+    }
+
     pub fn resolve(peer: IpAddr, forwarded_for: Option<&str>, trusted_proxies: &[IpAddr]) -> Self {
         let trusted = |addr: &IpAddr| trusted_proxies.contains(addr);
         if !trusted(&peer) {

@@ -8,9 +8,9 @@ use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of glibc's malloc: the hot paths (a post's request, answer and frames; a
 /// stream's wake-ups) allocate and free small blocks on one thread, where glibc's bins and
-/// consolidation cost about 4 % of the core in the 16-publisher profile. Measured in
-/// BENCHMARKS.md's notes: about 3 % more durable posts/s, less CPU per fan-out round, for
-/// 0.35 KiB more per idle stream.
+/// consolidation showed in the 16-publisher profile. It gives more durable posts/s and less CPU
+/// per fan-out round for slightly more memory per idle stream (figures in BENCHMARKS.md's
+/// notes).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

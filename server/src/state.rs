@@ -20,6 +20,8 @@ pub struct AppState {
     pub sessions: SessionKey,
     /// Messages per author.
     pub rate: Arc<RateLimiter<UserId>>,
+    /// Messages per client address.
+    pub addr_rate: Arc<RateLimiter<ClientAddr>>,
     /// New ids bound per client address.
     pub new_ids: Arc<RateLimiter<ClientAddr>>,
     /// Open streams per client address.

@@ -305,3 +305,24 @@ async fn a_long_replay_goes_out_in_bounded_chunks() {
     assert!(sizes.len() >= 3, "{sizes:?}");
     assert!(sizes.iter().all(|&size| size <= 256 * 1024), "every chunk is bounded: {sizes:?}");
 }
+
+#[tokio::test]
+async fn one_address_cannot_multiply_the_post_rate_with_several_ids() {
+    let server = TestServer::start_with(|config| {
+        config.addr_rate_burst = 3;
+        config.addr_rate_per_sec = 0.01;
+    })
+    .await;
+    let (_ann, ann) = join(&server, "ann", "Ann").await;
+    let (_bob, bob) = join(&server, "bob", "Bob").await;
+    say(&server, &ann, "one").await;
+    say(&server, &ann, "two").await;
+    say(&server, &bob, "three").await;
+    let fourth = post_json(&server, Some(&bob), json!({ "message": "four" })).await;
+    assert_eq!(
+        fourth.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "bob's own burst is not spent, the address's is"
+    );
+    assert!(fourth.headers().contains_key("retry-after"));
+}

@@ -256,14 +256,13 @@ thread_local! {
 /// Called after each write to an event stream: every [`WRITES_PER_YIELD`] writes on this
 /// thread, it yields the CPU to whichever thread is waiting for it.
 ///
-/// A fan-out round is thousands of writes with no wait between them (5,000 streams take about
-/// 25 ms of one core), and the kernel takes the core from a thread that never waits only at a
-/// scheduler tick (4 ms here). A thread that does not preempt on wake-up, as the SQLite
-/// writer does not (`SCHED_BATCH`, see `store::sqlite`), would wait for such a tick at every
-/// commit: at 5,000 subscribers the highest rate held fell from 300 to 90 messages/s. Yielding
-/// every 16 writes (about 0.1 ms) lets it in (a post's answer then took 0.6 ms in the middle of
-/// rounds at 280 messages/s, against 1.9 ms yielding every 64 writes); when nothing waits, the
-/// yield returns at once, for one system call per 16 writes.
+/// A fan-out round is thousands of writes with no wait between them, and the kernel takes the
+/// core from a thread that never waits only at a scheduler tick. A thread that does not
+/// preempt on wake-up, as the SQLite writer does not (`SCHED_BATCH`, see `store::sqlite`),
+/// would wait for such a tick at every commit, and the highest message rate a large room holds
+/// would fall with it. Yielding every few writes lets it in within a fraction of a millisecond;
+/// when nothing waits, the yield returns at once, for one system call per [`WRITES_PER_YIELD`]
+/// writes. (The figures behind the choice of 16 are in BENCHMARKS.md's notes.)
 fn share_the_core() {
     if WRITES_SINCE_YIELD.with(yield_is_due) {
         std::thread::yield_now();

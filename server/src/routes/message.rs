@@ -5,7 +5,13 @@
 //! disagrees with the session (403), rate (429). Only then is the message appended; the hub
 //! hears of it from the store, not from here.
 
-use crate::{error::ApiError, form, state::AppState, store::StoreError};
+use crate::{
+    error::ApiError,
+    form,
+    limits::{ClientAddr, PeerAddr},
+    state::AppState,
+    store::StoreError,
+};
 use app::protocol::{ChatMessage, InputError, MessageText, PostMessage};
 use axum::{
     Json,
@@ -153,6 +159,10 @@ pub async fn post_message(
         return Err(ApiError::Forbidden("id and name must be those of your session"));
     }
     state.rate.check(&author.id).map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    let peer = parts.extensions.get::<PeerAddr>().copied();
+    if let Some(client) = ClientAddr::of_request(peer, &parts.headers, &state.config.trusted_proxies) {
+        state.addr_rate.check(&client).map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    }
     let started = std::time::Instant::now();
     let message = state.store.append(author, text).await.map_err(|error| {
         if let StoreError::Backend(reason) = &error {

@@ -147,13 +147,12 @@ pub async fn open_stream(
 ) -> Result<Response, ApiError> {
     let request = StreamRequest::parse(&uri, &headers)?;
     let session = state.sessions.from_headers(&headers);
-    let address_slot = match peer {
-        Some(Extension(PeerAddr(peer))) => {
-            let forwarded_for = headers.get("x-forwarded-for").and_then(|value| value.to_str().ok());
-            let client = ClientAddr::resolve(peer.ip(), forwarded_for, &state.config.trusted_proxies);
-            Some(admit_client(&state, client, &request, session.as_ref())?)
-        }
-        // Requests that did not come through the listener (tests calling the router).
+    let address_slot = match ClientAddr::of_request(
+        peer.map(|Extension(peer)| peer),
+        &headers,
+        &state.config.trusted_proxies,
+    ) {
+        Some(client) => Some(admit_client(&state, client, &request, session.as_ref())?),
         None => None,
     };
     let opened = match state.hub.open_stream(request.id, request.name, session.as_ref(), address_slot).await {
@@ -249,6 +248,7 @@ mod tests {
         AppState {
             leptos_options: Arc::new(leptos::config::LeptosOptions::builder().output_name("test").build()),
             rate: Arc::new(RateLimiter::new(10, 5.0)),
+            addr_rate: Arc::new(RateLimiter::new(10, 5.0)),
             new_ids: Arc::new(RateLimiter::new(10, 1.0)),
             address_slots: AddressSlots::new(10),
             sessions: SessionKey::from_secret(&[3u8; 32]).unwrap(),

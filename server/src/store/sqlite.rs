@@ -270,11 +270,10 @@ impl Writer {
 /// parsing the next posts: commits would start with one post each, and the CPU would switch
 /// threads twice per commit. `SCHED_BATCH` changes only that: the writer runs as soon as the
 /// running thread waits or yields, and by then it finds every post queued meanwhile. (A thread
-/// that neither waits nor yields keeps the core until a scheduler tick, 4 ms here: the streams'
-/// thread, busy with a fan-out round, yields every 16 writes for this reason; see
-/// `net::share_the_core`.) Measured with 16 publishers on one core (BENCHMARKS.md's
-/// notes): the request thread's involuntary switches fell from 8,000/s to 300/s, posts per
-/// fsync rose from 7 to 11, and durable posts/s by about a tenth.
+/// that neither waits nor yields keeps the core until a scheduler tick: the streams' thread,
+/// busy with a fan-out round, yields every few writes for this reason; see
+/// `net::share_the_core`.) It cuts the request thread's involuntary switches, puts more posts
+/// in each fsync and raises durable posts/s (figures in BENCHMARKS.md's notes).
 ///
 /// Best effort: where the call fails (or outside Linux) the writer still works as before.
 fn run_after_the_request_threads() {
