@@ -222,12 +222,8 @@ impl Client {
     /// Closes both directions of the connection at once (the socket itself stays open until
     /// both halves are dropped).
     fn close_connection(&self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: `shutdown` only reads its arguments, and the descriptor is open: `reader`
-        // owns a share of the socket. Failure (already closed by the peer) leaves nothing to do.
-        unsafe {
-            libc::shutdown(self.reader.as_ref().as_raw_fd(), libc::SHUT_RDWR);
-        }
+        // Failure (already closed by the peer) leaves nothing to do.
+        let _ = socket2::SockRef::from(self.reader.as_ref()).shutdown(std::net::Shutdown::Both);
     }
 }
 
