@@ -7,6 +7,7 @@ pub mod protocol;
 #[cfg(feature = "hydrate")]
 mod client;
 mod components;
+pub mod model;
 #[cfg_attr(
     not(feature = "hydrate"),
     allow(dead_code, reason = "driven by crate::client, which only the browser build compiles")

@@ -21,10 +21,11 @@ mod identity;
 pub(crate) mod post;
 mod state;
 pub(crate) mod tab;
+pub(crate) mod time;
 pub(crate) mod users;
 
 use crate::{
-    components::{ChatSignals, ConnectionState, Notice, Roster, Timeline, capitalised},
+    model::{ChatSignals, ConnectionState, Notice, Roster, Timeline, capitalised},
     protocol::{User, UserName},
 };
 use connection::{Connection, Start};

@@ -6,10 +6,13 @@
 //! outside close it, and closing puts the focus back on the button.
 
 use super::{
-    join_form::{NameError, parse_name},
+    join_form::NameError,
     message_list::{avatar_class, initial},
 };
-use crate::protocol::{User, UserName};
+use crate::{
+    model::parse_name,
+    protocol::{User, UserName},
+};
 use leptos::{ev, html, prelude::*};
 
 /// The menu. `on_rename` and `on_leave` are the page's; the menu only asks.

@@ -7,8 +7,10 @@
 //! leaves it there, says why in a sentence, and offers to try again (after the wait a 429 asks
 //! for).
 
-use super::status::ConnectionState;
-use crate::protocol::{ChatMessage, MESSAGE_MAX_CHARS, MessageText};
+use crate::{
+    model::{ConnectionState, SendFailure},
+    protocol::{ChatMessage, MESSAGE_MAX_CHARS, MessageText},
+};
 use leptos::{
     ev::{KeyboardEvent, SubmitEvent},
     html,
@@ -17,13 +19,6 @@ use leptos::{
 
 /// The counter shows from this many characters on.
 const COUNTER_FROM: usize = MESSAGE_MAX_CHARS * 9 / 10;
-
-/// Why the last send failed, and how long the server asked us to wait before trying again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendFailure {
-    pub sentence: String,
-    pub retry_after_secs: Option<u32>,
-}
 
 /// The form. `on_sent` receives the message as the server stored it, so it shows at once even if
 /// its broadcast is still on the way (the timeline de-duplicates by `seq`).

@@ -1,5 +1,5 @@
 //! The conversation: messages in `seq` order, with inline notices (joins, leaves, lost history).
-//! [`Timeline`] ([`super::timeline`]) is the data behind it. The list is keyed (`<For>`), so a
+//! [`Timeline`] (`crate::model::timeline`) is the data behind it. The list is keyed (`<For>`), so a
 //! new message renders its own row and nothing else; each row formats its times once. Messages are rendered as text nodes, never as HTML: whatever
 //! people type, it cannot become markup; only `http(s)://` addresses become links
 //! ([`super::links`]).
@@ -7,12 +7,11 @@
 //! The list follows new messages while the reader is at its bottom. Someone who scrolled up to
 //! read is left where they are, and a "N new messages" button takes them down when they want.
 
-use super::{
-    links::{Piece, split_links},
-    time,
-    timeline::{Line, Notice, Shown, Timeline},
+use super::links::{Piece, split_links};
+use crate::{
+    model::{Line, Notice, Shown, Timeline, time},
+    protocol::{User, UserId},
 };
-use crate::protocol::{User, UserId};
 use leptos::{either::Either, html, prelude::*};
 
 /// How close to the bottom (in pixels) the reader must be for new messages to scroll the list.
@@ -64,8 +63,8 @@ pub fn MessageList(
     };
     #[cfg(feature = "hydrate")]
     {
-        now.set(time::now_ms());
-        let tick = set_interval_with_handle(move || now.set(time::now_ms()), CLOCK_TICK).ok();
+        now.set(crate::client::time::now_ms());
+        let tick = set_interval_with_handle(move || now.set(crate::client::time::now_ms()), CLOCK_TICK).ok();
         on_cleanup(move || {
             if let Some(tick) = tick {
                 tick.clear();
@@ -214,8 +213,9 @@ fn notice_item(notice: Notice) -> impl IntoView {
 fn message_item(shown: Shown, own: bool, continued: bool, now: RwSignal<f64>) -> impl IntoView {
     let Shown { message, at } = shown;
     #[cfg(feature = "hydrate")]
-    let (exact, date) =
-        at.map_or_else(Default::default, |at| (time::local(at, true), time::local(at, false)));
+    let (exact, date) = at.map_or_else(Default::default, |at| {
+        (crate::client::time::local(at, true), crate::client::time::local(at, false))
+    });
     #[cfg(not(feature = "hydrate"))]
     let (exact, date) = (String::new(), String::new());
     let when = move || match at {

@@ -16,23 +16,10 @@ mod join_form;
 mod links;
 mod message_list;
 mod status;
-pub(crate) mod time;
-mod timeline;
 mod user_list;
 
 use chat_page::ChatPage;
 use leptos::{either::Either, prelude::*};
-
-// What the browser side (`crate::client`, browser build only) writes into.
-#[cfg(feature = "hydrate")]
-pub(crate) use {
-    chat_page::{ChatSignals, ROOM_NAME},
-    composer::SendFailure,
-    join_form::capitalised,
-    status::ConnectionState,
-    timeline::{Notice, Timeline},
-    user_list::Roster,
-};
 
 /// The whole application: the chat page at `/`, "not found" anywhere else. The server asks it
 /// for its routes (`generate_route_list(App)`); with no router there are none, and `leptos_axum`
@@ -57,7 +44,10 @@ pub fn App() -> impl IntoView {
     let page = {
         use leptos_meta::{Stylesheet, Title, provide_meta_context};
         provide_meta_context();
-        (view! { <Stylesheet id="leptos" href="/pkg/ssechat.css"/> <Title text=chat_page::ROOM_NAME/> }, page)
+        (
+            view! { <Stylesheet id="leptos" href="/pkg/ssechat.css"/> <Title text=crate::model::ROOM_NAME/> },
+            page,
+        )
     };
     page
 }
