@@ -12,54 +12,16 @@ use super::{
     user_list::{UserList, grouped},
 };
 use crate::{
-    model::{ChatSignals, ROOM_NAME, Roster},
-    protocol::{ChatMessage, UserName},
+    model::{ChatActions, ChatSignals, ROOM_NAME, Roster},
+    protocol::ChatMessage,
 };
 use leptos::{either::Either, ev, html, prelude::*};
 
 /// The one page of the app.
 #[component]
 pub fn ChatPage() -> impl IntoView {
-    let chat = ChatSignals::new();
-
-    // The browser side starts here, after hydration: effects never run on the server, and the
-    // first run of this one comes after the server's DOM has been adopted. It marks the page
-    // interactive, keeps the tab's title, and rejoins a stored name (a reload is the same user);
-    // the page's cleanup closes the stream.
-    #[cfg(feature = "hydrate")]
-    let session = crate::client::Session::new(chat);
-    #[cfg(feature = "hydrate")]
-    {
-        Effect::new(move |_| {
-            untrack(|| {
-                crate::client::mark_hydrated();
-                crate::client::tab::follow_unread(chat);
-                session.resume();
-            })
-        });
-        on_cleanup(move || session.close());
-    }
-
-    let join = Callback::new(move |name: UserName| {
-        #[cfg(feature = "hydrate")]
-        session.join(name);
-        #[cfg(not(feature = "hydrate"))]
-        let _ = name;
-    });
-    let rename = Callback::new(move |name: UserName| {
-        #[cfg(feature = "hydrate")]
-        session.rename(name);
-        #[cfg(not(feature = "hydrate"))]
-        let _ = name;
-    });
-    let leave = Callback::new(move |()| {
-        #[cfg(feature = "hydrate")]
-        session.leave();
-    });
-    let start_over = Callback::new(move |()| {
-        #[cfg(feature = "hydrate")]
-        session.start_over();
-    });
+    let chat = ChatSignals::expect();
+    let ChatActions { join, rename, leave, start_over, .. } = ChatActions::expect();
     let sent = Callback::new(move |message: ChatMessage| {
         chat.timeline.update(|timeline| {
             timeline.add_message(message);

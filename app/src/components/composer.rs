@@ -8,7 +8,7 @@
 //! for).
 
 use crate::{
-    model::{ConnectionState, SendFailure},
+    model::{ChatActions, ConnectionState, SendFailure},
     protocol::{ChatMessage, MESSAGE_MAX_CHARS, MessageText},
 };
 use leptos::{
@@ -33,6 +33,7 @@ pub fn Composer(
     // Set while a 429's `Retry-After` runs: sending again now would only be refused again.
     let cooling = RwSignal::new(false);
     let input: NodeRef<html::Textarea> = NodeRef::new();
+    let post = ChatActions::expect().send;
 
     let live = move || status.get() == ConnectionState::Live;
     let chars = Memo::new(move |_| draft.with(|draft| draft.trim().chars().count()));
@@ -48,9 +49,9 @@ pub fn Composer(
             return;
         };
         sending.set(true);
-        #[cfg(feature = "hydrate")]
+        let outcome = post.run(text);
         leptos::task::spawn_local(async move {
-            let outcome = crate::client::post::send_message(&text).await;
+            let outcome = outcome.await;
             // The composer may be gone by now (the user left): nothing left to update.
             if sending.try_set(false).is_some() {
                 return;
@@ -86,8 +87,6 @@ pub fn Composer(
                 let _ = input.focus();
             }
         });
-        #[cfg(not(feature = "hydrate"))]
-        let _ = (text, raw, on_sent, input, failure, cooling);
     };
 
     let submit = move |ev: SubmitEvent| {

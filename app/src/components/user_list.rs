@@ -3,12 +3,11 @@
 //! pages through `GET /users` for the whole list.
 
 use super::message_list::{avatar_class, initial};
-use crate::{model::Roster, protocol::User};
+use crate::{
+    model::{ChatActions, Roster},
+    protocol::User,
+};
 use leptos::{either::EitherOf3, prelude::*};
-
-/// Users asked for per `GET /users` page.
-#[cfg(feature = "hydrate")]
-const PAGE_LEN: u32 = 100;
 
 /// `1234567` as `1,234,567`.
 pub fn grouped(count: u64) -> String {
@@ -37,12 +36,11 @@ pub fn UserList(
     let showing_everyone = move || large.get() && roster.with(|roster| roster.everyone().is_some());
 
     // Loads the page after `after` (the first page when `None`) and adds it to the list.
+    let page_users = ChatActions::expect().page_users;
     let load = move |after: Option<String>| {
-        let number = roster.try_update(Roster::request_page);
-        #[cfg(feature = "hydrate")]
+        let Some(number) = roster.try_update(Roster::request_page) else { return };
         leptos::task::spawn_local(async move {
-            let Some(number) = number else { return };
-            let page = crate::client::users::page(after.as_deref(), PAGE_LEN).await;
+            let page = page_users.run(after).await;
             // The panel may be gone by now (the user left), or back to the sample: then the
             // page goes nowhere.
             let _ = roster.try_update(|roster| {
@@ -53,8 +51,6 @@ pub fn UserList(
                 }
             });
         });
-        #[cfg(not(feature = "hydrate"))]
-        let _ = (after, number);
     };
     let users = move || {
         roster.with(|roster| match roster.everyone() {

@@ -5,9 +5,10 @@
 //!
 //! One concept per file: the conversation ([`timeline`]) and message times ([`time`]); who is in
 //! the room ([`roster`]); the stream's state ([`connection`]); a failed send ([`send`]); names
-//! typed into forms ([`names`]); and [`ChatSignals`] ([`signals`]), which holds them all for
-//! the page.
+//! typed into forms ([`names`]); [`ChatSignals`] ([`signals`]), which holds them all for the
+//! page; and [`ChatActions`] ([`actions`]), what the page can ask of the browser.
 
+pub mod actions;
 pub mod connection;
 pub mod names;
 pub mod roster;
@@ -16,6 +17,7 @@ pub mod signals;
 pub mod time;
 pub mod timeline;
 
+pub use actions::{ChatActions, Reply};
 pub use connection::ConnectionState;
 pub use names::{capitalised, parse_name};
 pub use roster::{Everyone, Roster};

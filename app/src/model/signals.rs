@@ -42,6 +42,17 @@ impl ChatSignals {
     }
 }
 
+impl ChatSignals {
+    /// The chat page's signals, as provided to it (see `crate::model::actions`).
+    ///
+    /// # Panics
+    ///
+    /// Outside the chat page, where nobody provided them: a wiring mistake, not a user's.
+    pub fn expect() -> Self {
+        expect_context()
+    }
+}
+
 impl Default for ChatSignals {
     fn default() -> Self {
         Self::new()
