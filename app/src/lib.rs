@@ -75,17 +75,18 @@ pub fn App() -> impl IntoView {
     page
 }
 
-/// Gives the chat page its state and its actions, as context: in the browser the actions of
+/// Gives the chat page its state, its actions and its clock, as context: in the browser the actions of
 /// `client`, which also starts the browser side; on the server inert ones, since the server
 /// only renders the join form and never runs the page.
 fn provide_chat() {
     let chat = ChatSignals::new();
     provide_context(chat);
     #[cfg(feature = "hydrate")]
-    let actions = client::start(chat);
+    let (actions, clock) = (client::start(chat), client::clock());
     #[cfg(not(feature = "hydrate"))]
-    let actions = ChatActions::inert();
+    let (actions, clock) = (ChatActions::inert(), model::time::Clock::inert());
     provide_context(actions);
+    provide_context(clock);
 }
 
 /// Whether this page is the chat's own address, `/` (with or without a query).

@@ -22,7 +22,7 @@ mod identity;
 mod post;
 mod state;
 mod tab;
-pub(crate) mod time;
+mod time;
 mod users;
 
 use crate::{
@@ -31,6 +31,8 @@ use crate::{
 };
 use connection::{Connection, Start};
 use leptos::prelude::*;
+
+pub use time::clock;
 
 /// Starts the browser side of the chat page and returns the page's actions. Called once, while
 /// the page is built: its effect runs after hydration (effects never run on the server, and the

@@ -1,9 +1,17 @@
 //! The browser's clock and the reader's locale and time zone, for message times. The rules
 //! (parsing, relative times, grouping) are plain Rust in `crate::model::time`; only these need
-//! JavaScript.
+//! JavaScript. [`clock`] hands them to the page as a [`Clock`].
+
+use crate::model::time::Clock;
+use leptos::prelude::*;
+
+/// The browser's clock and locale, for the page's context.
+pub fn clock() -> Clock {
+    Clock { now: Callback::new(|()| now_ms()), local: Callback::new(|(ts_ms, full)| local(ts_ms, full)) }
+}
 
 /// Now, by the browser's clock.
-pub fn now_ms() -> f64 {
+fn now_ms() -> f64 {
     js_sys::Date::now()
 }
 
@@ -12,7 +20,7 @@ pub fn now_ms() -> f64 {
 ///
 /// Building an `Intl.DateTimeFormat` costs far more than using one (it resolves the locale and
 /// time zone), so the two are built once per page and kept here.
-pub fn local(ts_ms: f64, full: bool) -> String {
+fn local(ts_ms: f64, full: bool) -> String {
     use wasm_bindgen::JsValue;
     thread_local! {
         static FULL: js_sys::Function = formatter("full", "medium");

@@ -1,6 +1,6 @@
 //! The join form: pick a name, press Join. It is a real `<form method="get">`, so it works even
 //! before the page is interactive: a submission that happens before hydration loads `/?name=…`,
-//! and the browser side joins with that name once it starts (see `crate::client::Session`).
+//! and the browser side joins with that name once it starts (see `Session` in `client/`).
 
 use crate::{model::parse_name, protocol::UserName};
 use leptos::{ev::SubmitEvent, html, prelude::*};

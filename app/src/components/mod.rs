@@ -5,7 +5,7 @@
 //!
 //! Components read the page's state ([`crate::model::ChatSignals`]) and ask for what they need
 //! through [`crate::model::ChatActions`], both from context; they never name the browser side
-//! (`crate::client`), so they compile the same in both builds, with no `cfg` of their own.
+//! (`client/`), so they compile the same in both builds, with no `cfg` of their own.
 //!
 //! [`ChatPage`] puts the page together: the header ([`status`], [`account`]), the join form
 //! ([`join_form`]), the people panel ([`user_list`]), the conversation ([`message_list`], whose

@@ -1,6 +1,6 @@
 //! What the page can ask for: join, rename, leave, start over, send a message, page the user
 //! list. The components call these and never know who answers; the browser's session
-//! (`crate::client`) provides the real ones, and the server build provides [`ChatActions::inert`],
+//! (`client/`) provides the real ones, and the server build provides [`ChatActions::inert`],
 //! since nothing is ever asked during server rendering (the server renders the join form, and
 //! its submit handler only runs once the page is hydrated). That is why no component needs a
 //! `cfg(feature = "hydrate")` branch, and why neither side imports the other.

@@ -1,8 +1,8 @@
 //! Where the browser's event stream stands, as one value the header badge
-//! (`crate::components::status`) and the composer read and the browser's connection writes.
+//! (`components/status.rs`) and the composer read and the browser's connection writes.
 //! `as_str` is the machine-readable `data-state`, `label` the words people see.
 
-/// Where the browser's stream stands. Only the browser's connection (`crate::client`) moves it
+/// Where the browser's stream stands. Only the browser's connection (`client/`) moves it
 /// on; the server build renders none of it, because nobody has joined during server rendering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConnectionState {

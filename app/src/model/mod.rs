@@ -1,12 +1,13 @@
 //! The chat page's state, as plain types and signals, below both the views and the browser:
-//! `crate::components` reads it, `crate::client` (browser build only) writes it, and neither
-//! knows the other. Nothing here touches the DOM or the network, so the rules are tested
+//! the views (`components/`) read it, the browser side (`client/`, browser build only) writes
+//! it, and neither knows the other. Nothing here touches the DOM or the network, so the rules are tested
 //! without a browser and the server build renders the same empty page the browser hydrates.
 //!
 //! One concept per file: the conversation ([`timeline`]) and message times ([`time`]); who is in
 //! the room ([`roster`]); the stream's state ([`connection`]); a failed send ([`send`]); names
 //! typed into forms ([`names`]); [`ChatSignals`] ([`signals`]), which holds them all for the
-//! page; and [`ChatActions`] ([`actions`]), what the page can ask of the browser.
+//! page; and what the page can ask of the browser: [`ChatActions`] ([`actions`]) and the clock
+//! of message times ([`time::Clock`]).
 
 pub mod actions;
 pub mod connection;

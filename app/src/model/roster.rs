@@ -1,5 +1,5 @@
 //! Who is in the room, as this browser knows it: [`Roster`], the data behind the people panel
-//! (`crate::components::user_list`). Plain Rust, so its rules (one entry per id, join order,
+//! (`components/user_list.rs`). Plain Rust, so its rules (one entry per id, join order,
 //! exact counts in large rooms) are tested without a browser; the browser's connection feeds it
 //! from `all-users`, `users`, `new-user`, `user-leave` and `presence`.
 //!

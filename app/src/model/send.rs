@@ -1,5 +1,5 @@
 //! What a failed send leaves behind: a sentence for people and, after a 429, how long to wait.
-//! The browser's `POST /message` (`crate::client::post`) makes it; the composer shows it and
+//! The browser's `POST /message` (`client/post.rs`) makes it; the composer shows it and
 //! holds the Send button back for the wait.
 
 /// Why the last send failed, and how long the server asked us to wait before trying again.

@@ -1,5 +1,5 @@
 //! [`ChatSignals`]: everything the chat page shows, as signals. The browser's connection
-//! (`crate::client`) writes them and the components read them. They exist in the server build
+//! (`client/`) writes them and the components read them. They exist in the server build
 //! too, where nobody has joined yet, so the server renders exactly the join form the browser
 //! then hydrates.
 

@@ -3,8 +3,10 @@
 //!
 //! The server stamps messages in RFC 3339 UTC; parsing that here (instead of with `Date` in the
 //! browser) keeps grouping and relative times plain Rust, tested without a browser. Only the
-//! clock, the local time zone and the reader's locale need JavaScript: those live in
-//! `crate::client::time`, and the server never renders a message.
+//! clock, the local time zone and the reader's locale need JavaScript: the browser side provides
+//! them as a [`Clock`] in context, the server an inert one, since it never renders a message.
+
+use leptos::prelude::*;
 
 /// Milliseconds since the Unix epoch of an RFC 3339 timestamp such as
 /// `2026-11-24T10:00:00.123Z` or `2026-11-24T11:00:00+01:00`; `None` if it is not one.
@@ -83,6 +85,33 @@ pub fn relative(ts_ms: f64, now_ms: f64) -> Option<String> {
 
 /// Messages by one author closer together than this are shown as one group.
 pub const GROUP_WINDOW_MS: f64 = 5.0 * 60.0 * 1000.0;
+
+/// The browser's clock and the reader's locale, as the message list asks for them: provided as
+/// context next to the page's actions, so the list never names the browser side.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// Now, in milliseconds since the epoch.
+    pub now: Callback<(), f64>,
+    /// A time (milliseconds since the epoch) in the reader's locale and time zone: `true` for
+    /// the exact time, `false` for a short date and time.
+    pub local: Callback<(f64, bool), String>,
+}
+
+impl Clock {
+    /// For the server build, which renders no message: the epoch, and no words.
+    pub fn inert() -> Self {
+        Self { now: Callback::new(|()| 0.0), local: Callback::new(|_| String::new()) }
+    }
+
+    /// The page's clock, as provided to it.
+    ///
+    /// # Panics
+    ///
+    /// Outside the chat page, where nobody provided it: a wiring mistake, not a user's.
+    pub fn expect() -> Self {
+        expect_context()
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,7 @@
 //! The conversation as this browser has seen it: messages in `seq` order, with inline notices
 //! (joins, leaves, a new name, lost history) where they arrived. Plain Rust, so its ordering,
 //! de-duplication, limits and grouping are tested without a browser;
-//! `crate::components::message_list` shows it.
+//! `components/message_list.rs` shows it.
 //!
 //! ## Cost and memory, whatever the order of arrival
 //!
