@@ -5,7 +5,9 @@
 //!
 //! Components read the page's state ([`crate::model::ChatSignals`]) and ask for what they need
 //! through [`crate::model::ChatActions`], both from context; they never name the browser side
-//! (`client/`), so they compile the same in both builds, with no `cfg` of their own.
+//! (`client/`). Two still keep browser-only code of their own under `cfg(feature = "hydrate")`:
+//! [`message_list`] (following the bottom of the list, a `ResizeObserver`, the clock's tick) and
+//! [`account`] (a click outside closes the menu); moving those behind context too is next.
 //!
 //! [`ChatPage`] puts the page together: the header ([`status`], [`account`]), the join form
 //! ([`join_form`]), the people panel ([`user_list`]), the conversation ([`message_list`], whose

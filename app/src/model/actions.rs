@@ -3,7 +3,7 @@
 //! (`client/`) provides the real ones, and the server build provides [`ChatActions::inert`],
 //! since nothing is ever asked during server rendering (the server renders the join form, and
 //! its submit handler only runs once the page is hydrated). That is why no component needs a
-//! `cfg(feature = "hydrate")` branch, and why neither side imports the other.
+//! `cfg(feature = "hydrate")` branch to ask for anything, and why neither side imports the other.
 //!
 //! They travel as Leptos context: `lib.rs` provides one [`ChatActions`] for the chat page, and
 //! each component takes it with [`ChatActions::expect`].
