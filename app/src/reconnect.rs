@@ -147,7 +147,7 @@ fn parse_imf_fixdate(value: &str) -> Option<f64> {
     if !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
         return None;
     }
-    let days = crate::components::time::days_from_civil(year, month, day);
+    let days = crate::model::time::days_from_civil(year, month, day);
     Some((days * 86_400 + hour * 3_600 + minute * 60 + second) as f64 * 1000.0)
 }
 

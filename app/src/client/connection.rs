@@ -37,7 +37,7 @@
 
 use super::{http, identity, state, with_reason};
 use crate::{
-    components::{ChatSignals, ConnectionState, capitalised},
+    model::{ChatSignals, ConnectionState, capitalised},
     protocol::{ServerEvent, User},
     reconnect::{self, Backoff, Next, Silence},
 };

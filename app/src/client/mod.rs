@@ -1,9 +1,10 @@
 //! The browser side of the chat (feature `hydrate` only): who this browser is
 //! ([`identity`]), the `EventSource` connection ([`connection`]), how its events change the
-//! page ([`state`]), the tab's title ([`tab`]), and the plain requests: posting messages
-//! ([`post`]) and paging the user list ([`users`]), both over [`http`]. [`Session`] ties them to
-//! the page: the page calls it after hydration and from its forms, and it never runs on the
-//! server.
+//! page ([`state`]), the tab's title ([`tab`]), the clock and locale of message times
+//! ([`time`]), and the plain requests: posting messages ([`post`]) and paging the user list
+//! ([`users`]), both over [`http`]. [`Session`] ties them to the page; [`start`] turns it into
+//! the page's [`ChatActions`], which the components call without knowing this module. It never
+//! runs on the server.
 //!
 //! ## Changing one's name
 //!
@@ -18,17 +19,47 @@
 mod connection;
 mod http;
 mod identity;
-pub(crate) mod post;
+mod post;
 mod state;
-pub(crate) mod tab;
-pub(crate) mod users;
+mod tab;
+mod time;
+mod users;
 
 use crate::{
-    components::{ChatSignals, ConnectionState, Notice, Roster, Timeline, capitalised},
+    model::{ChatActions, ChatSignals, ConnectionState, Notice, Reply, Roster, Timeline, capitalised},
     protocol::{User, UserName},
 };
 use connection::{Connection, Start};
 use leptos::prelude::*;
+
+pub use time::clock;
+
+/// Starts the browser side of the chat page and returns the page's actions. Called once, while
+/// the page is built: its effect runs after hydration (effects never run on the server, and the
+/// first run comes after the server's DOM has been adopted); it marks the page interactive,
+/// keeps the tab's title, and rejoins a stored name (a reload is the same user). The page's
+/// cleanup closes the stream.
+pub fn start(chat: ChatSignals) -> ChatActions {
+    let session = Session::new(chat);
+    Effect::new(move |_| {
+        untrack(|| {
+            mark_hydrated();
+            tab::follow_unread(chat);
+            session.resume();
+        })
+    });
+    on_cleanup(move || session.close());
+    ChatActions {
+        join: Callback::new(move |name| session.join(name)),
+        rename: Callback::new(move |name| session.rename(name)),
+        leave: Callback::new(move |()| session.leave()),
+        start_over: Callback::new(move |()| session.start_over()),
+        send: Callback::new(|text| Box::pin(async move { post::send_message(&text).await }) as Reply<_>),
+        page_users: Callback::new(|after: Option<String>| {
+            Box::pin(async move { users::page(after.as_deref()).await }) as Reply<_>
+        }),
+    }
+}
 
 /// The chat page's browser session: its signals and, once joined, its one open connection.
 /// Copying it is shallow (every field is a handle), so the page's callbacks each hold one.
@@ -132,7 +163,7 @@ impl Session {
 
 /// Marks `<body data-hydrated="true">` once the page is interactive: before that, a click does
 /// nothing our code sees, so tools that drive the page (the end-to-end tests) wait for it.
-pub fn mark_hydrated() {
+fn mark_hydrated() {
     let body = web_sys::window().and_then(|window| window.document()).and_then(|doc| doc.body());
     if let Some(body) = body {
         let _ = body.set_attribute("data-hydrated", "true");

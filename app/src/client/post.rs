@@ -4,7 +4,7 @@
 
 use super::{http, with_reason};
 use crate::{
-    components::SendFailure,
+    model::SendFailure,
     protocol::{ChatMessage, MessageText, PostMessage},
 };
 

@@ -5,7 +5,7 @@
 //! counts as unread (see `super::tab`).
 
 use crate::{
-    components::{ChatSignals, Notice},
+    model::{ChatSignals, Notice},
     protocol::ServerEvent,
 };
 use leptos::prelude::*;

@@ -2,7 +2,7 @@
 //! its title ("(3) ssechat"), so a glance at the tab strip says whether anything happened. The
 //! count goes back to zero as soon as the tab is seen again.
 
-use crate::components::{ChatSignals, ROOM_NAME};
+use crate::model::{ChatSignals, ROOM_NAME};
 use leptos::prelude::*;
 use wasm_bindgen::{JsCast, closure::Closure};
 use web_sys::VisibilityState;

@@ -4,9 +4,12 @@
 use super::http;
 use crate::protocol::UsersPage;
 
+/// Users asked for per page.
+const PAGE_LEN: u32 = 100;
+
 /// The page after `after` (from the start when `None`), or why it could not be had.
-pub async fn page(after: Option<&str>, limit: u32) -> Result<UsersPage, String> {
-    let mut url = format!("/users?limit={limit}");
+pub async fn page(after: Option<&str>) -> Result<UsersPage, String> {
+    let mut url = format!("/users?limit={PAGE_LEN}");
     if let Some(after) = after {
         url.push_str("&after=");
         url.push_str(&String::from(js_sys::encode_uri_component(after)));

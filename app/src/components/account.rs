@@ -1,15 +1,19 @@
 //! The account menu in the header: who you are in the chat, a form to change your name, and a
 //! way to leave. A name cannot change under the same id (the server keeps the name an id was
-//! bound with), so a new name is a new identity; `crate::client::Session` explains how.
+//! bound with), so a new name is a new identity; `Session`, in the browser side (`client/`),
+//! explains how.
 //!
 //! The menu is a button that shows and hides a panel (`aria-expanded`); Escape and a click
 //! outside close it, and closing puts the focus back on the button.
 
 use super::{
-    join_form::{NameError, parse_name},
+    join_form::NameError,
     message_list::{avatar_class, initial},
 };
-use crate::protocol::{User, UserName};
+use crate::{
+    model::parse_name,
+    protocol::{User, UserName},
+};
 use leptos::{ev, html, prelude::*};
 
 /// The menu. `on_rename` and `on_leave` are the page's; the menu only asks.

@@ -2,107 +2,26 @@
 //! joined) the people toggle and the account menu; then either the join form or the chat: the
 //! people panel beside the conversation (above it, folded away, on narrow screens), the messages
 //! and the composer.
-//!
-//! [`ChatSignals`] is what the page shows; the browser's connection (`crate::client`) writes it
-//! and the components read it. It exists in the server build too, where nobody has joined yet,
-//! so the server renders exactly the join form the browser then hydrates.
 
 use super::{
     account::AccountMenu,
     composer::Composer,
     join_form::JoinForm,
     message_list::MessageList,
-    status::{ConnectionError, ConnectionState, ConnectionStatus},
-    timeline::Timeline,
-    user_list::{Roster, UserList, grouped},
+    status::{ConnectionError, ConnectionStatus},
+    user_list::{UserList, grouped},
 };
-use crate::protocol::{ChatMessage, User, UserName};
+use crate::{
+    model::{ChatActions, ChatSignals, ROOM_NAME, Roster},
+    protocol::ChatMessage,
+};
 use leptos::{either::Either, ev, html, prelude::*};
-
-/// The room's name, in the header and the tab title.
-pub const ROOM_NAME: &str = "ssechat";
-
-/// Everything the chat page shows, as signals. Copying it is shallow: every field is a handle
-/// to the same signal, so the connection and the views share one state.
-#[derive(Debug, Clone, Copy)]
-pub struct ChatSignals {
-    /// Who this browser joined as; `None` shows the join form.
-    pub me: RwSignal<Option<User>>,
-    pub status: RwSignal<ConnectionState>,
-    /// Why the stream was refused for good (a 409): shown with a way to start over.
-    pub connection_error: RwSignal<Option<String>>,
-    /// Why joining failed: the name parser's reason, or the server's 400.
-    pub join_error: RwSignal<Option<String>>,
-    /// News shown above the join form ("You left the chat.").
-    pub join_info: RwSignal<Option<String>>,
-    pub roster: RwSignal<Roster>,
-    pub timeline: RwSignal<Timeline>,
-    /// Messages by others that arrived while the tab was hidden: shown in the tab's title.
-    #[cfg_attr(
-        not(feature = "hydrate"),
-        allow(dead_code, reason = "counted by crate::client, browser build only")
-    )]
-    pub unread: RwSignal<u32>,
-}
-
-impl ChatSignals {
-    fn new() -> Self {
-        Self {
-            me: RwSignal::new(None),
-            status: RwSignal::new(ConnectionState::default()),
-            connection_error: RwSignal::new(None),
-            join_error: RwSignal::new(None),
-            join_info: RwSignal::new(None),
-            roster: RwSignal::new(Roster::default()),
-            timeline: RwSignal::new(Timeline::default()),
-            unread: RwSignal::new(0),
-        }
-    }
-}
 
 /// The one page of the app.
 #[component]
 pub fn ChatPage() -> impl IntoView {
-    let chat = ChatSignals::new();
-
-    // The browser side starts here, after hydration: effects never run on the server, and the
-    // first run of this one comes after the server's DOM has been adopted. It marks the page
-    // interactive, keeps the tab's title, and rejoins a stored name (a reload is the same user);
-    // the page's cleanup closes the stream.
-    #[cfg(feature = "hydrate")]
-    let session = crate::client::Session::new(chat);
-    #[cfg(feature = "hydrate")]
-    {
-        Effect::new(move |_| {
-            untrack(|| {
-                crate::client::mark_hydrated();
-                crate::client::tab::follow_unread(chat);
-                session.resume();
-            })
-        });
-        on_cleanup(move || session.close());
-    }
-
-    let join = Callback::new(move |name: UserName| {
-        #[cfg(feature = "hydrate")]
-        session.join(name);
-        #[cfg(not(feature = "hydrate"))]
-        let _ = name;
-    });
-    let rename = Callback::new(move |name: UserName| {
-        #[cfg(feature = "hydrate")]
-        session.rename(name);
-        #[cfg(not(feature = "hydrate"))]
-        let _ = name;
-    });
-    let leave = Callback::new(move |()| {
-        #[cfg(feature = "hydrate")]
-        session.leave();
-    });
-    let start_over = Callback::new(move |()| {
-        #[cfg(feature = "hydrate")]
-        session.start_over();
-    });
+    let chat = ChatSignals::expect();
+    let ChatActions { join, rename, leave, start_over, .. } = ChatActions::expect();
     let sent = Callback::new(move |message: ChatMessage| {
         chat.timeline.update(|timeline| {
             timeline.add_message(message);

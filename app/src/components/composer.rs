@@ -7,8 +7,10 @@
 //! leaves it there, says why in a sentence, and offers to try again (after the wait a 429 asks
 //! for).
 
-use super::status::ConnectionState;
-use crate::protocol::{ChatMessage, MESSAGE_MAX_CHARS, MessageText};
+use crate::{
+    model::{ChatActions, ConnectionState, SendFailure},
+    protocol::{ChatMessage, MESSAGE_MAX_CHARS, MessageText},
+};
 use leptos::{
     ev::{KeyboardEvent, SubmitEvent},
     html,
@@ -17,13 +19,6 @@ use leptos::{
 
 /// The counter shows from this many characters on.
 const COUNTER_FROM: usize = MESSAGE_MAX_CHARS * 9 / 10;
-
-/// Why the last send failed, and how long the server asked us to wait before trying again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendFailure {
-    pub sentence: String,
-    pub retry_after_secs: Option<u32>,
-}
 
 /// The form. `on_sent` receives the message as the server stored it, so it shows at once even if
 /// its broadcast is still on the way (the timeline de-duplicates by `seq`).
@@ -38,6 +33,7 @@ pub fn Composer(
     // Set while a 429's `Retry-After` runs: sending again now would only be refused again.
     let cooling = RwSignal::new(false);
     let input: NodeRef<html::Textarea> = NodeRef::new();
+    let post = ChatActions::expect().send;
 
     let live = move || status.get() == ConnectionState::Live;
     let chars = Memo::new(move |_| draft.with(|draft| draft.trim().chars().count()));
@@ -53,9 +49,9 @@ pub fn Composer(
             return;
         };
         sending.set(true);
-        #[cfg(feature = "hydrate")]
+        let outcome = post.run(text);
         leptos::task::spawn_local(async move {
-            let outcome = crate::client::post::send_message(&text).await;
+            let outcome = outcome.await;
             // The composer may be gone by now (the user left): nothing left to update.
             if sending.try_set(false).is_some() {
                 return;
@@ -91,8 +87,6 @@ pub fn Composer(
                 let _ = input.focus();
             }
         });
-        #[cfg(not(feature = "hydrate"))]
-        let _ = (text, raw, on_sent, input, failure, cooling);
     };
 
     let submit = move |ev: SubmitEvent| {

@@ -1,8 +1,8 @@
 //! The join form: pick a name, press Join. It is a real `<form method="get">`, so it works even
 //! before the page is interactive: a submission that happens before hydration loads `/?name=…`,
-//! and the browser side joins with that name once it starts (see `crate::client::Session`).
+//! and the browser side joins with that name once it starts (see `Session` in `client/`).
 
-use crate::protocol::UserName;
+use crate::{model::parse_name, protocol::UserName};
 use leptos::{ev::SubmitEvent, html, prelude::*};
 
 /// The form. It parses the name with the protocol's own rules, so a refused name is explained
@@ -58,12 +58,6 @@ pub fn JoinForm(
     }
 }
 
-/// Parses a name typed into a form, with the protocol's own rules; a refusal comes back as a
-/// sentence to show under the field.
-pub(crate) fn parse_name(raw: &str) -> Result<UserName, String> {
-    UserName::parse(raw).map_err(|reason| capitalised(&reason.to_string()))
-}
-
 /// Why the name in a form was refused, under its field (`id` is what the field's
 /// `aria-describedby` names). `role="alert"`: it is read out as it appears.
 #[component]
@@ -76,31 +70,5 @@ pub(crate) fn NameError(id: &'static str, error: RwSignal<Option<String>>) -> im
                 </p>
             }
         })
-    }
-}
-
-/// The parser's reasons are written to follow "400: "; as a sentence on their own they start
-/// with a capital letter and end with a full stop.
-pub(crate) fn capitalised(reason: &str) -> String {
-    let mut chars = reason.chars();
-    let Some(first) = chars.next() else {
-        return String::new();
-    };
-    let mut sentence: String = first.to_uppercase().chain(chars).collect();
-    if !sentence.ends_with(['.', '!', '?']) {
-        sentence.push('.');
-    }
-    sentence
-}
-
-#[cfg(test)]
-mod tests {
-    use super::capitalised;
-
-    #[test]
-    fn a_reason_reads_as_a_sentence() {
-        assert_eq!(capitalised("name must not be blank"), "Name must not be blank.");
-        assert_eq!(capitalised("Already one."), "Already one.");
-        assert_eq!(capitalised(""), "");
     }
 }

@@ -1,5 +1,5 @@
 //! The conversation: messages in `seq` order, with inline notices (joins, leaves, lost history).
-//! [`Timeline`] ([`super::timeline`]) is the data behind it. The list is keyed (`<For>`), so a
+//! [`Timeline`] (`crate::model::timeline`) is the data behind it. The list is keyed (`<For>`), so a
 //! new message renders its own row and nothing else; each row formats its times once. Messages are rendered as text nodes, never as HTML: whatever
 //! people type, it cannot become markup; only `http(s)://` addresses become links
 //! ([`super::links`]).
@@ -7,12 +7,11 @@
 //! The list follows new messages while the reader is at its bottom. Someone who scrolled up to
 //! read is left where they are, and a "N new messages" button takes them down when they want.
 
-use super::{
-    links::{Piece, split_links},
-    time,
-    timeline::{Line, Notice, Shown, Timeline},
+use super::links::{Piece, split_links};
+use crate::{
+    model::{Line, Notice, Shown, Timeline, time, time::Clock},
+    protocol::{User, UserId},
 };
-use crate::protocol::{User, UserId};
 use leptos::{either::Either, html, prelude::*};
 
 /// How close to the bottom (in pixels) the reader must be for new messages to scroll the list.
@@ -34,6 +33,7 @@ pub fn MessageList(
     let unseen = RwSignal::new(0u64);
     // The time relative times are measured against, moved on by a timer.
     let now = RwSignal::new(0.0f64);
+    let clock = Clock::expect();
     // Who "me" is does not change while a message is shown: a new name is a new id, and messages
     // already shown stay the viewer's own.
     let my_id = move || me.with_untracked(|me| me.as_ref().map(|me| me.id.clone()));
@@ -64,8 +64,8 @@ pub fn MessageList(
     };
     #[cfg(feature = "hydrate")]
     {
-        now.set(time::now_ms());
-        let tick = set_interval_with_handle(move || now.set(time::now_ms()), CLOCK_TICK).ok();
+        now.set(clock.now.run(()));
+        let tick = set_interval_with_handle(move || now.set(clock.now.run(())), CLOCK_TICK).ok();
         on_cleanup(move || {
             if let Some(tick) = tick {
                 tick.clear();
@@ -149,7 +149,7 @@ pub fn MessageList(
                     {match row.line {
                         Line::Message(shown) => {
                             let own = my_id().as_ref() == Some(&shown.message.id);
-                            Either::Left(message_item(shown, own, row.continued, now))
+                            Either::Left(message_item(shown, own, row.continued, now, clock))
                         }
                         Line::Notice(notice) => Either::Right(notice_item(notice)),
                     }}
@@ -211,13 +211,10 @@ fn notice_item(notice: Notice) -> impl IntoView {
 /// One message: author and time (visually hidden when it continues a group, but still read
 /// out), and the text, which keeps its line breaks (CSS `pre-wrap`) and links its addresses.
 /// Its time was parsed once, when it was added; it is formatted once, here.
-fn message_item(shown: Shown, own: bool, continued: bool, now: RwSignal<f64>) -> impl IntoView {
+fn message_item(shown: Shown, own: bool, continued: bool, now: RwSignal<f64>, clock: Clock) -> impl IntoView {
     let Shown { message, at } = shown;
-    #[cfg(feature = "hydrate")]
     let (exact, date) =
-        at.map_or_else(Default::default, |at| (time::local(at, true), time::local(at, false)));
-    #[cfg(not(feature = "hydrate"))]
-    let (exact, date) = (String::new(), String::new());
+        at.map_or_else(Default::default, |at| (clock.local.run((at, true)), clock.local.run((at, false))));
     let when = move || match at {
         Some(at) => time::relative(at, now.get()).unwrap_or_else(|| date.clone()),
         None => String::new(),

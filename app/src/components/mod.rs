@@ -1,13 +1,17 @@
 //! The chat page's components, one file per visible piece, shared by both builds: the server
 //! renders them (feature `ssr`) and the browser hydrates the same tree (feature `hydrate`). Until
 //! the browser has joined, both render the join form and nothing else, so the server's HTML and
-//! the client's first render always agree; everything that needs a browser (storage, the
-//! `EventSource`, posting) lives in `crate::client` and starts after hydration.
+//! the client's first render always agree.
 //!
-//! The page has one route, so there is no router: [`App`] shows the chat at `/` and a short
-//! "not found" page elsewhere (the server answers those with 404). The `<title>` and the
-//! stylesheet link are rendered on the server only (`leptos_meta`); the browser keeps them and
-//! sets the title itself (unread counts). Leaving both out of the wasm keeps it smaller.
+//! Components read the page's state ([`crate::model::ChatSignals`]) and ask for what they need
+//! through [`crate::model::ChatActions`], both from context; they never name the browser side
+//! (`client/`). Two still keep browser-only code of their own under `cfg(feature = "hydrate")`:
+//! [`message_list`] (following the bottom of the list, a `ResizeObserver`, the clock's tick) and
+//! [`account`] (a click outside closes the menu); moving those behind context too is next.
+//!
+//! [`ChatPage`] puts the page together: the header ([`status`], [`account`]), the join form
+//! ([`join_form`]), the people panel ([`user_list`]), the conversation ([`message_list`], whose
+//! links come from [`links`]) and the [`composer`]. [`NotFound`] is for any other address.
 
 mod account;
 mod chat_page;
@@ -15,66 +19,9 @@ mod composer;
 mod join_form;
 mod links;
 mod message_list;
+mod not_found;
 mod status;
-pub(crate) mod time;
-mod timeline;
 mod user_list;
 
-use chat_page::ChatPage;
-use leptos::{either::Either, prelude::*};
-
-// What the browser side (`crate::client`, browser build only) writes into.
-#[cfg(feature = "hydrate")]
-pub(crate) use {
-    chat_page::{ChatSignals, ROOM_NAME},
-    composer::SendFailure,
-    join_form::capitalised,
-    status::ConnectionState,
-    timeline::{Notice, Timeline},
-    user_list::Roster,
-};
-
-/// The whole application: the chat page at `/`, "not found" anywhere else. The server asks it
-/// for its routes (`generate_route_list(App)`); with no router there are none, and `leptos_axum`
-/// then serves it at `/`.
-#[component]
-pub fn App() -> impl IntoView {
-    let page = if is_root_path() {
-        Either::Left(view! { <ChatPage/> })
-    } else {
-        Either::Right(view! {
-            <main class="not-found">
-                <h1>"Page not found"</h1>
-                <p>
-                    "There is nothing at this address. " <a href="/">"Go to the chat"</a>
-                </p>
-            </main>
-        })
-    };
-    // The meta tags render into `<head>`, never into the body that the browser hydrates, so the
-    // browser's tree is the same without them.
-    #[cfg(feature = "ssr")]
-    let page = {
-        use leptos_meta::{Stylesheet, Title, provide_meta_context};
-        provide_meta_context();
-        (view! { <Stylesheet id="leptos" href="/pkg/ssechat.css"/> <Title text=chat_page::ROOM_NAME/> }, page)
-    };
-    page
-}
-
-/// Whether this page is the chat's own address, `/` (with or without a query).
-fn is_root_path() -> bool {
-    // `leptos_axum` gives the request as a full URL on a made-up host (`http://leptos.dev/…`).
-    #[cfg(feature = "ssr")]
-    let path = use_context::<leptos_router::location::RequestUrl>().map(|url| {
-        let url = url.as_ref();
-        let path =
-            url.split_once("://").map_or(url, |(_, rest)| rest.find('/').map_or("/", |at| &rest[at..]));
-        path.split(['?', '#']).next().unwrap_or_default().to_owned()
-    });
-    #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
-    let path = web_sys::window().and_then(|window| window.location().pathname().ok());
-    #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
-    let path: Option<String> = None;
-    path.is_none_or(|path| path.is_empty() || path == "/")
-}
+pub use chat_page::ChatPage;
+pub use not_found::NotFound;

@@ -3,52 +3,8 @@
 //! cannot fix, that reason as a sentence. The `data-state` attribute carries the machine-readable
 //! state, so tests and styles never parse the human text.
 
+use crate::model::ConnectionState;
 use leptos::prelude::*;
-
-/// Where the browser's stream stands. Only the browser's connection (`crate::client`) moves it
-/// on; the server build renders none of it, because nobody has joined during server rendering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(
-    not(feature = "hydrate"),
-    allow(dead_code, reason = "set by crate::client, which only the browser build compiles")
-)]
-pub enum ConnectionState {
-    /// Joined, waiting for the first answer of the stream.
-    #[default]
-    Connecting,
-    /// The stream is open: events arrive and messages can be sent.
-    Live,
-    /// The stream dropped; the browser or our own backoff is trying again.
-    Reconnecting,
-    /// The browser says it has no network (`offline`): nothing is tried until it is back.
-    Offline,
-    /// The server said no (a 409 or another answer retrying cannot change); no more retries.
-    Refused,
-}
-
-impl ConnectionState {
-    /// The value of `data-state`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Connecting => "connecting",
-            Self::Live => "live",
-            Self::Reconnecting => "reconnecting",
-            Self::Offline => "offline",
-            Self::Refused => "refused",
-        }
-    }
-
-    /// What the badge says.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Connecting => "Connecting…",
-            Self::Live => "Connected",
-            Self::Reconnecting => "Reconnecting…",
-            Self::Offline => "Offline",
-            Self::Refused => "Not connected",
-        }
-    }
-}
 
 /// The header badge.
 #[component]

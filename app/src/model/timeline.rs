@@ -1,7 +1,7 @@
 //! The conversation as this browser has seen it: messages in `seq` order, with inline notices
 //! (joins, leaves, a new name, lost history) where they arrived. Plain Rust, so its ordering,
-//! de-duplication, limits and grouping are tested without a browser; [`super::message_list`]
-//! shows it.
+//! de-duplication, limits and grouping are tested without a browser;
+//! `components/message_list.rs` shows it.
 //!
 //! ## Cost and memory, whatever the order of arrival
 //!
@@ -35,10 +35,6 @@ pub const MAX_NOTICES: usize = 200;
 
 /// A line of the conversation that is not a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(
-    not(feature = "hydrate"),
-    allow(dead_code, reason = "notices come from crate::client, which only the browser build compiles")
-)]
 pub enum Notice {
     Joined(UserName),
     Left(UserName),
@@ -88,10 +84,6 @@ pub struct Timeline {
     last_author: Option<UserId>,
 }
 
-#[cfg_attr(
-    not(feature = "hydrate"),
-    allow(dead_code, reason = "fed by crate::client, which only the browser build compiles")
-)]
 impl Timeline {
     /// Adds a message unless it is already shown (a replay after a reconnect, or the answer to
     /// our own `POST` racing its broadcast) or at or below what was dropped. O(log n). Returns

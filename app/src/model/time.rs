@@ -3,8 +3,10 @@
 //!
 //! The server stamps messages in RFC 3339 UTC; parsing that here (instead of with `Date` in the
 //! browser) keeps grouping and relative times plain Rust, tested without a browser. Only the
-//! local time zone and the reader's locale need JavaScript, so those two helpers exist in the
-//! browser build alone: the server never renders a message.
+//! clock, the local time zone and the reader's locale need JavaScript: the browser side provides
+//! them as a [`Clock`] in context, the server an inert one, since it never renders a message.
+
+use leptos::prelude::*;
 
 /// Milliseconds since the Unix epoch of an RFC 3339 timestamp such as
 /// `2026-11-24T10:00:00.123Z` or `2026-11-24T11:00:00+01:00`; `None` if it is not one.
@@ -59,7 +61,7 @@ pub fn parse_ts_ms(ts: &str) -> Option<f64> {
 
 /// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard Hinnant's
 /// `days_from_civil`).
-pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let year = if month <= 2 { year - 1 } else { year };
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
@@ -84,44 +86,31 @@ pub fn relative(ts_ms: f64, now_ms: f64) -> Option<String> {
 /// Messages by one author closer together than this are shown as one group.
 pub const GROUP_WINDOW_MS: f64 = 5.0 * 60.0 * 1000.0;
 
-/// Now, by the browser's clock.
-#[cfg(feature = "hydrate")]
-pub fn now_ms() -> f64 {
-    js_sys::Date::now()
+/// The browser's clock and the reader's locale, as the message list asks for them: provided as
+/// context next to the page's actions, so the list never names the browser side.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// Now, in milliseconds since the epoch.
+    pub now: Callback<(), f64>,
+    /// A time (milliseconds since the epoch) in the reader's locale and time zone: `true` for
+    /// the exact time, `false` for a short date and time.
+    pub local: Callback<(f64, bool), String>,
 }
 
-/// `ts_ms` in the reader's locale and time zone: `full` for the exact time ("Tuesday,
-/// 24 November 2026 at 10:00:05"), or a short date and time for messages older than a day.
-///
-/// Building an `Intl.DateTimeFormat` costs far more than using one (it resolves the locale and
-/// time zone), so the two are built once per page and kept here.
-#[cfg(feature = "hydrate")]
-pub fn local(ts_ms: f64, full: bool) -> String {
-    use wasm_bindgen::JsValue;
-    thread_local! {
-        static FULL: js_sys::Function = formatter("full", "medium");
-        static SHORT: js_sys::Function = formatter("medium", "short");
+impl Clock {
+    /// For the server build, which renders no message: the epoch, and no words.
+    pub fn inert() -> Self {
+        Self { now: Callback::new(|()| 0.0), local: Callback::new(|_| String::new()) }
     }
-    let date = js_sys::Date::new(&JsValue::from_f64(ts_ms));
-    let format = |format: &js_sys::Function| {
-        format.call1(&JsValue::UNDEFINED, &date).ok().and_then(|text| text.as_string()).unwrap_or_default()
-    };
-    if full { FULL.with(format) } else { SHORT.with(format) }
-}
 
-/// The `format` function of an `Intl.DateTimeFormat` in the browser's locale (bound to it, so it
-/// can be called on its own).
-#[cfg(feature = "hydrate")]
-fn formatter(date_style: &str, time_style: &str) -> js_sys::Function {
-    use wasm_bindgen::JsValue;
-    let options = js_sys::Object::new();
-    let set = |key: &str, value: &str| {
-        let _ = js_sys::Reflect::set(&options, &JsValue::from_str(key), &JsValue::from_str(value));
-    };
-    set("dateStyle", date_style);
-    set("timeStyle", time_style);
-    // `undefined` as the locale means the browser's own.
-    js_sys::Intl::DateTimeFormat::new(&js_sys::Array::new(), &options).format()
+    /// The page's clock, as provided to it.
+    ///
+    /// # Panics
+    ///
+    /// Outside the chat page, where nobody provided it: a wiring mistake, not a user's.
+    pub fn expect() -> Self {
+        expect_context()
+    }
 }
 
 #[cfg(test)]

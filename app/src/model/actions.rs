@@ -1,0 +1,68 @@
+//! What the page can ask for: join, rename, leave, start over, send a message, page the user
+//! list. The components call these and never know who answers; the browser's session
+//! (`client/`) provides the real ones, and the server build provides [`ChatActions::inert`],
+//! since nothing is ever asked during server rendering (the server renders the join form, and
+//! its submit handler only runs once the page is hydrated). That is why no component needs a
+//! `cfg(feature = "hydrate")` branch to ask for anything, and why neither side imports the other.
+//!
+//! They travel as Leptos context: `lib.rs` provides one [`ChatActions`] for the chat page, and
+//! each component takes it with [`ChatActions::expect`].
+
+use super::SendFailure;
+use crate::protocol::{ChatMessage, MessageText, UserName, UsersPage};
+use leptos::prelude::*;
+use std::{future::Future, pin::Pin};
+
+/// An answer that comes later: a request's outcome, awaited by the component that asked (on
+/// the browser's one thread, so it need not be `Send`).
+pub type Reply<T> = Pin<Box<dyn Future<Output = T>>>;
+
+/// The page's actions. Copying it is shallow: every field is a handle to one stored callback.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatActions {
+    /// Joins as this name with this browser's id, from a clean slate.
+    pub join: Callback<UserName>,
+    /// Speaks under a new name from now on (a new id; the conversation stays).
+    pub rename: Callback<UserName>,
+    /// Leaves the room and forgets this browser's name and id.
+    pub leave: Callback<()>,
+    /// After a refusal: forget name and id and show the join form again.
+    pub start_over: Callback<()>,
+    /// Posts a message: `Ok` carries it as stored (when the answer could be read), `Err` says
+    /// why it was not sent.
+    pub send: Callback<MessageText, Reply<Result<Option<ChatMessage>, SendFailure>>>,
+    /// A page of the whole user list of a large room, after this cursor (from the start when
+    /// `None`), or why it could not be had.
+    pub page_users: Callback<Option<String>, Reply<Result<UsersPage, String>>>,
+}
+
+impl ChatActions {
+    /// Actions that do nothing, for the server build: it renders the page but never runs it.
+    /// Should one be called anyway, a request fails with a sentence rather than hanging.
+    pub fn inert() -> Self {
+        Self {
+            join: Callback::new(|_| {}),
+            rename: Callback::new(|_| {}),
+            leave: Callback::new(|()| {}),
+            start_over: Callback::new(|()| {}),
+            send: Callback::new(|_| {
+                Box::pin(async {
+                    Err(SendFailure { sentence: NOT_IN_A_BROWSER.to_owned(), retry_after_secs: None })
+                }) as Reply<_>
+            }),
+            page_users: Callback::new(|_| Box::pin(async { Err(NOT_IN_A_BROWSER.to_owned()) }) as Reply<_>),
+        }
+    }
+
+    /// The chat page's actions, as provided to it.
+    ///
+    /// # Panics
+    ///
+    /// Outside the chat page, where nobody provided them: a wiring mistake, not a user's.
+    pub fn expect() -> Self {
+        expect_context()
+    }
+}
+
+/// What an inert action answers.
+const NOT_IN_A_BROWSER: &str = "The chat only works in a browser.";

@@ -1,0 +1,30 @@
+//! The chat page's state, as plain types and signals, below both the views and the browser:
+//! the views (`components/`) read it, the browser side (`client/`, browser build only) writes
+//! it, and neither knows the other. Nothing here touches the DOM or the network, so the rules are tested
+//! without a browser and the server build renders the same empty page the browser hydrates.
+//!
+//! One concept per file: the conversation ([`timeline`]) and message times ([`time`]); who is in
+//! the room ([`roster`]); the stream's state ([`connection`]); a failed send ([`send`]); names
+//! typed into forms ([`names`]); [`ChatSignals`] ([`signals`]), which holds them all for the
+//! page; and what the page can ask of the browser: [`ChatActions`] ([`actions`]) and the clock
+//! of message times ([`time::Clock`]).
+
+pub mod actions;
+pub mod connection;
+pub mod names;
+pub mod roster;
+pub mod send;
+pub mod signals;
+pub mod time;
+pub mod timeline;
+
+pub use actions::{ChatActions, Reply};
+pub use connection::ConnectionState;
+pub use names::{capitalised, parse_name};
+pub use roster::{Everyone, Roster};
+pub use send::SendFailure;
+pub use signals::ChatSignals;
+pub use timeline::{Line, Notice, Row, Shown, Timeline};
+
+/// The room's name, in the header and the tab title.
+pub const ROOM_NAME: &str = "ssechat";
