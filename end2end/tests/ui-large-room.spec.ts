@@ -4,7 +4,10 @@ import { test, expect, joined, UI, type ServerHandle } from "./ui-helpers";
 // the exact count in `presence` events; the people list shows the count, says it shows a sample,
 // and pages through `GET /users` for everyone.
 
-test.use({ serverArgs: ["--large-room-threshold", "2", "--users-interval-ms", "200"] });
+// All bots come from 127.0.0.1: the per-address limit on new ids (120 a minute) is raised.
+test.use({
+  serverArgs: ["--large-room-threshold", "2", "--users-interval-ms", "200", "--new-ids-per-addr-per-min", "1000"],
+});
 
 /** Users connected straight to /sse from the test (no browser), each reading its stream. */
 async function connectBots(server: ServerHandle, from: number, count: number, controller: AbortController) {
