@@ -1,13 +1,18 @@
-//! The browser's clock and the reader's locale and time zone, for message times. The rules
+//! The browser's clock and the reader's locale and time zone, for message times and how long
+//! ago they were. The rules
 //! (parsing, relative times, grouping) are plain Rust in `crate::model::time`; only these need
 //! JavaScript. [`clock`] hands them to the page as a [`Clock`].
 
-use crate::model::time::Clock;
+use crate::model::time::{Ago, Clock};
 use leptos::prelude::*;
 
 /// The browser's clock and locale, for the page's context.
 pub fn clock() -> Clock {
-    Clock { now: Callback::new(|()| now_ms()), local: Callback::new(|(ts_ms, full)| local(ts_ms, full)) }
+    Clock {
+        now: Callback::new(|()| now_ms()),
+        local: Callback::new(|(ts_ms, full)| local(ts_ms, full)),
+        relative: Callback::new(relative),
+    }
 }
 
 /// Now, by the browser's clock.
@@ -45,4 +50,27 @@ fn formatter(date_style: &str, time_style: &str) -> js_sys::Function {
     set("timeStyle", time_style);
     // `undefined` as the locale means the browser's own.
     js_sys::Intl::DateTimeFormat::new(&js_sys::Array::new(), &options).format()
+}
+
+/// How long ago, in the reader's language, with `Intl.RelativeTimeFormat` (short style, and
+/// "now" rather than "0 seconds ago"); built once per page, like the date formatters.
+fn relative(ago: Ago) -> String {
+    use wasm_bindgen::JsValue;
+    thread_local! {
+        static FORMAT: js_sys::Intl::RelativeTimeFormat = {
+            let options = js_sys::Object::new();
+            let set = |key: &str, value: &str| {
+                let _ = js_sys::Reflect::set(&options, &JsValue::from_str(key), &JsValue::from_str(value));
+            };
+            set("numeric", "auto");
+            set("style", "short");
+            js_sys::Intl::RelativeTimeFormat::new(&js_sys::Array::new(), &options)
+        };
+    }
+    let (value, unit) = match ago {
+        Ago::Now => (0.0, "second"),
+        Ago::Minutes(minutes) => (-(minutes as f64), "minute"),
+        Ago::Hours(hours) => (-(hours as f64), "hour"),
+    };
+    FORMAT.with(|format| String::from(format.format(value, unit)))
 }

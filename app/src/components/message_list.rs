@@ -216,7 +216,7 @@ fn message_item(shown: Shown, own: bool, continued: bool, now: RwSignal<f64>, cl
     let (exact, date) =
         at.map_or_else(Default::default, |at| (clock.local.run((at, true)), clock.local.run((at, false))));
     let when = move || match at {
-        Some(at) => time::relative(at, now.get()).unwrap_or_else(|| date.clone()),
+        Some(at) => time::ago(at, now.get()).map_or_else(|| date.clone(), |ago| clock.relative.run(ago)),
         None => String::new(),
     };
     let group_title = continued.then(|| exact.clone());

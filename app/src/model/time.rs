@@ -1,5 +1,6 @@
-//! When a message was sent, as people read it: "just now", "5 min ago", "2 h ago", and for
-//! anything older than a day the local date. The exact local time is for the hover title.
+//! When a message was sent, as people read it: "now", "5 min. ago", "2 hr. ago" (in the
+//! reader's language), and for anything older than a day the local date. The exact local time
+//! is for the hover title.
 //!
 //! The server stamps messages in RFC 3339 UTC; parsing that here (instead of with `Date` in the
 //! browser) keeps grouping and relative times plain Rust, tested without a browser. Only the
@@ -71,14 +72,35 @@ pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
-/// How long ago `ts_ms` was at `now_ms`, in words, up to a day; `None` after that (the date is
-/// clearer then). A clock a little behind the server's reads as "just now", never "-1 min".
-pub fn relative(ts_ms: f64, now_ms: f64) -> Option<String> {
+/// How long ago something was, in the unit a reader wants: the rule is here, the words are the
+/// reader's locale's (the page's [`Clock`] says them with `Intl.RelativeTimeFormat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ago {
+    /// Under 45 seconds.
+    Now,
+    Minutes(u64),
+    Hours(u64),
+}
+
+impl Ago {
+    /// English words, where no locale is at hand (the server renders no message time).
+    pub fn in_english(self) -> String {
+        match self {
+            Self::Now => "now".to_owned(),
+            Self::Minutes(minutes) => format!("{minutes} min. ago"),
+            Self::Hours(hours) => format!("{hours} hr. ago"),
+        }
+    }
+}
+
+/// How long ago `ts_ms` was at `now_ms`, up to a day; `None` after that (the date is clearer
+/// then). A clock a little behind the server's reads as "now", never "in 1 min".
+pub fn ago(ts_ms: f64, now_ms: f64) -> Option<Ago> {
     let seconds = ((now_ms - ts_ms) / 1000.0).max(0.0) as u64;
     match seconds {
-        0..45 => Some("just now".to_owned()),
-        45..3_600 => Some(format!("{} min ago", (seconds / 60).max(1))),
-        3_600..86_400 => Some(format!("{} h ago", seconds / 3_600)),
+        0..45 => Some(Ago::Now),
+        45..3_600 => Some(Ago::Minutes((seconds / 60).max(1))),
+        3_600..86_400 => Some(Ago::Hours(seconds / 3_600)),
         _ => None,
     }
 }
@@ -95,12 +117,18 @@ pub struct Clock {
     /// A time (milliseconds since the epoch) in the reader's locale and time zone: `true` for
     /// the exact time, `false` for a short date and time.
     pub local: Callback<(f64, bool), String>,
+    /// How long ago, in the reader's words ("now", "5 min. ago").
+    pub relative: Callback<Ago, String>,
 }
 
 impl Clock {
     /// For the server build, which renders no message: the epoch, and no words.
     pub fn inert() -> Self {
-        Self { now: Callback::new(|()| 0.0), local: Callback::new(|_| String::new()) }
+        Self {
+            now: Callback::new(|()| 0.0),
+            local: Callback::new(|_| String::new()),
+            relative: Callback::new(Ago::in_english),
+        }
     }
 
     /// The page's clock, as provided to it.
@@ -145,13 +173,14 @@ mod tests {
     }
 
     #[test]
-    fn relative_times_read_as_words_for_a_day() {
+    fn how_long_ago_is_told_in_minutes_then_hours_for_a_day() {
         let minute = 60_000.0;
-        assert_eq!(relative(0.0, 10_000.0).as_deref(), Some("just now"));
-        assert_eq!(relative(5_000.0, 0.0).as_deref(), Some("just now"));
-        assert_eq!(relative(0.0, 50_000.0).as_deref(), Some("1 min ago"));
-        assert_eq!(relative(0.0, 59.0 * minute).as_deref(), Some("59 min ago"));
-        assert_eq!(relative(0.0, 150.0 * minute).as_deref(), Some("2 h ago"));
-        assert_eq!(relative(0.0, 24.0 * 60.0 * minute), None);
+        assert_eq!(ago(0.0, 0.0), Some(Ago::Now));
+        assert_eq!(ago(10_000.0, 0.0), Some(Ago::Now), "a clock behind the server's");
+        assert_eq!(ago(0.0, 50_000.0), Some(Ago::Minutes(1)));
+        assert_eq!(ago(0.0, 59.0 * minute), Some(Ago::Minutes(59)));
+        assert_eq!(ago(0.0, 150.0 * minute), Some(Ago::Hours(2)));
+        assert_eq!(ago(0.0, 24.0 * 60.0 * minute), None);
+        assert_eq!(Ago::Minutes(5).in_english(), "5 min. ago");
     }
 }
