@@ -30,7 +30,7 @@ use axum::{
     http::{HeaderValue, header},
     routing::{get, post},
 };
-use hub::{Hub, HubConfig, Ring};
+use hub::{Hub, HubConfig, LocalPresence, Presence, Ring, Roster, SharedPresence};
 use leptos::config::LeptosOptions;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use metrics::Metrics;
@@ -130,11 +130,23 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         None => Arc::new(SqliteStore::open(&config.data_dir.join("messages.db"), config.retention, feed)?),
     };
     ring.preload(store.as_ref()).await?;
-    let hub = Hub::new(settings, ring, Arc::clone(&metrics), shutdown.clone());
-    if let Some(url) = &config.redis_url {
-        let cluster = hub::ClusterPresence::connect(url, &config.redis_prefix).await?;
-        hub.attach_cluster(Arc::new(cluster));
-    }
+    // Who is in the room is decided by this instance alone, or with every instance on the
+    // same Redis: chosen here, once.
+    let roster = Roster::new(ring, settings.large_room_threshold);
+    let presence: Box<dyn Presence> = match &config.redis_url {
+        Some(url) => {
+            let cluster = hub::ClusterPresence::connect(url, &config.redis_prefix).await?;
+            Box::new(SharedPresence::start(
+                cluster,
+                roster,
+                &settings,
+                Arc::clone(&metrics),
+                shutdown.clone(),
+            ))
+        }
+        None => Box::new(LocalPresence::new(roster, settings.leave_grace)),
+    };
+    let hub = Hub::new(settings, presence, Arc::clone(&metrics), shutdown.clone());
     hub.spawn_presence_summaries();
 
     let listener = listen(config.addr).map_err(|source| StartError::Bind { addr: config.addr, source })?;

@@ -198,7 +198,7 @@ mod tests {
     use super::*;
     use crate::{
         config::Config,
-        hub::{Hub, Ring},
+        hub::{Hub, LocalPresence, Ring, Roster},
         limits::{AddressSlots, RateLimiter},
         metrics::Metrics,
         session::SessionKey,
@@ -245,7 +245,10 @@ mod tests {
             })
             .collect();
         ring.publish_messages(&messages, &mut || {});
-        let hub = Hub::new(crate::hub_config(&config), ring, metrics, CancellationToken::new());
+        let settings = crate::hub_config(&config);
+        let roster = Roster::new(ring, settings.large_room_threshold);
+        let presence = Box::new(LocalPresence::new(roster, settings.leave_grace));
+        let hub = Hub::new(settings, presence, metrics, CancellationToken::new());
         AppState {
             leptos_options: Arc::new(leptos::config::LeptosOptions::builder().output_name("test").build()),
             rate: Arc::new(RateLimiter::new(10, 5.0)),
