@@ -83,3 +83,47 @@ impl Drop for LocalHold {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        hub::{Frame, Ring},
+        metrics::Metrics,
+    };
+    use std::sync::Arc;
+
+    fn presence(leave_grace: Duration) -> (LocalPresence, Ring) {
+        let config = crate::Config::for_tests(std::env::temp_dir());
+        let ring = Ring::new(&crate::hub_config(&config), Arc::new(Metrics::default()));
+        (LocalPresence::new(Roster::new(ring.clone(), 1_000), leave_grace), ring)
+    }
+
+    fn presence_event(frame: Frame) -> String {
+        match frame {
+            Frame::Presence { bytes, .. } => String::from_utf8_lossy(&bytes).into_owned(),
+            other => panic!("not a presence change: {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropping_the_last_hold_is_a_leave_after_the_grace_period() {
+        let (presence, ring) = presence(Duration::from_secs(5));
+        let mut watcher = ring.subscribe();
+        let (id, name) = (UserId::parse("ann").unwrap(), UserName::parse("Ann").unwrap());
+        let first = presence.open(id.clone(), name.clone(), None, 8).await.expect("admitted");
+        let session = first.new_session.clone().expect("the first stream binds the id");
+        assert!(presence_event(watcher.recv().await.unwrap()).contains("new-user"));
+        let second = presence.open(id, name, Some(&session), 8).await.expect("a second tab");
+        assert_eq!(second.view.version, 1, "a second tab is no new join");
+
+        drop(first);
+        drop(second);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(presence.roster().len(), 1, "still within the grace period");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(presence.roster().len(), 0);
+        assert!(presence_event(watcher.recv().await.unwrap()).contains("user-leave"));
+        assert!(presence.roster().authorize(&session).is_none(), "the binding is forgotten");
+    }
+}
