@@ -68,6 +68,8 @@ pub struct RunningServer {
     metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     serving: JoinHandle<io::Result<()>>,
+    /// A handle to the state's store (its one owner), to make every accepted write durable
+    /// once serving has ended and the state is gone.
     store: Arc<dyn MessageStore>,
     /// Dropped last: streams run on it until serving has ended.
     _streams: net::StreamRuntime,
