@@ -2,8 +2,8 @@
 //!
 //! A message's path, top to bottom: `POST /message` ([`routes::message`]) parses a validated
 //! [`app::protocol::MessageText`] → the store appends it durably and assigns its `seq`
-//! ([`store`]) → the store's feed hands the batch to the hub, which encodes it once onto its
-//! broadcast ring ([`hub`]) → each stream's cursor takes from itself to the head as one chunk
+//! ([`store`]) → the store's feed hands the batch to the hub's ring, which encodes it once
+//! ([`hub::Ring`]) → each stream's cursor takes from itself to the head as one chunk
 //! ([`hub::EventStream`]), written by the fan-out lane while the stream is idle, by its
 //! connection's task while it is busy (`net`) → SSE bytes → the browser's `EventSource`.
 //!
@@ -30,7 +30,7 @@ use axum::{
     http::{HeaderValue, header},
     routing::{get, post},
 };
-use hub::{Hub, HubConfig};
+use hub::{Hub, HubConfig, LocalPresence, Presence, Ring, Roster, SharedPresence};
 use leptos::config::LeptosOptions;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use metrics::Metrics;
@@ -68,6 +68,8 @@ pub struct RunningServer {
     metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     serving: JoinHandle<io::Result<()>>,
+    /// A handle to the state's store (its one owner), to make every accepted write durable
+    /// once serving has ended and the state is gone.
     store: Arc<dyn MessageStore>,
     /// Dropped last: streams run on it until serving has ended.
     _streams: net::StreamRuntime,
@@ -117,21 +119,36 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     .with_secure_cookie(config.cookie_secure);
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::default());
-    let hub = Hub::new(hub_config(&config), Arc::clone(&metrics), shutdown.clone());
-    // The hub hears of messages from the store, never from the handler: with Redis, messages
+    let settings = hub_config(&config);
+    // The ring hears of messages from the store, never from the handler: with Redis, messages
     // appended by other instances arrive the same way.
-    let feed_hub = hub.clone();
+    let ring = Ring::new(&settings, Arc::clone(&metrics));
+    let feed_ring = ring.clone();
     let feed: store::MessageFeed =
-        Arc::new(move |messages, before_waking| feed_hub.publish_messages(messages, before_waking));
+        Arc::new(move |messages, before_waking| feed_ring.publish_messages(messages, before_waking));
+    // The one owner of the store: the state below; the ring is handed it where it reads.
     let store: Arc<dyn MessageStore> = match &config.redis_url {
         Some(url) => Arc::new(RedisStore::connect(url, &config.redis_prefix, config.retention, feed).await?),
         None => Arc::new(SqliteStore::open(&config.data_dir.join("messages.db"), config.retention, feed)?),
     };
-    hub.attach_store(Arc::clone(&store)).await?;
-    if let Some(url) = &config.redis_url {
-        let cluster = hub::ClusterPresence::connect(url, &config.redis_prefix).await?;
-        hub.attach_cluster(Arc::new(cluster));
-    }
+    ring.preload(store.as_ref()).await?;
+    // Who is in the room is decided by this instance alone, or with every instance on the
+    // same Redis: chosen here, once.
+    let roster = Roster::new(ring, settings.large_room_threshold);
+    let presence: Box<dyn Presence> = match &config.redis_url {
+        Some(url) => {
+            let cluster = hub::ClusterPresence::connect(url, &config.redis_prefix).await?;
+            Box::new(SharedPresence::start(
+                cluster,
+                roster,
+                &settings,
+                Arc::clone(&metrics),
+                shutdown.clone(),
+            ))
+        }
+        None => Box::new(LocalPresence::new(roster, settings.leave_grace)),
+    };
+    let hub = Hub::new(settings, presence, Arc::clone(&metrics), shutdown.clone());
     hub.spawn_presence_summaries();
 
     let listener = listen(config.addr).map_err(|source| StartError::Bind { addr: config.addr, source })?;

@@ -168,7 +168,7 @@ pub async fn open_stream(
     };
     let new_session = opened.new_session.clone();
     let user = opened.user.clone();
-    let stream = match opened.start(&state.hub, request.last_event_id).await {
+    let stream = match opened.start(state.store.as_ref(), request.last_event_id).await {
         Ok(stream) => stream,
         Err(error) => {
             tracing::warn!(%error, "cannot read history for a new stream");
@@ -198,7 +198,7 @@ mod tests {
     use super::*;
     use crate::{
         config::Config,
-        hub::Hub,
+        hub::{Hub, LocalPresence, Ring, Roster},
         limits::{AddressSlots, RateLimiter},
         metrics::Metrics,
         session::SessionKey,
@@ -229,10 +229,10 @@ mod tests {
 
     async fn state_with_failing_reads() -> AppState {
         let config = Config::for_tests(std::env::temp_dir());
-        let hub =
-            Hub::new(crate::hub_config(&config), Arc::new(Metrics::default()), CancellationToken::new());
+        let metrics = Arc::new(Metrics::default());
+        let ring = Ring::new(&crate::hub_config(&config), Arc::clone(&metrics));
         let store: Arc<dyn MessageStore> = Arc::new(FailingReads);
-        hub.attach_store(Arc::clone(&store)).await.expect("attached");
+        ring.preload(store.as_ref()).await.expect("preloaded");
         // Messages 100 and 101 are in memory; anything older must be read from the store.
         let author = User { id: UserId::parse("bob").unwrap(), name: UserName::parse("Bob").unwrap() };
         let messages: Vec<ChatMessage> = (100..=101)
@@ -244,7 +244,11 @@ mod tests {
                 ts: "2026-01-01T00:00:00.000Z".into(),
             })
             .collect();
-        hub.publish_messages(&messages, &mut || {});
+        ring.publish_messages(&messages, &mut || {});
+        let settings = crate::hub_config(&config);
+        let roster = Roster::new(ring, settings.large_room_threshold);
+        let presence = Box::new(LocalPresence::new(roster, settings.leave_grace));
+        let hub = Hub::new(settings, presence, metrics, CancellationToken::new());
         AppState {
             leptos_options: Arc::new(leptos::config::LeptosOptions::builder().output_name("test").build()),
             rate: Arc::new(RateLimiter::new(10, 5.0)),

@@ -4,7 +4,8 @@
 //! or leaves are decided in Redis, atomically, by the Lua scripts below: the same rules as
 //! [`super::room::Room`] decides alone on one instance. Each decision that changes membership
 //! appends a `join` or `leave` entry to one Redis Stream, the membership log. Every instance
-//! tails that log ([`run_mirror`]) and applies it, in log order, to its own [`Room`], which
+//! tails that log ([`super::SharedPresence`]'s mirror) and applies it, in log order, to its own
+//! [`Room`](super::room::Room), which
 //! then announces each change to that instance's streams exactly as a single server would: the
 //! same log in the same order gives the same `new-user`, `user-leave`, `users` and `presence`
 //! events everywhere. A tailer that loses Redis resumes from the last entry it applied, so it
@@ -20,19 +21,16 @@
 //! after the usual grace period: within `instance_timeout + leave_grace` of the death.
 //! Heartbeats are written and judged by Redis's clock, never an instance's own, so an instance
 //! whose clock is wrong is not taken for dead, nor takes others for dead.
+//!
+//! This module is the Redis client: the scripts and the calls that run them. What drives it
+//! (the mirror, the heartbeat, retries) is [`super::shared`].
 
-use super::{
-    Hub,
-    room::{JoinNo, Refusal, Room},
-};
+use super::room::{JoinNo, Refusal};
 use crate::session::{Binding, Session};
 use app::protocol::{User, UserId, UserName};
 use redis::{Script, aio::ConnectionManager, aio::MultiplexedConnection};
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -41,7 +39,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one read of the membership log blocks waiting for entries.
 const LOG_BLOCK: Duration = Duration::from_millis(1_000);
 /// Entries kept in the membership log; a mirror further behind than this re-reads the room.
-const LOG_MAXLEN: usize = 100_000;
+pub(super) const LOG_MAXLEN: usize = 100_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -222,7 +220,8 @@ return orphaned
 "#;
 
 /// How long a closed stream's tombstone is kept: longer than a close is retried (about
-/// [`RETRY_ATTEMPTS`] × ([`CALL_TIMEOUT`] + [`RETRY_MAX`])) and than an open can wait in Redis.
+/// [`RETRY_ATTEMPTS`](super::shared::RETRY_ATTEMPTS) × ([`CALL_TIMEOUT`] +
+/// [`RETRY_MAX`](super::shared::RETRY_MAX))) and than an open can wait in Redis.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
 
 /// Clocks further apart than this are worth a warning: message timestamps show it.
@@ -260,7 +259,7 @@ pub struct LogPosition {
 
 impl LogPosition {
     /// Moves past `entry`; false when entries between were lost.
-    fn advance(&mut self, entry: &RawLogEntry) -> bool {
+    pub(super) fn advance(&mut self, entry: &RawLogEntry) -> bool {
         let follows = match (self.number, entry.number) {
             (Some(last), Some(next)) => next == last + 1,
             _ => true,
@@ -276,7 +275,7 @@ pub struct RawLogEntry {
     id: String,
     number: Option<u64>,
     /// `None` for one this version does not understand (skipped, not fatal).
-    entry: Option<LogEntry>,
+    pub(super) entry: Option<LogEntry>,
 }
 
 fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -619,145 +618,6 @@ fn parse_entry(fields: &[(String, String)]) -> Option<LogEntry> {
         "leave" => Some(LogEntry::Leave { id: UserId::parse(field("id")?).ok()? }),
         _ => None,
     }
-}
-
-/// Applies one log entry to this instance's room; what the hub must announce.
-pub(super) fn apply(room: &mut Room, entry: LogEntry) -> Option<(User, super::room::Announce, bool)> {
-    match entry {
-        LogEntry::Join { user, binding, join_no } => {
-            let announce = room.apply_join(user.clone(), binding, join_no);
-            Some((user, announce, true))
-        }
-        LogEntry::Leave { id } => room.apply_leave(&id).map(|(user, announce)| (user, announce, false)),
-    }
-}
-
-/// Keeps this instance's room a mirror of the shared one: reads the room once, then applies
-/// the membership log in order, resuming from the last applied entry after any failure. When
-/// entries were lost (trimmed before this mirror read them: it fell more than [`LOG_MAXLEN`]
-/// behind), it reads the whole room again and applies the difference, joins and leaves alike.
-pub(super) async fn run_mirror(hub: Hub, cluster: Arc<ClusterPresence>) {
-    let shutdown = hub.inner.shutdown.clone();
-    let mut position: Option<LogPosition> = None;
-    let mut reader: Option<MultiplexedConnection> = None;
-    let mut backoff = RETRY_FIRST;
-    while !shutdown.is_cancelled() {
-        let step = async {
-            if reader.is_none() {
-                reader = Some(cluster.log_reader().await?);
-            }
-            if position.is_none() {
-                let (at, members) = cluster.snapshot().await?;
-                hub.resync_log(members);
-                position = Some(at);
-            }
-            let mut lost = false;
-            if let (Some(conn), Some(after)) = (reader.as_mut(), position.as_mut()) {
-                let entries = cluster.read_log(conn, after).await?;
-                let mut applying = Vec::with_capacity(entries.len());
-                for raw in entries {
-                    if !after.advance(&raw) {
-                        tracing::warn!(
-                            "membership log entries were trimmed before this instance read them; \
-                             reading the whole room again"
-                        );
-                        lost = true;
-                        break;
-                    }
-                    applying.extend(raw.entry);
-                }
-                hub.apply_log(applying);
-            }
-            if lost {
-                position = None;
-            }
-            Ok::<(), ClusterError>(())
-        };
-        let result = tokio::select! {
-            () = shutdown.cancelled() => return,
-            result = step => result,
-        };
-        match result {
-            Ok(()) => backoff = RETRY_FIRST,
-            Err(error) => {
-                hub.inner.metrics.redis_error();
-                tracing::warn!(%error, "reading the shared room failed; retrying");
-                reader = None;
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(RETRY_MAX);
-            }
-        }
-    }
-}
-
-/// Tells the other instances this one is alive, and reaps the ones that are not.
-pub(super) async fn run_heartbeat(hub: Hub, cluster: Arc<ClusterPresence>) {
-    let timeout = hub.inner.config.instance_timeout;
-    let mut ticks = tokio::time::interval((timeout / 3).max(Duration::from_millis(50)));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let shutdown = hub.inner.shutdown.clone();
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        // Later than the instance that closed the last stream would expire the user, so that
-        // the backstop only does what that instance did not.
-        match cluster.heartbeat(timeout, timeout + hub.inner.config.leave_grace).await {
-            Ok(orphaned) => {
-                if !hub.inner.cluster_healthy.swap(true, Ordering::Relaxed) {
-                    tracing::info!("the shared room is reachable again");
-                }
-                for (id, token) in orphaned {
-                    let (hub, cluster) = (hub.clone(), Arc::clone(&cluster));
-                    tokio::spawn(async move {
-                        tokio::time::sleep(hub.inner.config.leave_grace).await;
-                        retry(&hub, || cluster.expire(&id, token)).await;
-                    });
-                }
-            }
-            Err(error) => {
-                hub.inner.metrics.redis_error();
-                if hub.inner.cluster_healthy.swap(false, Ordering::Relaxed) {
-                    tracing::error!(%error, "the shared room is unreachable");
-                }
-            }
-        }
-    }
-}
-
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(2);
-/// Attempts before a change of the shared room is given up (about a minute of outage); the
-/// heartbeat reaper is the backstop for what is given up.
-const RETRY_ATTEMPTS: usize = 40;
-
-/// Runs `call` until it succeeds, with backoff, through a Redis outage of about a minute.
-pub(super) async fn retry<T, F, Fut>(hub: &Hub, mut call: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, ClusterError>>,
-{
-    let mut wait = RETRY_FIRST;
-    for _ in 0..RETRY_ATTEMPTS {
-        match call().await {
-            Ok(value) => return Some(value),
-            Err(error) => {
-                hub.inner.metrics.redis_error();
-                tracing::debug!(%error, "a change of the shared room failed; retrying");
-            }
-        }
-        tokio::select! {
-            () = hub.inner.shutdown.cancelled() => return None,
-            () = tokio::time::sleep(wait) => {}
-        }
-        wait = (wait * 2).min(RETRY_MAX);
-    }
-    tracing::warn!("gave up recording a change of the shared room");
-    None
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Who is in the room: plain data behind the hub's lock, with no I/O and no clocks, so every
-//! rule of presence and identity is decided here and unit-tested here.
+//! Who is in the room: plain data behind the roster's lock ([`super::Roster`]), with no I/O
+//! and no clocks, so every rule of presence and identity is decided here and unit-tested here.
 //!
 //! A user is in the room from the stream that binds their `id` until the leave grace period
 //! after their last stream closed. While they are, the `id` belongs to the browser holding the

@@ -1,0 +1,142 @@
+//! This instance's view of who is in the room: the [`Room`] behind its lock, and the
+//! announcing of each change of it on the ring. Both kinds of presence keep one: a local room
+//! changes it as it decides, a shared room as its mirror applies the membership log.
+//!
+//! Presence changes are put on the ring under the room lock, so the ring's order of presence
+//! events is the order the room changed in, and a stream subscribes under the same lock
+//! ([`Roster::view`]), so it sees every change after its `all-users`. The lock is a std mutex
+//! held for plain data only, never across an `.await`.
+
+use super::room::{Announce, JoinNo, Room};
+use crate::{
+    hub::{Frame, Ring, lock},
+    session::Session,
+};
+use app::protocol::{ServerEvent, User, UserId};
+use bytes::Bytes;
+use std::sync::{
+    Arc, Mutex, MutexGuard,
+    atomic::{AtomicU64, Ordering},
+};
+use tokio::sync::broadcast;
+
+/// What a stream starts from: its cursor on the ring and the view of the room written first,
+/// taken together under the room lock.
+pub(crate) struct RoomView {
+    pub receiver: broadcast::Receiver<Frame>,
+    /// The encoded `all-users` (and, in a large room, `presence`), with its event count.
+    pub opening: (String, u64),
+    /// The room version the opening shows.
+    pub version: u64,
+}
+
+struct RosterInner {
+    room: Mutex<Room>,
+    ring: Ring,
+    /// The room's version, readable without the lock by streams checking their view.
+    version: AtomicU64,
+    /// The `users` snapshot for one room version, encoded once for every stream that needs it.
+    snapshot: Mutex<Option<(u64, Bytes)>>,
+}
+
+/// A handle to the roster. Cloning is shallow: the presence, its background tasks and the
+/// departures it has scheduled each hold one.
+#[derive(Clone)]
+pub struct Roster {
+    inner: Arc<RosterInner>,
+}
+
+impl Roster {
+    /// An empty room, announcing on `ring`.
+    pub fn new(ring: Ring, large_room_threshold: usize) -> Self {
+        Self {
+            inner: Arc::new(RosterInner {
+                room: Mutex::new(Room::new(large_room_threshold)),
+                ring,
+                version: AtomicU64::new(0),
+                snapshot: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The ring this roster announces on, which every stream it admits reads.
+    pub(crate) fn ring(&self) -> &Ring {
+        &self.inner.ring
+    }
+
+    /// The room, locked. Hold it for plain data only: never across an `.await`.
+    pub(super) fn lock(&self) -> MutexGuard<'_, Room> {
+        lock(&self.inner.room)
+    }
+
+    /// Tells the streams about a change of membership, the way the room decided. Called with
+    /// the room locked, so presence frames enter the ring in the order the room changed.
+    pub(super) fn announce(&self, room: &Room, announce: Announce, event: ServerEvent) {
+        match announce {
+            Announce::Event { version } => self.send_presence(version, event),
+            Announce::Snapshot { version } => self.send_presence(version, ServerEvent::Users(room.users())),
+            Announce::Summarized | Announce::Nothing => {}
+        }
+    }
+
+    fn send_presence(&self, version: u64, event: ServerEvent) {
+        self.inner.version.store(version, Ordering::Release);
+        self.inner.ring.send(Frame::Presence { version, bytes: Bytes::from(event.to_sse_frame()) });
+    }
+
+    /// Subscribes a stream of `user` to the ring and writes its view of the room; `room` is
+    /// locked.
+    pub(super) fn view(&self, room: &Room, user: &UserId) -> RoomView {
+        let receiver = self.inner.ring.subscribe();
+        let mut opening = ServerEvent::AllUsers(room.all_users_for(user)).to_sse_frame();
+        let mut opening_events = 1;
+        if room.is_large() {
+            opening.push_str(&ServerEvent::Presence(room.presence_now()).to_sse_frame());
+            opening_events += 1;
+        }
+        RoomView { receiver, opening: (opening, opening_events), version: room.version() }
+    }
+
+    /// Puts a large room's `presence` summary on the ring, when it changed since the last.
+    pub(crate) fn send_summary(&self) {
+        let summary = self.lock().take_summary();
+        if let Some(summary) = summary {
+            let bytes = Bytes::from(ServerEvent::Presence(summary).to_sse_frame());
+            self.inner.ring.send(Frame::Summary { bytes });
+        }
+    }
+
+    /// The user a session speaks for, if the session is current.
+    pub(crate) fn authorize(&self, session: &Session) -> Option<User> {
+        self.lock().authorize(session).cloned()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub(crate) fn page(&self, after: Option<JoinNo>, limit: usize) -> (Vec<User>, Option<JoinNo>) {
+        self.lock().page(after, limit)
+    }
+
+    /// The room's version as last announced, without the lock.
+    pub(crate) fn version(&self) -> u64 {
+        self.inner.version.load(Ordering::Acquire)
+    }
+
+    /// The current `users` snapshot and the room version it shows, encoded at most once per
+    /// version.
+    pub(crate) fn users_snapshot(&self) -> (u64, Bytes) {
+        let room = self.lock();
+        let version = room.version();
+        let mut cached = lock(&self.inner.snapshot);
+        if let Some((cached_version, bytes)) = cached.as_ref()
+            && *cached_version == version
+        {
+            return (version, bytes.clone());
+        }
+        let bytes = Bytes::from(ServerEvent::Users(room.users()).to_sse_frame());
+        *cached = Some((version, bytes.clone()));
+        (version, bytes)
+    }
+}
