@@ -21,14 +21,14 @@
 //! writes for 10,000 joins, against 3 s to connect them all instead of 0.7).
 
 use super::{
-    event_stream::{CHUNK_SIZE_LINE_BYTES, chunk_parts},
+    chunk::{CHUNK_SIZE_LINE_BYTES, chunk_parts, rest_of},
     share_the_core,
 };
 use crate::{
     hub::{EventStream, Hub, MAX_CHUNK_BYTES},
     metrics::Metrics,
 };
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::{
     io::{self, IoSlice},
     sync::Arc,
@@ -270,31 +270,4 @@ fn visit(parked: &mut Parked, now: Instant, why: Visit, writes: &mut u64) -> Out
 fn hand_back(parked: Parked, unwritten: Bytes) {
     let Parked { stream, writer, resume } = parked;
     let _ = resume.send(Resumed { stream, writer, unwritten });
-}
-
-/// The bytes of `parts` after the first `written`.
-fn rest_of(parts: &[&[u8]], written: usize) -> Bytes {
-    let mut skip = written;
-    let mut rest = BytesMut::new();
-    for part in parts {
-        let from = skip.min(part.len());
-        skip -= from;
-        rest.extend_from_slice(&part[from..]);
-    }
-    rest.freeze()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::rest_of;
-
-    #[test]
-    fn the_rest_of_a_chunk_starts_where_the_socket_stopped_taking_it() {
-        let parts: [&[u8]; 3] = [b"1A\r\n", b"data", b"\r\n"];
-        assert_eq!(rest_of(&parts, 0), "1A\r\ndata\r\n");
-        assert_eq!(rest_of(&parts, 3), "\ndata\r\n");
-        assert_eq!(rest_of(&parts, 4), "data\r\n");
-        assert_eq!(rest_of(&parts, 9), "\n");
-        assert_eq!(rest_of(&parts, 10), "");
-    }
 }
