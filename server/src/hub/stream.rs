@@ -168,9 +168,10 @@ impl EventStream {
 
     /// What a driver that does its own waiting (the lane) does with the stream at `now`: a
     /// stream written less than the flush interval ago waits, gathering what arrives meanwhile
-    /// into its next write.
+    /// into its next write. On [`Step::Write`], [`EventStream::try_next_chunk`] takes what
+    /// there is, which may be nothing.
     pub(crate) fn step(&self, now: Instant) -> Step {
-        self.cursor.next(now, self.has_pending())
+        self.cursor.next(now, || self.has_pending())
     }
 
     /// Records a write made by someone else than [`EventStream::next_chunk`]'s caller.
@@ -226,7 +227,7 @@ impl EventStream {
     /// Waits out the flush interval when the last write was recent, then drains.
     async fn gather_then_drain(&mut self, first: Frame) -> Result<Option<Bytes>, Lagged> {
         // `first` is taken off the ring already: something waits, whatever the ring holds.
-        if let Step::WaitUntil(flush_at) = self.cursor.next(Instant::now(), true) {
+        if let Step::WaitUntil(flush_at) = self.cursor.next(Instant::now(), || true) {
             tokio::select! {
                 () = self.shutdown.as_mut() => return Ok(None),
                 () = tokio::time::sleep_until(flush_at) => {}
