@@ -18,7 +18,7 @@ mod stream;
 pub use cluster::{ClusterError, ClusterPresence, StreamId};
 pub use room::{JoinNo, Refusal};
 pub use stream::EventStream;
-pub(crate) use stream::{MAX_CHUNK_BYTES, Step, StreamHandoff};
+pub(crate) use stream::{Step, StreamHandoff};
 
 use crate::{
     limits::AddressSlot,

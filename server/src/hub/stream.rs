@@ -16,7 +16,7 @@ pub(crate) use cursor::Step;
 
 use super::{Backlog, Frame, Hub, StreamGuard};
 use bytes::{Bytes, BytesMut};
-use cursor::StreamCursor;
+use cursor::{MAX_CHUNK_BYTES, StreamCursor};
 use futures_util::{Stream, StreamExt};
 use std::{
     convert::Infallible,
@@ -29,9 +29,6 @@ use tokio::{
     time::{Instant, Interval, MissedTickBehavior},
 };
 use tokio_util::sync::WaitForCancellationFutureOwned;
-
-/// A chunk stops growing past this, so one wake-up's write stays bounded.
-pub(crate) const MAX_CHUNK_BYTES: usize = 256 * 1024;
 
 /// The stream's cursor fell off the ring's tail.
 pub(crate) struct Lagged;
@@ -174,9 +171,12 @@ impl EventStream {
         self.cursor.next(now, || self.has_pending())
     }
 
-    /// Records a write made by someone else than [`EventStream::next_chunk`]'s caller.
-    pub(crate) fn wrote_at(&mut self, at: Instant) {
+    /// Records a write of `chunk` made by someone else than [`EventStream::next_chunk`]'s
+    /// caller; true when the chunk was cut at the size bound, so more waits behind it.
+    #[must_use]
+    pub(crate) fn wrote_at(&mut self, at: Instant, chunk: &[u8]) -> bool {
         self.cursor.wrote_at(at);
+        cursor::was_cut(chunk.len())
     }
 
     /// The stream fell behind while the lane held it: it ends at its next chunk.

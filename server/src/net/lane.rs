@@ -26,7 +26,7 @@ use super::{
     share_the_core,
 };
 use crate::{
-    hub::{EventStream, Hub, MAX_CHUNK_BYTES, Step},
+    hub::{EventStream, Hub, Step},
     metrics::Metrics,
 };
 use bytes::Bytes;
@@ -254,10 +254,10 @@ fn visit(parked: &mut Parked, now: Instant, why: Visit, writes: &mut u64) -> Out
     match parked.writer.try_write_vectored(&parts.map(IoSlice::new)) {
         Ok(written) if written == total => {
             *writes += 1;
-            parked.stream.wrote_at(now);
+            let cut = parked.stream.wrote_at(now, &chunk);
             share_the_core();
             // A chunk cut at the size bound leaves more behind: the task writes the rest.
-            if chunk.len() >= MAX_CHUNK_BYTES { Outcome::HandBack(Bytes::new()) } else { Outcome::Keep }
+            if cut { Outcome::HandBack(Bytes::new()) } else { Outcome::Keep }
         }
         Ok(written) => Outcome::HandBack(rest_of(&parts, written)),
         Err(error) if error.kind() == io::ErrorKind::WouldBlock => Outcome::HandBack(rest_of(&parts, 0)),

@@ -1,5 +1,5 @@
-//! An event stream's rules of timing, apart from any I/O: when it may write, when it must
-//! wait, when it has nothing to do, and when it is over.
+//! An event stream's rules, apart from any I/O: when it may write, when it must wait, when it
+//! has nothing to do, when it is over, and how large one write may grow.
 //!
 //! Three drivers write an event stream: the response body hyper polls, the connection's own
 //! task, and the fan-out lane that writes idle streams in one loop. They wait in different ways
@@ -23,6 +23,14 @@ use tokio::time::Instant;
 /// apart), so only bursts and floods are gathered.
 pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_millis(2);
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+/// A chunk stops growing past this, so one wake-up's write stays bounded.
+pub(crate) const MAX_CHUNK_BYTES: usize = 256 * 1024;
+
+/// True when a chunk of `len` bytes was cut at the size bound: what it was taken from (the
+/// opening, the ring) has more for the next write at once.
+pub(crate) fn was_cut(len: usize) -> bool {
+    len >= MAX_CHUNK_BYTES
+}
 
 /// What a stream's driver does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +153,14 @@ mod tests {
         assert!(cursor.has_fallen_behind());
         assert_eq!(cursor.next(opened, || true), Step::End);
         assert_eq!(cursor.next(opened + ms(500), || false), Step::End);
+    }
+
+    #[test]
+    fn only_a_chunk_that_reached_the_size_bound_was_cut() {
+        assert!(!was_cut(0));
+        assert!(!was_cut(MAX_CHUNK_BYTES - 1));
+        assert!(was_cut(MAX_CHUNK_BYTES));
+        assert!(was_cut(MAX_CHUNK_BYTES + 1), "a drain stops past the bound, with the part that crossed it");
     }
 
     #[test]
