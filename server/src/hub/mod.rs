@@ -18,7 +18,7 @@ mod stream;
 pub use cluster::{ClusterError, ClusterPresence, StreamId};
 pub use room::{JoinNo, Refusal};
 pub use stream::EventStream;
-pub(crate) use stream::{Step, StreamHandoff};
+pub(crate) use stream::{NextWrite, StreamHandoff};
 
 use crate::{
     limits::AddressSlot,

@@ -12,11 +12,9 @@
 
 mod cursor;
 
-pub(crate) use cursor::Step;
-
 use super::{Backlog, Frame, Hub, StreamGuard};
 use bytes::{Bytes, BytesMut};
-use cursor::{MAX_CHUNK_BYTES, StreamCursor};
+use cursor::{MAX_CHUNK_BYTES, Step, StreamCursor};
 use futures_util::{Stream, StreamExt};
 use std::{
     convert::Infallible,
@@ -31,7 +29,20 @@ use tokio::{
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 /// The stream's cursor fell off the ring's tail.
-pub(crate) struct Lagged;
+struct Lagged;
+
+/// What a driver that does its own waiting (the lane) does next with a stream: the cursor's
+/// [`Step`], with the bytes to write.
+pub(crate) enum NextWrite {
+    /// Write this chunk now.
+    Chunk(Bytes),
+    /// Something waits, but the stream wrote too recently: come back at this time.
+    WaitUntil(Instant),
+    /// Nothing to write: the next frame on the ring brings the driver back.
+    Idle,
+    /// The stream is over (it fell behind): its task ends the body.
+    End,
+}
 
 pub struct EventStream {
     hub: Hub,
@@ -128,8 +139,8 @@ impl EventStream {
     }
 
     /// What is ready to write now, without waiting; the caller keeps the flush interval (see
-    /// [`EventStream::step`]).
-    pub(crate) fn try_next_chunk(&mut self) -> Result<Option<Bytes>, Lagged> {
+    /// [`EventStream::next_write`]).
+    fn try_next_chunk(&mut self) -> Result<Option<Bytes>, Lagged> {
         if let Some(opening) = self.take_opening() {
             return Ok(Some(opening));
         }
@@ -165,10 +176,23 @@ impl EventStream {
 
     /// What a driver that does its own waiting (the lane) does with the stream at `now`: a
     /// stream written less than the flush interval ago waits, gathering what arrives meanwhile
-    /// into its next write. On [`Step::Write`], [`EventStream::try_next_chunk`] takes what
-    /// there is, which may be nothing.
-    pub(crate) fn step(&self, now: Instant) -> Step {
-        self.cursor.next(now, || self.has_pending())
+    /// into its next write. A stream that fell behind while the lane held it ends at its next
+    /// chunk, written by its task.
+    pub(crate) fn next_write(&mut self, now: Instant) -> NextWrite {
+        match self.cursor.next(now, || self.has_pending()) {
+            Step::Write => match self.try_next_chunk() {
+                Ok(Some(chunk)) => NextWrite::Chunk(chunk),
+                // Nothing was waiting after all (see [`Step::Write`]).
+                Ok(None) => NextWrite::Idle,
+                Err(Lagged) => {
+                    self.cursor.fell_behind();
+                    NextWrite::End
+                }
+            },
+            Step::WaitUntil(at) => NextWrite::WaitUntil(at),
+            Step::Idle => NextWrite::Idle,
+            Step::End => NextWrite::End,
+        }
     }
 
     /// Records a write of `chunk` made by someone else than [`EventStream::next_chunk`]'s
@@ -177,11 +201,6 @@ impl EventStream {
     pub(crate) fn wrote_at(&mut self, at: Instant, chunk: &[u8]) -> bool {
         self.cursor.wrote_at(at);
         cursor::was_cut(chunk.len())
-    }
-
-    /// The stream fell behind while the lane held it: it ends at its next chunk.
-    pub(crate) fn mark_lagged(&mut self) {
-        self.cursor.fell_behind();
     }
 
     /// Takes the stream's hold on the room, for the connection to keep while the lane has the

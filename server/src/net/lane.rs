@@ -16,7 +16,7 @@
 //! soon as it is idle again.
 //!
 //! The lane keeps the streams' flush interval, as each stream's cursor rules it (see
-//! [`EventStream::step`]): a stream written less than 2 ms ago is passed over and visited again
+//! [`EventStream::next_write`]): a stream written less than 2 ms ago is passed over and visited again
 //! when the interval is up, with everything that arrived meanwhile in one write. Without it, a
 //! burst of joins cost one write per `new-user` per stream (509,500 writes for 10,000 joins,
 //! against 3 s to connect them all instead of 0.7).
@@ -26,7 +26,7 @@ use super::{
     share_the_core,
 };
 use crate::{
-    hub::{EventStream, Hub, Step},
+    hub::{EventStream, Hub, NextWrite},
     metrics::Metrics,
 };
 use bytes::Bytes;
@@ -221,21 +221,14 @@ impl IdleStreams {
 /// Writes what the stream is owed, counting the write in `writes`.
 fn visit(parked: &mut Parked, now: Instant, why: Visit, writes: &mut u64) -> Outcome {
     let chunk = match why {
-        Visit::NewFrames => match parked.stream.step(now) {
+        Visit::NewFrames => match parked.stream.next_write(now) {
+            NextWrite::Chunk(chunk) => chunk,
             // Nothing to write: the next frame brings the lane back.
-            Step::Idle => return Outcome::Keep,
+            NextWrite::Idle => return Outcome::Keep,
             // Written too recently: the lane comes back when the interval is up.
-            Step::WaitUntil(at) => return Outcome::Later(at),
+            NextWrite::WaitUntil(at) => return Outcome::Later(at),
             // Its task ends the body.
-            Step::End => return Outcome::HandBack(Bytes::new()),
-            Step::Write => match parked.stream.try_next_chunk() {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => return Outcome::Keep,
-                Err(_lagged) => {
-                    parked.stream.mark_lagged();
-                    return Outcome::HandBack(Bytes::new());
-                }
-            },
+            NextWrite::End => return Outcome::HandBack(Bytes::new()),
         },
         // Its task ended (and closed the connection, so writes to it fail: they find it too).
         Visit::Tick if parked.resume.is_closed() => return Outcome::Drop,
