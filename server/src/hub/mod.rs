@@ -23,7 +23,7 @@ pub use presence::{
 pub use ring::Ring;
 pub(crate) use ring::{Backlog, Frame};
 pub use stream::EventStream;
-pub(crate) use stream::{MAX_CHUNK_BYTES, StreamHandoff};
+pub(crate) use stream::{NextWrite, StreamHandoff};
 
 use crate::{
     limits::AddressSlot,

@@ -5,14 +5,16 @@
 //! writes it as one chunk: under load a busy stream costs one socket write per wake-up, not
 //! one per event. Messages the backlog already carried are sliced off, so each arrives once.
 //!
-//! A stream that wrote less than [`FLUSH_INTERVAL`] ago waits out the rest of it before writing
-//! again, so a busy stream writes at most once per interval whatever the message rate, with
-//! everything that arrived meanwhile in that one write. A socket write costs far more than
-//! the bytes in it, so this is what lets throughput grow with load. A quiet stream (the usual
-//! case: a chat's messages are seconds apart) writes at once.
+//! When it may write, and when it is over, is not decided here but by its [`StreamCursor`],
+//! which does no I/O: the hyper body, the connection's task and the fan-out lane all drive the
+//! stream through it, so they keep one flush interval, one keep-alive and one rule for a stream
+//! that fell behind.
+
+mod cursor;
 
 use super::{Backlog, Frame, Hub, StreamGuard};
 use bytes::{Bytes, BytesMut};
+use cursor::{MAX_CHUNK_BYTES, Step, StreamCursor};
 use futures_util::{Stream, StreamExt};
 use std::{
     convert::Infallible,
@@ -26,16 +28,21 @@ use tokio::{
 };
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-/// A chunk stops growing past this, so one wake-up's write stays bounded.
-pub(crate) const MAX_CHUNK_BYTES: usize = 256 * 1024;
-/// The shortest time between two writes of one stream. Far below what a reader notices, and
-/// below the gap between messages at the rates a room sees for long (100 messages/s is 10 ms
-/// apart), so only bursts and floods are gathered.
-const FLUSH_INTERVAL: Duration = Duration::from_millis(2);
-const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
-
 /// The stream's cursor fell off the ring's tail.
-pub(crate) struct Lagged;
+struct Lagged;
+
+/// What a driver that does its own waiting (the lane) does next with a stream: the cursor's
+/// [`Step`], with the bytes to write.
+pub(crate) enum NextWrite {
+    /// Write this chunk now.
+    Chunk(Bytes),
+    /// Something waits, but the stream wrote too recently: come back at this time.
+    WaitUntil(Instant),
+    /// Nothing to write: the next frame on the ring brings the driver back.
+    Idle,
+    /// The stream is over (it fell behind): its task ends the body.
+    End,
+}
 
 pub struct EventStream {
     hub: Hub,
@@ -48,12 +55,11 @@ pub struct EventStream {
     /// The room version this stream's view of the room matches.
     view_version: u64,
     ticker: Interval,
-    last_write: Instant,
+    /// When the stream may write, and whether it is over.
+    cursor: StreamCursor,
     /// The server's shutdown, waited on for the stream's whole life: made and registered once,
     /// not at every wake-up (thousands of streams wake for every message).
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// Set by the lane when the cursor fell behind: the stream ends at its next chunk.
-    lagged: bool,
     /// Held by the connection's task, not the lane, while the lane has the stream: a client
     /// that leaves is let go at once, not when the lane next visits its stream.
     guard: Option<StreamGuard>,
@@ -78,6 +84,7 @@ impl EventStream {
         let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let shutdown = Box::pin(hub.shutdown_token().clone().cancelled_owned());
+        let cursor = StreamCursor::new(Instant::now(), config.keepalive);
         Self {
             hub,
             receiver,
@@ -86,9 +93,8 @@ impl EventStream {
             last_seq: 0,
             view_version,
             ticker,
-            last_write: Instant::now(),
+            cursor,
             shutdown,
-            lagged: false,
             guard: Some(guard),
         }
     }
@@ -128,13 +134,13 @@ impl EventStream {
     /// taken to happen now.
     pub(crate) async fn next_chunk(&mut self) -> Option<Bytes> {
         let chunk = self.wait_for_chunk().await;
-        self.last_write = Instant::now();
+        self.cursor.wrote_at(Instant::now());
         chunk
     }
 
     /// What is ready to write now, without waiting; the caller keeps the flush interval (see
-    /// [`EventStream::next_write_at`]).
-    pub(crate) fn try_next_chunk(&mut self) -> Result<Option<Bytes>, Lagged> {
+    /// [`EventStream::next_write`]).
+    fn try_next_chunk(&mut self) -> Result<Option<Bytes>, Lagged> {
         if let Some(opening) = self.take_opening() {
             return Ok(Some(opening));
         }
@@ -160,23 +166,41 @@ impl EventStream {
 
     /// True when nothing is waiting to be written.
     pub(crate) fn is_idle(&self) -> bool {
-        self.opening.is_none() && !self.lagged && self.receiver.is_empty()
+        !self.has_pending() && !self.cursor.has_fallen_behind()
     }
 
-    /// Records a write made by someone else than [`EventStream::next_chunk`]'s caller.
-    pub(crate) fn wrote_at(&mut self, at: Instant) {
-        self.last_write = at;
+    /// Whether anything (the opening, frames on the ring) waits to be written.
+    fn has_pending(&self) -> bool {
+        self.opening.is_some() || !self.receiver.is_empty()
     }
 
-    /// When the stream may be written again: a stream written less than [`FLUSH_INTERVAL`]
-    /// ago waits, gathering what arrives meanwhile into its next write.
-    pub(crate) fn next_write_at(&self) -> Instant {
-        self.last_write + FLUSH_INTERVAL
+    /// What a driver that does its own waiting (the lane) does with the stream at `now`: a
+    /// stream written less than the flush interval ago waits, gathering what arrives meanwhile
+    /// into its next write. A stream that fell behind while the lane held it ends at its next
+    /// chunk, written by its task.
+    pub(crate) fn next_write(&mut self, now: Instant) -> NextWrite {
+        match self.cursor.next(now, || self.has_pending()) {
+            Step::Write => match self.try_next_chunk() {
+                Ok(Some(chunk)) => NextWrite::Chunk(chunk),
+                // Nothing was waiting after all (see [`Step::Write`]).
+                Ok(None) => NextWrite::Idle,
+                Err(Lagged) => {
+                    self.cursor.fell_behind();
+                    NextWrite::End
+                }
+            },
+            Step::WaitUntil(at) => NextWrite::WaitUntil(at),
+            Step::Idle => NextWrite::Idle,
+            Step::End => NextWrite::End,
+        }
     }
 
-    /// The stream fell behind while the lane held it: it ends at its next chunk.
-    pub(crate) fn mark_lagged(&mut self) {
-        self.lagged = true;
+    /// Records a write of `chunk` made by someone else than [`EventStream::next_chunk`]'s
+    /// caller; true when the chunk was cut at the size bound, so more waits behind it.
+    #[must_use]
+    pub(crate) fn wrote_at(&mut self, at: Instant, chunk: &[u8]) -> bool {
+        self.cursor.wrote_at(at);
+        cursor::was_cut(chunk.len())
     }
 
     /// Takes the stream's hold on the room, for the connection to keep while the lane has the
@@ -191,7 +215,7 @@ impl EventStream {
     }
 
     async fn wait_for_chunk(&mut self) -> Option<Bytes> {
-        if self.lagged {
+        if self.cursor.has_fallen_behind() {
             return self.drop_slow_client();
         }
         if let Some(opening) = self.take_opening() {
@@ -221,8 +245,8 @@ impl EventStream {
 
     /// Waits out the flush interval when the last write was recent, then drains.
     async fn gather_then_drain(&mut self, first: Frame) -> Result<Option<Bytes>, Lagged> {
-        let flush_at = self.last_write + FLUSH_INTERVAL;
-        if flush_at > Instant::now() {
+        // `first` is taken off the ring already: something waits, whatever the ring holds.
+        if let Step::WaitUntil(flush_at) = self.cursor.next(Instant::now(), || true) {
             tokio::select! {
                 () = self.shutdown.as_mut() => return Ok(None),
                 () = tokio::time::sleep_until(flush_at) => {}
@@ -312,7 +336,7 @@ impl EventStream {
             self.count_events(1);
             return Some(snapshot);
         }
-        (self.last_write.elapsed() >= self.hub.config().keepalive).then(|| Bytes::from_static(KEEP_ALIVE))
+        self.cursor.keep_alive(Instant::now())
     }
 
     fn drop_slow_client(&self) -> Option<Bytes> {

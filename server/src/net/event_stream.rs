@@ -17,6 +17,7 @@
 
 use super::{
     HEADER_READ_TIMEOUT, ServeConnection,
+    chunk::{CHUNK_SIZE_LINE_BYTES, LAST_CHUNK, chunk_parts, write_all_parts},
     deadline::WriteDeadline,
     lane::{Lane, Parked, Resumed},
 };
@@ -245,7 +246,7 @@ async fn write_chunk<W: AsyncWrite + Unpin>(out: &mut W, head: &[u8], data: &[u8
 
 /// Ends the body properly (the stream ended: shutdown, or it fell behind).
 async fn write_last_chunk<W: AsyncWrite + Unpin>(out: &mut W, head: &[u8]) -> io::Result<()> {
-    write_all_parts(out, &[head, b"0\r\n\r\n"]).await?;
+    write_all_parts(out, &[head, LAST_CHUNK]).await?;
     out.shutdown().await
 }
 
@@ -322,60 +323,6 @@ async fn next_chunk(stream: &mut EventStream, client: &mut Client) -> io::Result
     })
 }
 
-/// `data` framed as one HTTP/1.1 chunk (size line, data, CRLF), using `size` for the size line;
-/// nothing for no data, since a zero-size chunk ends the body.
-pub(super) fn chunk_parts<'a>(data: &'a [u8], size: &'a mut [u8; CHUNK_SIZE_LINE_BYTES]) -> [&'a [u8]; 3] {
-    if data.is_empty() { [b"", b"", b""] } else { [chunk_size_line(data.len(), size), data, b"\r\n"] }
-}
-
-/// A chunk's size line: hex digits of a `usize` and CRLF.
-pub(super) const CHUNK_SIZE_LINE_BYTES: usize = 2 * size_of::<usize>() + 2;
-
-/// Writes `len`'s chunk-size line (`1A2\r\n`) into `buf` and returns it.
-fn chunk_size_line(len: usize, buf: &mut [u8; CHUNK_SIZE_LINE_BYTES]) -> &[u8] {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut start = CHUNK_SIZE_LINE_BYTES - 2;
-    buf[start..].copy_from_slice(b"\r\n");
-    let mut rest = len;
-    loop {
-        start -= 1;
-        buf[start] = HEX[rest % 16];
-        rest /= 16;
-        if rest == 0 {
-            return &buf[start..];
-        }
-    }
-}
-
-/// Most parts one write takes (the head, then a chunk's size line, data and CRLF).
-const MAX_PARTS: usize = 4;
-
-/// Writes every part, in order, with as few `writev` calls as the socket allows (none when
-/// every part is empty).
-async fn write_all_parts<W: AsyncWrite + Unpin>(out: &mut W, parts: &[&[u8]]) -> io::Result<()> {
-    debug_assert!(parts.len() <= MAX_PARTS);
-    let (mut index, mut offset) = (parts.iter().take_while(|part| part.is_empty()).count(), 0);
-    while index < parts.len() {
-        let mut slices = [IoSlice::new(&[]); MAX_PARTS];
-        let pending = &parts[index..parts.len().min(index + MAX_PARTS)];
-        for (i, part) in pending.iter().enumerate() {
-            slices[i] = IoSlice::new(if i == 0 { &part[offset..] } else { part });
-        }
-        let slices = &slices[..pending.len()];
-        let mut written = out.write_vectored(slices).await?;
-        if written == 0 && slices.iter().any(|slice| !slice.is_empty()) {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        while index < parts.len() && written >= parts[index].len() - offset {
-            written -= parts[index].len() - offset;
-            index += 1;
-            offset = 0;
-        }
-        offset += written;
-    }
-    Ok(())
-}
-
 /// A socket whose first reads replay bytes already read from it.
 pub(super) struct Replayed {
     replay: Vec<u8>,
@@ -436,15 +383,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunk_size_lines_are_hex_with_crlf() {
-        let mut buf = [0u8; CHUNK_SIZE_LINE_BYTES];
-        assert_eq!(chunk_size_line(0, &mut buf), b"0\r\n");
-        assert_eq!(chunk_size_line(26, &mut buf), b"1A\r\n");
-        assert_eq!(chunk_size_line(4096, &mut buf), b"1000\r\n");
-        assert_eq!(chunk_size_line(usize::MAX, &mut buf).len(), CHUNK_SIZE_LINE_BYTES);
-    }
-
-    #[test]
     fn only_plain_http11_gets_without_a_body_are_served_here() {
         let served = |head: &str| parse_request(head.as_bytes()).is_some();
         assert!(served("GET /sse?id=a&name=b HTTP/1.1\r\nHost: x\r\nCookie: s=1\r\n\r\n"));
@@ -478,42 +416,5 @@ mod tests {
             parse_request(b"GET /sse?id=a&name=b HTTP/1.1\r\nLast-Event-ID: 7\r\n\r\n").expect("served");
         assert_eq!(request.uri(), "/sse?id=a&name=b");
         assert_eq!(request.headers()["last-event-id"], "7");
-    }
-
-    /// A writer that takes at most `step` bytes per call, so every part boundary is crossed.
-    struct Trickle {
-        written: Vec<u8>,
-        step: usize,
-        calls: usize,
-    }
-
-    impl AsyncWrite for Trickle {
-        fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-            self.calls += 1;
-            let n = buf.len().min(self.step);
-            self.written.extend_from_slice(&buf[..n]);
-            Poll::Ready(Ok(n))
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    #[tokio::test]
-    async fn every_part_is_written_once_and_in_order_however_short_the_writes() {
-        for step in [1, 2, 3, 5, 64] {
-            let mut out = Trickle { written: Vec::new(), step, calls: 0 };
-            write_all_parts(&mut out, &[b"", b"HEAD", b"", b"1A\r\n"]).await.expect("written");
-            write_all_parts(&mut out, &[b"data", b"\r\n"]).await.expect("written");
-            assert_eq!(out.written, b"HEAD1A\r\ndata\r\n", "step {step}");
-        }
-        let mut out = Trickle { written: Vec::new(), step: 64, calls: 0 };
-        write_all_parts(&mut out, &[b"", b"", b""]).await.expect("nothing to write");
-        assert_eq!(out.calls, 0, "no write for nothing");
     }
 }

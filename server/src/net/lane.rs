@@ -15,20 +15,21 @@
 //! when a chunk reached the size bound, or at shutdown. The task gives it back to the lane as
 //! soon as it is idle again.
 //!
-//! The lane keeps the streams' flush interval: a stream written less than 2 ms ago is passed
-//! over and visited again when the interval is up, with everything that arrived meanwhile in
-//! one write. Without it, a burst of joins cost one write per `new-user` per stream (509,500
-//! writes for 10,000 joins, against 3 s to connect them all instead of 0.7).
+//! The lane keeps the streams' flush interval, as each stream's cursor rules it (see
+//! [`EventStream::next_write`]): a stream written less than 2 ms ago is passed over and visited again
+//! when the interval is up, with everything that arrived meanwhile in one write. Without it, a
+//! burst of joins cost one write per `new-user` per stream (509,500 writes for 10,000 joins,
+//! against 3 s to connect them all instead of 0.7).
 
 use super::{
-    event_stream::{CHUNK_SIZE_LINE_BYTES, chunk_parts},
+    chunk::{CHUNK_SIZE_LINE_BYTES, chunk_parts, rest_of},
     share_the_core,
 };
 use crate::{
-    hub::{EventStream, Hub, MAX_CHUNK_BYTES},
+    hub::{EventStream, Hub, NextWrite},
     metrics::Metrics,
 };
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::{
     io::{self, IoSlice},
     sync::Arc,
@@ -220,22 +221,14 @@ impl IdleStreams {
 /// Writes what the stream is owed, counting the write in `writes`.
 fn visit(parked: &mut Parked, now: Instant, why: Visit, writes: &mut u64) -> Outcome {
     let chunk = match why {
-        // Written too recently: the lane comes back when the interval is up, if there is
-        // anything to write then (otherwise the next frame brings the lane back).
-        Visit::NewFrames if parked.stream.next_write_at() > now => {
-            return if parked.stream.is_idle() {
-                Outcome::Keep
-            } else {
-                Outcome::Later(parked.stream.next_write_at())
-            };
-        }
-        Visit::NewFrames => match parked.stream.try_next_chunk() {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => return Outcome::Keep,
-            Err(_lagged) => {
-                parked.stream.mark_lagged();
-                return Outcome::HandBack(Bytes::new());
-            }
+        Visit::NewFrames => match parked.stream.next_write(now) {
+            NextWrite::Chunk(chunk) => chunk,
+            // Nothing to write: the next frame brings the lane back.
+            NextWrite::Idle => return Outcome::Keep,
+            // Written too recently: the lane comes back when the interval is up.
+            NextWrite::WaitUntil(at) => return Outcome::Later(at),
+            // Its task ends the body.
+            NextWrite::End => return Outcome::HandBack(Bytes::new()),
         },
         // Its task ended (and closed the connection, so writes to it fail: they find it too).
         Visit::Tick if parked.resume.is_closed() => return Outcome::Drop,
@@ -254,10 +247,10 @@ fn visit(parked: &mut Parked, now: Instant, why: Visit, writes: &mut u64) -> Out
     match parked.writer.try_write_vectored(&parts.map(IoSlice::new)) {
         Ok(written) if written == total => {
             *writes += 1;
-            parked.stream.wrote_at(now);
+            let cut = parked.stream.wrote_at(now, &chunk);
             share_the_core();
             // A chunk cut at the size bound leaves more behind: the task writes the rest.
-            if chunk.len() >= MAX_CHUNK_BYTES { Outcome::HandBack(Bytes::new()) } else { Outcome::Keep }
+            if cut { Outcome::HandBack(Bytes::new()) } else { Outcome::Keep }
         }
         Ok(written) => Outcome::HandBack(rest_of(&parts, written)),
         Err(error) if error.kind() == io::ErrorKind::WouldBlock => Outcome::HandBack(rest_of(&parts, 0)),
@@ -270,31 +263,4 @@ fn visit(parked: &mut Parked, now: Instant, why: Visit, writes: &mut u64) -> Out
 fn hand_back(parked: Parked, unwritten: Bytes) {
     let Parked { stream, writer, resume } = parked;
     let _ = resume.send(Resumed { stream, writer, unwritten });
-}
-
-/// The bytes of `parts` after the first `written`.
-fn rest_of(parts: &[&[u8]], written: usize) -> Bytes {
-    let mut skip = written;
-    let mut rest = BytesMut::new();
-    for part in parts {
-        let from = skip.min(part.len());
-        skip -= from;
-        rest.extend_from_slice(&part[from..]);
-    }
-    rest.freeze()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::rest_of;
-
-    #[test]
-    fn the_rest_of_a_chunk_starts_where_the_socket_stopped_taking_it() {
-        let parts: [&[u8]; 3] = [b"1A\r\n", b"data", b"\r\n"];
-        assert_eq!(rest_of(&parts, 0), "1A\r\ndata\r\n");
-        assert_eq!(rest_of(&parts, 3), "\ndata\r\n");
-        assert_eq!(rest_of(&parts, 4), "data\r\n");
-        assert_eq!(rest_of(&parts, 9), "\n");
-        assert_eq!(rest_of(&parts, 10), "");
-    }
 }

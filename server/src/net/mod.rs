@@ -18,6 +18,7 @@
 //! the next message is committed while the round runs, and the streams not yet written pick it
 //! up in the same write: the busier the room, the more events each write carries.
 
+mod chunk;
 mod deadline;
 mod event_stream;
 mod lane;
