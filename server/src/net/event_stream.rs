@@ -16,10 +16,11 @@
 //! stay the only ones for unusual requests.
 
 use super::{
-    HEADER_READ_TIMEOUT, ServeConnection,
     chunk::{CHUNK_SIZE_LINE_BYTES, LAST_CHUNK, chunk_parts, write_all_parts},
+    connection::{HEADER_READ_TIMEOUT, ServeConnection},
     deadline::WriteDeadline,
     lane::{Lane, Parked, Resumed},
+    sharing::share_the_core,
 };
 use crate::{
     hub::{EventStream, StreamHandoff},
@@ -240,7 +241,7 @@ async fn write_chunk<W: AsyncWrite + Unpin>(out: &mut W, head: &[u8], data: &[u8
     let mut size = [0u8; CHUNK_SIZE_LINE_BYTES];
     let [size, data, end] = chunk_parts(data, &mut size);
     write_all_parts(out, &[head, size, data, end]).await?;
-    super::share_the_core();
+    share_the_core();
     Ok(())
 }
 

@@ -23,7 +23,7 @@
 
 use super::{
     chunk::{CHUNK_SIZE_LINE_BYTES, chunk_parts, rest_of},
-    share_the_core,
+    sharing::share_the_core,
 };
 use crate::{
     hub::{EventStream, Hub, NextWrite},

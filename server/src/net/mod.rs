@@ -19,29 +19,26 @@
 //! up in the same write: the busier the room, the more events each write carries.
 
 mod chunk;
+mod connection;
 mod deadline;
 mod event_stream;
 mod lane;
+mod sharing;
 
 pub use lane::Lane;
 
-use crate::{limits::PeerAddr, metrics::Metrics};
-use axum::{Router, http::Request};
-use deadline::WriteDeadline;
-use hyper::{body::Incoming, server::conn::http1};
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    server::graceful::{GracefulShutdown, Watcher},
-    service::TowerToHyperService,
-};
-use std::{cell::Cell, io, net::SocketAddr, sync::Arc, time::Duration};
-use tokio::runtime::{Handle, Runtime};
+use crate::metrics::Metrics;
+use axum::Router;
+use connection::{HEADER_READ_TIMEOUT, ServeConnection};
+use hyper::server::conn::http1;
+use hyper_util::{rt::TokioTimer, server::graceful::GracefulShutdown};
+use std::{io, sync::Arc, time::Duration};
 use tokio::{
     net::TcpListener,
-    sync::{OwnedSemaphorePermit, Semaphore},
+    runtime::{Handle, Runtime},
+    sync::Semaphore,
 };
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 /// Serves `router` on `listener` over HTTP/1.1 until `shutdown`, then lets open connections
 /// finish (each stream ends itself on the same signal) for at most `grace`.
@@ -143,44 +140,6 @@ async fn refuse_connection(mut stream: tokio::net::TcpStream) {
     let _ = tokio::time::timeout(REFUSAL_LINGER, answered).await;
 }
 
-/// One accepted connection, and what serving it over HTTP/1.1 takes.
-struct ServeConnection {
-    http: http1::Builder,
-    router: Router,
-    /// Registered when the connection is accepted, so shutdown waits for it wherever it runs.
-    watcher: Watcher,
-    write_timeout: Duration,
-    metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-    /// Where the connection's event stream goes while idle.
-    lane: Lane,
-    /// Whom the connection was accepted from, put on each of its requests ([`PeerAddr`]).
-    peer: SocketAddr,
-    /// Held while the connection is open (`--max-connections`).
-    connection_slot: OwnedSemaphorePermit,
-}
-
-impl ServeConnection {
-    /// Serves the connection with hyper, for as many requests as it carries.
-    async fn run<T>(self, stream: T)
-    where
-        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let io = TokioIo::new(WriteDeadline::new(stream, self.write_timeout, self.metrics));
-        let peer = PeerAddr(self.peer);
-        let service =
-            TowerToHyperService::new(self.router.map_request(move |mut request: Request<Incoming>| {
-                request.extensions_mut().insert(peer);
-                request
-            }));
-        let connection = self.watcher.watch(self.http.serve_connection(io, service));
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "connection ended with an error");
-        }
-        drop(self.connection_slot);
-    }
-}
-
 /// The request line every event stream starts with (`GET /sse?id=...`).
 const EVENT_STREAM_REQUEST: &[u8] = b"GET /sse";
 
@@ -247,36 +206,6 @@ impl Drop for StreamRuntime {
     }
 }
 
-/// Writes a thread makes to event streams between two yields of the CPU.
-const WRITES_PER_YIELD: u32 = 16;
-
-thread_local! {
-    static WRITES_SINCE_YIELD: Cell<u32> = const { Cell::new(0) };
-}
-
-/// Called after each write to an event stream: every [`WRITES_PER_YIELD`] writes on this
-/// thread, it yields the CPU to whichever thread is waiting for it.
-///
-/// A fan-out round is thousands of writes with no wait between them, and the kernel takes the
-/// core from a thread that never waits only at a scheduler tick. A thread that does not
-/// preempt on wake-up, as the SQLite writer does not (`SCHED_BATCH`, see `store::sqlite`),
-/// would wait for such a tick at every commit, and the highest message rate a large room holds
-/// would fall with it. Yielding every few writes lets it in within a fraction of a millisecond;
-/// when nothing waits, the yield returns at once, for one system call per [`WRITES_PER_YIELD`]
-/// writes. (The figures behind the choice of 16 are in BENCHMARKS.md's notes.)
-fn share_the_core() {
-    if WRITES_SINCE_YIELD.with(yield_is_due) {
-        std::thread::yield_now();
-    }
-}
-
-/// Counts one write; true on every [`WRITES_PER_YIELD`]th.
-fn yield_is_due(writes: &Cell<u32>) -> bool {
-    let count = writes.get() + 1;
-    writes.set(count % WRITES_PER_YIELD);
-    count == WRITES_PER_YIELD
-}
-
 /// How [`serve`] treats connections.
 pub struct ServeOptions {
     /// Where connections that open an event stream are served.
@@ -292,8 +221,6 @@ pub struct ServeOptions {
     pub metrics: Arc<Metrics>,
 }
 
-/// A client has this long to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Requests are small (bodies are capped at 16 KiB by default); hyper's read buffer may not
 /// grow past this.
 const MAX_BUF_SIZE: usize = 64 * 1024;
@@ -310,16 +237,6 @@ mod tests {
         let (server, _) = listener.accept().await.expect("accept");
         client.write_all(first).await.expect("write");
         first_request(&server, &CancellationToken::new()).await
-    }
-
-    #[test]
-    fn the_cpu_is_yielded_once_every_so_many_writes() {
-        let writes = Cell::new(0);
-        let due: Vec<u32> = (1..=3 * WRITES_PER_YIELD).filter(|_| yield_is_due(&writes)).collect();
-        assert_eq!(due.len(), 3);
-        let writes = Cell::new(0);
-        let first = (1..=WRITES_PER_YIELD).find(|_| yield_is_due(&writes));
-        assert_eq!(first, Some(WRITES_PER_YIELD));
     }
 
     #[tokio::test]
