@@ -113,12 +113,24 @@ fn is_cross_site(headers: &HeaderMap) -> bool {
         return site.eq_ignore_ascii_case("cross-site");
     }
     let Some(origin) = text("origin") else { return false };
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest.trim_end_matches('/'));
-    let host = text("host");
+    let origin_host = origin.split_once("://").map(|(_, rest)| hostname(rest.trim_end_matches('/')));
+    let host = text("host").map(hostname);
     match (origin_host, host) {
         (Some(origin_host), Some(host)) => !origin_host.eq_ignore_ascii_case(host),
         // `null`, or a malformed origin, or no Host to compare it with.
         _ => true,
+    }
+}
+
+/// `host[:port]` without its port: a site is its host name, and a proxy may forward `Host`
+/// without the port the browser used (nginx's `$host`).
+fn hostname(authority: &str) -> &str {
+    if let Some(end) = authority.strip_prefix('[').and_then(|rest| rest.find(']')) {
+        return &authority[..end + 2];
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
     }
 }
 
@@ -199,5 +211,11 @@ mod tests {
         assert!(!is_cross_site(&headers(&[("sec-fetch-site", "same-origin")])));
         assert!(!is_cross_site(&headers(&[("origin", "http://127.0.0.1:3000"), ("host", "127.0.0.1:3000")])));
         assert!(!is_cross_site(&headers(&[("host", "chat.example")])), "curl sends neither");
+        assert!(
+            !is_cross_site(&headers(&[("origin", "https://chat.example:8443"), ("host", "chat.example")])),
+            "a proxy that forwards Host without the port"
+        );
+        assert!(!is_cross_site(&headers(&[("origin", "http://[::1]:3000"), ("host", "[::1]:3000")])));
+        assert!(is_cross_site(&headers(&[("origin", "http://[::2]:3000"), ("host", "[::1]:3000")])));
     }
 }
