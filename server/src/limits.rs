@@ -5,67 +5,80 @@
 //! Ids are picked by clients, so every limit keyed on an id can be renewed with a fresh id;
 //! the limits keyed on the client's address are what a client cannot renew at will.
 
+use governor::{Quota, clock::Clock, middleware::NoOpMiddleware, state::keyed::DashMapStateStore};
 use std::{
     collections::HashMap,
     hash::Hash,
     net::{IpAddr, SocketAddr},
+    num::NonZeroU32,
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
-use tokio::time::Instant;
 
-/// Buckets are pruned once there are more than this many: a full bucket is the same as none.
+/// Keys are pruned once there are more than this many: a key whose bucket is full again is
+/// the same as none, and forgetting it keeps the map as small as the clients that are busy.
 const PRUNE_ABOVE: usize = 4_096;
 
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
+/// The limiter's clock: tokio's, so that the rate follows the runtime's time (and tests on
+/// paused time run the rate forward without waiting). Measured from the limiter's creation.
+#[derive(Debug, Clone)]
+struct RuntimeClock {
+    origin: tokio::time::Instant,
+}
+
+impl Clock for RuntimeClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
 }
 
 /// A token bucket per key: a burst of `burst` at once, then `per_sec` on average; a refusal
-/// says how long until the next token.
+/// says how long until the next token. `governor`'s keyed GCRA limiter (a concurrent map, no
+/// lock shared by all posters) on the runtime's clock, with the map pruned as it grows.
 #[derive(Debug)]
-pub struct RateLimiter<K> {
-    burst: f64,
-    per_sec: f64,
-    buckets: Mutex<HashMap<K, Bucket>>,
+pub struct RateLimiter<K: Hash + Eq + Clone> {
+    inner: governor::RateLimiter<K, DashMapStateStore<K>, RuntimeClock, NoOpMiddleware<Duration>>,
+    /// The limiter's clock, to say how long a refused key waits.
+    clock: RuntimeClock,
 }
 
 impl<K: Hash + Eq + Clone> RateLimiter<K> {
+    /// `per_sec` below one a day is taken as one a day (the configuration refuses less).
     pub fn new(burst: u32, per_sec: f64) -> Self {
+        let period = Duration::try_from_secs_f64(1.0 / per_sec)
+            .unwrap_or(Duration::MAX)
+            .clamp(Duration::from_nanos(1), SLOWEST_PERIOD);
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        // `with_period` refuses only a zero period, which the clamp rules out.
+        let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_hour(NonZeroU32::MIN));
+        let clock = RuntimeClock { origin: tokio::time::Instant::now() };
         Self {
-            burst: f64::from(burst.max(1)),
-            per_sec: per_sec.max(f64::MIN_POSITIVE),
-            buckets: Mutex::default(),
+            inner: governor::RateLimiter::dashmap_with_clock(quota.allow_burst(burst), clock.clone()),
+            clock,
         }
     }
 
     /// Takes a token for `key`, or says how long until one is available.
     pub fn check(&self, key: &K) -> Result<(), Duration> {
-        let now = Instant::now();
-        let mut buckets = lock(&self.buckets);
-        if buckets.len() > PRUNE_ABOVE {
-            buckets.retain(|_, bucket| self.refilled(bucket, now) < self.burst);
+        if self.inner.len() > PRUNE_ABOVE {
+            self.inner.retain_recent();
         }
-        let bucket = buckets.entry(key.clone()).or_insert(Bucket { tokens: self.burst, updated: now });
-        bucket.tokens = self.refilled(bucket, now);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            // Finite for every rate the configuration accepts; saturating all the same, since a
-            // panic here would drop the poster's connection without an answer.
-            Err(Duration::try_from_secs_f64((1.0 - bucket.tokens) / self.per_sec).unwrap_or(Duration::MAX))
-        }
+        self.inner.check_key(key).map_err(|not_until| {
+            // Never zero: a refusal always names a wait.
+            not_until.wait_time_from(self.clock.now()).max(Duration::from_nanos(1))
+        })
     }
 
-    fn refilled(&self, bucket: &Bucket, now: Instant) -> f64 {
-        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        (bucket.tokens + elapsed * self.per_sec).min(self.burst)
+    #[cfg(test)]
+    fn keys(&self) -> usize {
+        self.inner.len()
     }
 }
+
+/// The slowest refill a limiter keeps: one token a day, the least the configuration accepts.
+const SLOWEST_PERIOD: Duration = Duration::from_secs(86_400);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Plain counters: a panic elsewhere cannot leave them worse than slightly off.
@@ -178,6 +191,20 @@ mod tests {
         tokio::time::advance(Duration::from_millis(500)).await;
         assert!(limiter.check(&ann).is_ok());
         assert!(limiter.check(&ann).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keys_whose_bucket_refilled_are_forgotten_once_there_are_many() {
+        let limiter = RateLimiter::new(2, 1.0);
+        for n in 0..=PRUNE_ABOVE as u32 {
+            assert!(limiter.check(&n).is_ok());
+        }
+        assert!(limiter.check(&0).is_ok(), "a second token from the burst");
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert!(limiter.check(&u32::MAX).is_ok());
+        assert!(limiter.keys() <= 1, "refilled keys are pruned: {} left", limiter.keys());
+        assert!(limiter.check(&0).is_ok() && limiter.check(&0).is_ok(), "a forgotten key starts full");
+        assert!(limiter.check(&0).is_err());
     }
 
     #[tokio::test(start_paused = true)]
