@@ -28,9 +28,9 @@ mod reconnect;
 use components::{ChatPage, NotFound};
 use leptos::{either::Either, prelude::*};
 use leptos_meta::MetaTags;
-#[cfg(not(feature = "hydrate"))]
-use model::ChatActions;
 use model::ChatSignals;
+#[cfg(not(feature = "hydrate"))]
+use model::{ChatActions, ResizeWatch};
 
 /// The HTML document around [`App`]: rendered by the server only, never hydrated.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -75,18 +75,19 @@ pub fn App() -> impl IntoView {
     page
 }
 
-/// Gives the chat page its state, its actions and its clock, as context: in the browser the actions of
-/// `client`, which also starts the browser side; on the server inert ones, since the server
-/// only renders the join form and never runs the page.
+/// Gives the chat page its state, its actions, its clock and its watch on element sizes, as
+/// context: in the browser those of `client`, which also starts the browser side; on the server
+/// inert ones, since the server only renders the join form and never runs the page.
 fn provide_chat() {
     let chat = ChatSignals::new();
     provide_context(chat);
     #[cfg(feature = "hydrate")]
-    let (actions, clock) = (client::start(chat), client::clock());
+    let (actions, clock, resizes) = (client::start(chat), client::clock(), client::resize_watch());
     #[cfg(not(feature = "hydrate"))]
-    let (actions, clock) = (ChatActions::inert(), model::time::Clock::inert());
+    let (actions, clock, resizes) = (ChatActions::inert(), model::time::Clock::inert(), ResizeWatch::inert());
     provide_context(actions);
     provide_context(clock);
+    provide_context(resizes);
 }
 
 /// Whether this page is the chat's own address, `/` (with or without a query).

@@ -1,7 +1,8 @@
 //! The browser side of the chat (feature `hydrate` only): who this browser is
 //! ([`identity`]), the `EventSource` connection ([`connection`]), how its events change the
 //! page ([`state`]), the tab's title ([`tab`]), the clock and locale of message times
-//! ([`time`]), and the plain requests: posting messages ([`post`]) and paging the user list
+//! ([`time`]), the `ResizeObserver` behind the page's watch on element sizes ([`resize`]), and
+//! the plain requests: posting messages ([`post`]) and paging the user list
 //! ([`users`]), both over [`http`]. [`Session`] ties them to the page; [`start`] turns it into
 //! the page's [`ChatActions`], which the components call without knowing this module. It never
 //! runs on the server.
@@ -20,6 +21,7 @@ mod connection;
 mod http;
 mod identity;
 mod post;
+mod resize;
 mod state;
 mod tab;
 mod time;
@@ -32,6 +34,7 @@ use crate::{
 use connection::{Connection, Start};
 use leptos::prelude::*;
 
+pub use resize::resize_watch;
 pub use time::clock;
 
 /// Starts the browser side of the chat page and returns the page's actions. Called once, while

@@ -14,7 +14,7 @@ use crate::{
     model::parse_name,
     protocol::{User, UserName},
 };
-use leptos::{ev, html, prelude::*};
+use leptos::{ev, html, prelude::*, wasm_bindgen::JsCast, web_sys};
 
 /// The menu. `on_rename` and `on_leave` are the page's; the menu only asks.
 #[component]
@@ -38,23 +38,19 @@ pub fn AccountMenu(
         }
     };
 
-    // A press anywhere outside the menu closes it.
-    #[cfg(feature = "hydrate")]
-    {
-        let outside = window_event_listener(ev::pointerdown, move |event| {
-            if !open.get_untracked() {
-                return;
-            }
-            let target = event
-                .target()
-                .and_then(|target| wasm_bindgen::JsCast::dyn_into::<web_sys::Node>(target).ok());
-            let inside = wrapper.get_untracked().is_some_and(|wrapper| wrapper.contains(target.as_ref()));
-            if !inside {
-                close(false);
-            }
-        });
-        on_cleanup(move || outside.remove());
-    }
+    // A press anywhere outside the menu closes it. Built in both builds alike: Leptos adds no
+    // window listener while rendering on the server, which has no window.
+    let outside = window_event_listener(ev::pointerdown, move |event| {
+        if !open.get_untracked() {
+            return;
+        }
+        let target = event.target().and_then(|target| target.dyn_into::<web_sys::Node>().ok());
+        let inside = wrapper.get_untracked().is_some_and(|wrapper| wrapper.contains(target.as_ref()));
+        if !inside {
+            close(false);
+        }
+    });
+    on_cleanup(move || outside.remove());
 
     let toggle = move |_| {
         if open.get_untracked() {

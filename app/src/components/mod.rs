@@ -5,9 +5,11 @@
 //!
 //! Components read the page's state ([`crate::model::ChatSignals`]) and ask for what they need
 //! through [`crate::model::ChatActions`], both from context; they never name the browser side
-//! (`client/`). Two still keep browser-only code of their own under `cfg(feature = "hydrate")`:
-//! [`message_list`] (following the bottom of the list, a `ResizeObserver`, the clock's tick) and
-//! [`account`] (a click outside closes the menu); moving those behind context too is next.
+//! (`client/`). Nor do they have code for one build only (no `hydrate` gates): effects and
+//! Leptos's browser helpers (`window_event_listener`, timers started from effects) never run
+//! while the server renders, a `NodeRef` is never filled there, and what only the browser can
+//! do comes from context with an inert stand-in on the server, like the page's actions:
+//! [`crate::model::time::Clock`] and [`crate::model::ResizeWatch`].
 //!
 //! [`ChatPage`] puts the page together: the header ([`status`], [`account`]), the join form
 //! ([`join_form`]), the people panel ([`user_list`]), the conversation ([`message_list`], whose

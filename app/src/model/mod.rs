@@ -6,12 +6,14 @@
 //! One concept per file: the conversation ([`timeline`]) and message times ([`time`]); who is in
 //! the room ([`roster`]); the stream's state ([`connection`]); a failed send ([`send`]); names
 //! typed into forms ([`names`]); [`ChatSignals`] ([`signals`]), which holds them all for the
-//! page; and what the page can ask of the browser: [`ChatActions`] ([`actions`]) and the clock
-//! of message times ([`time::Clock`]).
+//! page; and what the page can ask of the browser: [`ChatActions`] ([`actions`]), the clock
+//! of message times ([`time::Clock`]) and being told when an element changes size
+//! ([`ResizeWatch`], [`resize`]).
 
 pub mod actions;
 pub mod connection;
 pub mod names;
+pub mod resize;
 pub mod roster;
 pub mod send;
 pub mod signals;
@@ -21,6 +23,7 @@ pub mod timeline;
 pub use actions::{ChatActions, Reply};
 pub use connection::ConnectionState;
 pub use names::{capitalised, parse_name};
+pub use resize::ResizeWatch;
 pub use roster::{Everyone, Roster};
 pub use send::SendFailure;
 pub use signals::ChatSignals;
