@@ -446,9 +446,13 @@ impl ServerEvent {
             Ok((room, data))
         }
         Ok(match name {
-            Self::ALL_USERS => users(Self::ALL_USERS, data).map(|(room, users)| (room, Self::AllUsers(users)))?,
+            Self::ALL_USERS => {
+                users(Self::ALL_USERS, data).map(|(room, users)| (room, Self::AllUsers(users)))?
+            }
             Self::USERS => users(Self::USERS, data).map(|(room, users)| (room, Self::Users(users)))?,
-            Self::NEW_USER => in_room(Self::NEW_USER, data).map(|(room, user)| (room, Self::NewUser(user)))?,
+            Self::NEW_USER => {
+                in_room(Self::NEW_USER, data).map(|(room, user)| (room, Self::NewUser(user)))?
+            }
             Self::USER_LEAVE => {
                 in_room(Self::USER_LEAVE, data).map(|(room, user)| (room, Self::UserLeave(user)))?
             }
@@ -677,7 +681,8 @@ mod tests {
 
     #[test]
     fn a_message_without_a_room_is_in_general() {
-        let decoded = ServerEvent::decode("message", &ServerEvent::Message(message(1, "x")).data_json()).unwrap();
+        let decoded =
+            ServerEvent::decode("message", &ServerEvent::Message(message(1, "x")).data_json()).unwrap();
         assert!(matches!(decoded, ServerEvent::Message(m) if m.room.is_general()));
     }
 

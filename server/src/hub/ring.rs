@@ -16,7 +16,7 @@ use crate::{
     metrics::Metrics,
     store::{MessageStore, StoreError},
 };
-use app::protocol::{ChatMessage, HistoryGap, ServerEvent};
+use app::protocol::{ChatMessage, HistoryGap, RoomName, ServerEvent};
 use bytes::Bytes;
 use std::{
     collections::VecDeque,
@@ -122,7 +122,7 @@ impl Ring {
     /// exist.
     pub async fn preload(&self, store: &dyn MessageStore) -> Result<(), StoreError> {
         let capacity = lock(&self.inner.recent).capacity;
-        let recent = store.read_last(capacity).await?;
+        let recent = store.read_last(&RoomName::general(), capacity).await?;
         let mut cache = lock(&self.inner.recent);
         // The feed may already have delivered newer messages; keep those and put the
         // preloaded ones in front of them.
@@ -195,17 +195,21 @@ impl Ring {
         &self,
         store: &dyn MessageStore,
         after: u64,
-    ) -> Result<Vec<ChatMessage>, StoreError> {
+    ) -> Result<(Vec<ChatMessage>, u64), StoreError> {
         let limit = self.inner.retention.min(usize::MAX as u64) as usize;
-        let mut messages = store.read_after(after, REPLAY_PAGE.min(limit)).await?.messages;
+        let room = RoomName::general();
+        let first = store.read_after(&room, after, REPLAY_PAGE.min(limit)).await?;
+        let horizon = first.horizon;
+        let mut messages = first.messages;
         let mut last_page = messages.len();
         while last_page == REPLAY_PAGE && messages.len() < limit {
             let Some(cursor) = messages.last().map(|message| message.seq) else { break };
-            let page = store.read_after(cursor, REPLAY_PAGE.min(limit - messages.len())).await?.messages;
+            let page =
+                store.read_after(&room, cursor, REPLAY_PAGE.min(limit - messages.len())).await?.messages;
             last_page = page.len();
             messages.extend(page);
         }
-        Ok(messages)
+        Ok((messages, horizon))
     }
 
     /// What a stream is owed before going live: the last `history` messages, or everything
@@ -247,11 +251,17 @@ impl Ring {
             return Ok(Backlog { bytes, events, last_seq: head });
         }
 
-        let messages = match last_event_id {
-            Some(after) => self.read_after_in_pages(store, after).await?,
-            None => store.read_last(history).await?,
+        let (messages, gap) = match last_event_id {
+            Some(after) => {
+                let (messages, horizon) = self.read_after_in_pages(store, after).await?;
+                // The room lost messages after the client's id: the gap starts at the oldest
+                // retained one, which is the first replayed.
+                let gap = (horizon > after)
+                    .then(|| HistoryGap { from: messages.first().map_or(horizon + 1, |m| m.seq) });
+                (messages, gap)
+            }
+            None => (store.read_last(&RoomName::general(), history).await?, None),
         };
-        let gap = history_gap(last_event_id, messages.first().map(|m| m.seq));
         let mut bytes = Vec::new();
         if let Some(gap) = gap {
             ServerEvent::HistoryGap(gap).write_sse_frame(&mut bytes);

@@ -82,7 +82,7 @@ impl BodyKind {
 
 /// Builds the body from form fields, refusing unknown ones as the JSON decoder does.
 fn from_fields(pairs: Vec<(String, String)>) -> Result<PostMessage, ApiError> {
-    let mut body = PostMessage { message: String::new(), id: None, name: None };
+    let mut body = PostMessage { message: String::new(), id: None, name: None, room: None };
     let mut has_message = false;
     for (key, value) in pairs {
         match key.as_str() {
@@ -92,6 +92,7 @@ fn from_fields(pairs: Vec<(String, String)>) -> Result<PostMessage, ApiError> {
             }
             "id" => body.id = Some(value),
             "name" => body.name = Some(value),
+            "room" => body.room = Some(value),
             other => return Err(ApiError::MalformedBody(format!("unknown field {other:?}"))),
         }
     }
@@ -176,18 +177,19 @@ pub async fn post_message(
         state.addr_rate.check(&client).map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     }
     let started = std::time::Instant::now();
-    let message = state.store.append(author, text).await.map_err(|error| {
-        if let StoreError::Backend(reason) = &error {
-            tracing::error!(%reason, "appending a message failed");
-        }
-        if state.config.redis_url.is_some() {
-            state.hub.metrics().redis_error();
-        }
-        ApiError::Unavailable {
-            reason: "the message store is unavailable: retry shortly",
-            retry_after: Duration::from_secs(1),
-        }
-    })?;
+    let message =
+        state.store.append(author, app::protocol::RoomName::general(), text).await.map_err(|error| {
+            if let StoreError::Backend(reason) = &error {
+                tracing::error!(%reason, "appending a message failed");
+            }
+            if state.config.redis_url.is_some() {
+                state.hub.metrics().redis_error();
+            }
+            ApiError::Unavailable {
+                reason: "the message store is unavailable: retry shortly",
+                retry_after: Duration::from_secs(1),
+            }
+        })?;
     state.hub.metrics().message_accepted(started.elapsed());
     Ok(Json(message))
 }

@@ -141,8 +141,11 @@ pub trait MessageStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Replay, StoreError>>;
 
     /// The last `n` retained messages of `room`, oldest first.
-    fn read_last<'a>(&'a self, room: &'a RoomName, n: usize)
-    -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>>;
+    fn read_last<'a>(
+        &'a self,
+        room: &'a RoomName,
+        n: usize,
+    ) -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>>;
 
     /// The newest `limit` retained messages of `room` with `seq < before` (all, without
     /// `before`), oldest first, and whether older ones are retained.
