@@ -702,7 +702,7 @@ mod tests {
         let path = dir.path().join("chat.db");
         let (feed, _) = recording_feed();
         let first = SqliteStore::open(&path, 10, feed.clone()).unwrap();
-        first.append(author(), text("hi")).await.unwrap();
+        first.append(author(), general(), text("hi")).await.unwrap();
         match SqliteStore::open(&path, 10, feed.clone()) {
             Err(StoreError::Backend(reason)) => assert!(reason.contains("in use"), "{reason}"),
             Err(other) => panic!("unexpected error: {other}"),
