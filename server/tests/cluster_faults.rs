@@ -159,7 +159,8 @@ async fn replay_after(server: &TestServer, id: &str, after: &str) -> SseClient {
 async fn messages_the_feed_skipped_are_replayed_from_redis_not_lost() {
     let redis = RedisProcess::start();
     let mut conn = redis_conn(&redis).await;
-    let _: () = ::redis::cmd("SET").arg(format!("{PREFIX}:layout")).arg("2").query_async(&mut conn).await.unwrap();
+    let _: () =
+        ::redis::cmd("SET").arg(format!("{PREFIX}:layout")).arg("2").query_async(&mut conn).await.unwrap();
     let server = instance(&redis).await;
     let (mut watcher, cookie) = join(&server, "watcher", "Watcher").await;
     // 1-5 reach the instance through the feed; 6-8 are in the room's history only.

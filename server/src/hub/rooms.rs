@@ -122,8 +122,8 @@ impl Rooms {
         lock(&self.inner.rooms).get(name).cloned()
     }
 
-    /// How many rooms exist.
-    pub fn len(&self) -> usize {
+    /// How many rooms exist (never none: `general` always does).
+    pub fn count(&self) -> usize {
         lock(&self.inner.rooms).len()
     }
 
