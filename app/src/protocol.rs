@@ -16,6 +16,10 @@ pub const USER_ID_MAX_LEN: usize = 64;
 pub const USER_NAME_MAX_CHARS: usize = 32;
 /// Longest message text, in Unicode scalar values after trimming.
 pub const MESSAGE_MAX_CHARS: usize = 2000;
+/// Longest room name, in characters of `[a-z0-9_-]`.
+pub const ROOM_NAME_MAX_LEN: usize = 32;
+/// The room every server has, and the one a version 1 client lives in.
+pub const GENERAL: &str = "general";
 
 /// Why a piece of user input was refused. `Display` is the plain-text reason sent with a 400,
 /// and shown as is in the browser, so it is written for people.
@@ -37,6 +41,8 @@ pub enum InputError {
     MessageBlank,
     #[error("message must be at most 2000 characters")]
     MessageTooLong,
+    #[error("room must be 1-32 characters of a-z, 0-9, '_' or '-'")]
+    RoomInvalid,
 }
 
 /// A user's stable identity, chosen by the client (a UUID in the browser).
@@ -106,6 +112,41 @@ impl MessageText {
     }
 }
 
+/// A room's name: 1-32 characters of `[a-z0-9_-]`. Lower case only, so two spellings never
+/// name one room, and safe as it is in a URL path, a Redis key and an SSE line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RoomName(String);
+
+impl RoomName {
+    pub fn parse(raw: &str) -> Result<Self, InputError> {
+        let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
+        if raw.is_empty() || raw.len() > ROOM_NAME_MAX_LEN || !raw.chars().all(valid_char) {
+            return Err(InputError::RoomInvalid);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// `general`, the room that always exists.
+    pub fn general() -> Self {
+        Self(GENERAL.to_owned())
+    }
+
+    pub fn is_general(&self) -> bool {
+        self.0 == GENERAL
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for RoomName {
+    fn default() -> Self {
+        Self::general()
+    }
+}
+
 macro_rules! string_newtype_conversions {
     ($($ty:ident),*) => {$(
         impl TryFrom<String> for $ty {
@@ -126,7 +167,7 @@ macro_rules! string_newtype_conversions {
         }
     )*};
 }
-string_newtype_conversions!(UserId, UserName, MessageText);
+string_newtype_conversions!(UserId, UserName, MessageText, RoomName);
 
 /// A member of the room.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -136,7 +177,11 @@ pub struct User {
 }
 
 /// A message as stored and broadcast. `seq` is assigned by the store: it starts at 1, grows by
-/// one per message and never repeats. `ts` is RFC 3339 UTC.
+/// one per message of any room and never repeats. `ts` is RFC 3339 UTC.
+///
+/// Serialised as version 2 has it, with its `room`; version 1's shape, without it, is
+/// [`ChatMessage::v1`]. A message decoded without a `room` (from a version 1 server) is in
+/// `general`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub id: UserId,
@@ -144,11 +189,28 @@ pub struct ChatMessage {
     pub message: MessageText,
     pub seq: u64,
     pub ts: String,
+    #[serde(default)]
+    pub room: RoomName,
+}
+
+/// A message in version 1's shape: no `room`, field for field otherwise.
+#[derive(Debug, Serialize)]
+pub struct ChatMessageV1<'a> {
+    pub id: &'a UserId,
+    pub name: &'a UserName,
+    pub message: &'a MessageText,
+    pub seq: u64,
+    pub ts: &'a str,
 }
 
 impl ChatMessage {
     pub fn author(&self) -> User {
         User { id: self.id.clone(), name: self.name.clone() }
+    }
+
+    /// This message as a version 1 client sees it.
+    pub fn v1(&self) -> ChatMessageV1<'_> {
+        ChatMessageV1 { id: &self.id, name: &self.name, message: &self.message, seq: self.seq, ts: &self.ts }
     }
 }
 
@@ -177,6 +239,33 @@ pub struct PostMessage {
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Version 2: the room to post in (`general` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+}
+
+/// One page of `GET /messages`: retained messages of one room, oldest first, and whether
+/// older ones are retained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessagesPage {
+    pub messages: Vec<ChatMessage>,
+    pub more: bool,
+}
+
+/// One room in `GET /rooms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSummary {
+    pub room: RoomName,
+    /// Its users, as presence counts them (the grace period included).
+    pub users: u64,
+    /// The `seq` of its newest message, if it has any.
+    pub last_seq: Option<u64>,
+}
+
+/// `GET /rooms`: every room that exists, most recent message first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomList {
+    pub rooms: Vec<RoomSummary>,
 }
 
 /// One page of `GET /users`.
@@ -198,6 +287,30 @@ pub enum ServerEvent {
     Message(ChatMessage),
     HistoryGap(HistoryGap),
     Presence(Presence),
+}
+
+/// The shape an event is written in: version 1 (a stream opened without `rooms`, which lives
+/// in `general` and never hears a room named), or version 2, where every event says which
+/// room it is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect<'a> {
+    V1,
+    V2 { room: &'a RoomName },
+}
+
+/// Version 2 data of `all-users` and `users`.
+#[derive(Debug, Serialize, Deserialize)]
+struct RoomUsers<T> {
+    room: RoomName,
+    users: T,
+}
+
+/// Version 2 data of the events that carry one value: its fields, and the room's.
+#[derive(Debug, Serialize, Deserialize)]
+struct InRoom<T> {
+    room: RoomName,
+    #[serde(flatten)]
+    data: T,
 }
 
 /// Why an SSE event could not be decoded.
@@ -254,39 +367,107 @@ impl ServerEvent {
         }
     }
 
-    /// The `data:` payload as JSON.
+    /// The `data:` payload as JSON, in version 1's shape.
     pub fn data_json(&self) -> String {
         let mut data = Vec::new();
-        self.write_data(&mut data);
+        self.write_data(Dialect::V1, &mut data);
         // serde_json writes UTF-8 only.
         String::from_utf8(data).unwrap_or_default()
     }
 
-    fn write_data(&self, out: &mut Vec<u8>) {
-        let written = match self {
-            Self::AllUsers(users) | Self::Users(users) => serde_json::to_writer(out, users),
-            Self::NewUser(user) | Self::UserLeave(user) => serde_json::to_writer(out, user),
-            Self::Message(message) => serde_json::to_writer(out, message),
-            Self::HistoryGap(gap) => serde_json::to_writer(out, gap),
-            Self::Presence(presence) => serde_json::to_writer(out, presence),
+    fn write_data(&self, dialect: Dialect<'_>, out: &mut Vec<u8>) {
+        fn in_room<T: Serialize>(room: &RoomName, data: T) -> InRoom<T> {
+            InRoom { room: room.clone(), data }
+        }
+        let written = match (dialect, self) {
+            (Dialect::V1, Self::AllUsers(users) | Self::Users(users)) => serde_json::to_writer(out, users),
+            (Dialect::V1, Self::NewUser(user) | Self::UserLeave(user)) => serde_json::to_writer(out, user),
+            (Dialect::V1, Self::Message(message)) => serde_json::to_writer(out, &message.v1()),
+            (Dialect::V1, Self::HistoryGap(gap)) => serde_json::to_writer(out, gap),
+            (Dialect::V1, Self::Presence(presence)) => serde_json::to_writer(out, presence),
+            (Dialect::V2 { room }, Self::AllUsers(users) | Self::Users(users)) => {
+                serde_json::to_writer(out, &RoomUsers { room: room.clone(), users })
+            }
+            (Dialect::V2 { room }, Self::NewUser(user) | Self::UserLeave(user)) => {
+                serde_json::to_writer(out, &in_room(room, user))
+            }
+            // A message names its own room.
+            (Dialect::V2 { .. }, Self::Message(message)) => serde_json::to_writer(out, message),
+            (Dialect::V2 { room }, Self::HistoryGap(gap)) => serde_json::to_writer(out, &in_room(room, gap)),
+            (Dialect::V2 { room }, Self::Presence(presence)) => {
+                serde_json::to_writer(out, &in_room(room, presence))
+            }
         };
         // Serialising these plain structs (strings, integers, vectors) cannot fail.
         debug_assert!(written.is_ok());
     }
 
-    /// The complete SSE frame, ending in the blank line that dispatches it. JSON never holds a
-    /// raw line break (serde escapes `\n` and `\r` inside strings), so one `data:` line carries
-    /// the whole payload and no user text can start a line of its own.
+    /// The complete SSE frame in version 1's shape, ending in the blank line that dispatches
+    /// it. JSON never holds a raw line break (serde escapes `\n` and `\r` inside strings), so
+    /// one `data:` line carries the whole payload and no user text can start a line of its own.
     pub fn to_sse_frame(&self) -> String {
+        self.to_sse_frame_in(Dialect::V1)
+    }
+
+    /// [`Self::to_sse_frame`] in either version's shape.
+    pub fn to_sse_frame_in(&self, dialect: Dialect<'_>) -> String {
         let mut frame = Vec::with_capacity(128);
-        self.write_sse_frame(&mut frame);
+        self.write_sse_frame_in(dialect, &mut frame);
         // Field names are ASCII and serde_json writes UTF-8 only.
         String::from_utf8(frame).unwrap_or_default()
     }
 
     /// [`Self::to_sse_frame`], appended to `out`.
     pub fn write_sse_frame(&self, out: &mut Vec<u8>) {
-        write_frame(out, self.name(), self.sse_id(), |out| self.write_data(out));
+        self.write_sse_frame_in(Dialect::V1, out);
+    }
+
+    /// [`Self::to_sse_frame_in`], appended to `out`.
+    pub fn write_sse_frame_in(&self, dialect: Dialect<'_>, out: &mut Vec<u8>) {
+        write_frame(out, self.name(), self.sse_id(), |out| self.write_data(dialect, out));
+    }
+
+    /// Decodes a version 2 event: the room it is about, and the event. A `message` says its
+    /// room itself; every other event carries `"room"` beside its version 1 fields (or, for
+    /// `all-users` and `users`, around its list).
+    pub fn decode_v2(name: &str, data: &str) -> Result<(RoomName, Self), DecodeError> {
+        fn parse<T: serde::de::DeserializeOwned>(event: &'static str, data: &str) -> Result<T, DecodeError> {
+            serde_json::from_str(data).map_err(|source| DecodeError::Data { event, source })
+        }
+        fn users(event: &'static str, data: &str) -> Result<(RoomName, Vec<User>), DecodeError> {
+            let RoomUsers { room, users } = parse(event, data)?;
+            Ok((room, users))
+        }
+        fn in_room<T: serde::de::DeserializeOwned>(
+            event: &'static str,
+            data: &str,
+        ) -> Result<(RoomName, T), DecodeError> {
+            let InRoom { room, data } = parse(event, data)?;
+            Ok((room, data))
+        }
+        Ok(match name {
+            Self::ALL_USERS => {
+                users(Self::ALL_USERS, data).map(|(room, users)| (room, Self::AllUsers(users)))?
+            }
+            Self::USERS => users(Self::USERS, data).map(|(room, users)| (room, Self::Users(users)))?,
+            Self::NEW_USER => {
+                in_room(Self::NEW_USER, data).map(|(room, user)| (room, Self::NewUser(user)))?
+            }
+            Self::USER_LEAVE => {
+                in_room(Self::USER_LEAVE, data).map(|(room, user)| (room, Self::UserLeave(user)))?
+            }
+            Self::MESSAGE => {
+                let message: ChatMessage = parse(Self::MESSAGE, data)?;
+                (message.room.clone(), Self::Message(message))
+            }
+            Self::HISTORY_GAP => {
+                in_room(Self::HISTORY_GAP, data).map(|(room, gap)| (room, Self::HistoryGap(gap)))?
+            }
+            Self::PRESENCE => {
+                in_room(Self::PRESENCE, data).map(|(room, presence)| (room, Self::Presence(presence)))?
+            }
+            other => return Err(DecodeError::UnknownEvent(other.to_owned())),
+        })
     }
 
     /// Decodes an event from its SSE name and data, as an `EventSource` hands them over.
@@ -308,10 +489,19 @@ impl ServerEvent {
 }
 
 impl ChatMessage {
-    /// This message's `message` frame, the same bytes as [`ServerEvent::to_sse_frame`] gives,
-    /// appended to `out` straight from a borrowed message: the server encodes every message
-    /// it commits this way, without copying it into an event first.
+    /// This message's `message` frame in version 1's shape, the same bytes as
+    /// [`ServerEvent::to_sse_frame`] gives, appended to `out` straight from a borrowed
+    /// message: the server encodes every message it commits this way, without copying it
+    /// into an event first.
     pub fn write_sse_frame(&self, out: &mut Vec<u8>) {
+        write_frame(out, ServerEvent::MESSAGE, Some(self.seq), |out| {
+            let written = serde_json::to_writer(out, &self.v1());
+            debug_assert!(written.is_ok());
+        });
+    }
+
+    /// This message's `message` frame in version 2's shape, with its `room`.
+    pub fn write_sse_frame_v2(&self, out: &mut Vec<u8>) {
         write_frame(out, ServerEvent::MESSAGE, Some(self.seq), |out| {
             let written = serde_json::to_writer(out, self);
             debug_assert!(written.is_ok());
@@ -350,6 +540,7 @@ mod tests {
             message: MessageText::parse(text).unwrap(),
             seq,
             ts: "2026-11-24T10:00:00.123Z".into(),
+            room: RoomName::general(),
         }
     }
 
@@ -430,6 +621,79 @@ mod tests {
             ["all-users", "new-user", "user-leave", "users", "message", "history-gap", "presence"]
         );
         assert_eq!(names, ServerEvent::NAMES);
+    }
+
+    #[test]
+    fn every_event_round_trips_in_version_2_with_its_room() {
+        let room = RoomName::parse("rust-dev").unwrap();
+        for mut event in every_kind_of_event() {
+            if let ServerEvent::Message(message) = &mut event {
+                message.room = room.clone();
+            }
+            let (name, _, data) = parse_frame(&event.to_sse_frame_in(Dialect::V2 { room: &room }));
+            let value: serde_json::Value = serde_json::from_str(&data).unwrap();
+            assert_eq!(value["room"], "rust-dev", "{name}: {data}");
+            assert_eq!(ServerEvent::decode_v2(&name, &data).unwrap(), (room.clone(), event));
+        }
+    }
+
+    #[test]
+    fn version_2_data_has_the_protocol_shapes() {
+        let room = RoomName::parse("ops").unwrap();
+        let v2 = Dialect::V2 { room: &room };
+        let data = |event: ServerEvent| -> serde_json::Value {
+            let (_, _, data) = parse_frame(&event.to_sse_frame_in(v2));
+            serde_json::from_str(&data).unwrap()
+        };
+        assert_eq!(
+            data(ServerEvent::AllUsers(vec![user("a", "Ann")])),
+            serde_json::json!({"room": "ops", "users": [{"id": "a", "name": "Ann"}]})
+        );
+        assert_eq!(
+            data(ServerEvent::NewUser(user("a", "Ann"))),
+            serde_json::json!({"room": "ops", "id": "a", "name": "Ann"})
+        );
+        assert_eq!(
+            data(ServerEvent::HistoryGap(HistoryGap { from: 9 })),
+            serde_json::json!({"room": "ops", "from": 9})
+        );
+        assert_eq!(
+            data(ServerEvent::Presence(Presence { count: 2, joined: vec![], left: vec![] })),
+            serde_json::json!({"room": "ops", "count": 2, "joined": [], "left": []})
+        );
+    }
+
+    #[test]
+    fn version_1_never_names_a_room() {
+        for event in every_kind_of_event() {
+            let frame = event.to_sse_frame();
+            assert!(!frame.contains("\"room\""), "{frame}");
+        }
+        let mut in_ops = message(4, "hi");
+        in_ops.room = RoomName::parse("ops").unwrap();
+        let mut v1 = Vec::new();
+        in_ops.write_sse_frame(&mut v1);
+        assert!(!String::from_utf8(v1).unwrap().contains("room"));
+        let mut v2 = Vec::new();
+        in_ops.write_sse_frame_v2(&mut v2);
+        assert!(String::from_utf8(v2).unwrap().contains(r#""room":"ops""#));
+    }
+
+    #[test]
+    fn a_message_without_a_room_is_in_general() {
+        let decoded =
+            ServerEvent::decode("message", &ServerEvent::Message(message(1, "x")).data_json()).unwrap();
+        assert!(matches!(decoded, ServerEvent::Message(m) if m.room.is_general()));
+    }
+
+    #[test]
+    fn room_names_follow_the_protocol() {
+        assert_eq!(RoomName::parse("general").unwrap(), RoomName::general());
+        assert!(RoomName::parse("a_b-9").is_ok());
+        assert!(RoomName::parse(&"r".repeat(32)).is_ok());
+        for bad in ["", "General", "a b", "é", "a/b", "a,b", &"r".repeat(33)] {
+            assert_eq!(RoomName::parse(bad), Err(InputError::RoomInvalid), "{bad:?}");
+        }
     }
 
     #[test]

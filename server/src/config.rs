@@ -103,6 +103,11 @@ pub struct Config {
     #[arg(long, env = "SSECHAT_MAX_STREAMS_PER_USER", default_value_t = 8)]
     pub max_streams_per_user: usize,
 
+    /// Rooms that may exist at once, `general` included; a stream whose rooms would make one
+    /// more is refused (409 `too many rooms`).
+    #[arg(long, env = "SSECHAT_MAX_ROOMS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_rooms: u64,
+
     /// Messages an author may send at once before the rate applies.
     #[arg(long, env = "SSECHAT_RATE_BURST", default_value_t = 10)]
     pub rate_burst: u32,

@@ -2,10 +2,11 @@
 //!
 //! A message's path, top to bottom: `POST /message` ([`routes::message`]) parses a validated
 //! [`app::protocol::MessageText`] → the store appends it durably and assigns its `seq`
-//! ([`store`]) → the store's feed hands the batch to the hub's ring, which encodes it once
-//! ([`hub::Ring`]) → each stream's cursor takes from itself to the head as one chunk
-//! ([`hub::EventStream`]), written by the fan-out lane while the stream is idle, by its
-//! connection's task while it is busy (`net`) → SSE bytes → the browser's `EventSource`.
+//! ([`store`]) → the store's feed hands the batch to the rooms ([`hub::Rooms`]), and the
+//! message's room's ring encodes it once ([`hub::Ring`]) → the cursor of each stream that
+//! follows the room takes from itself to the head as one chunk ([`hub::EventStream`]),
+//! written by the room's fan-out lane while the stream is idle, by its connection's task
+//! while it is busy (`net`) → SSE bytes → the browser's `EventSource`.
 //!
 //! [`start`] builds all of it and serves on a bound listener; `main.rs` only parses the
 //! configuration and waits for a signal, so tests start the same server on `127.0.0.1:0`.
@@ -30,7 +31,7 @@ use axum::{
     http::{HeaderValue, header},
     routing::{get, post},
 };
-use hub::{Hub, HubConfig, LocalPresence, Presence, Ring, Roster, SharedPresence};
+use hub::{Hub, HubConfig, LocalPresence, Presence, Rooms, SharedPresence};
 use leptos::config::LeptosOptions;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use metrics::Metrics;
@@ -120,35 +121,34 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::default());
     let settings = hub_config(&config);
-    // The ring hears of messages from the store, never from the handler: with Redis, messages
+    // The rooms hear of messages from the store, never from the handler: with Redis, messages
     // appended by other instances arrive the same way.
-    let ring = Ring::new(&settings, Arc::clone(&metrics));
-    let feed_ring = ring.clone();
+    let rooms = Rooms::new(&settings, Arc::clone(&metrics));
+    let feed_rooms = rooms.clone();
     let feed: store::MessageFeed =
-        Arc::new(move |messages, before_waking| feed_ring.publish_messages(messages, before_waking));
+        Arc::new(move |messages, before_waking| feed_rooms.publish(messages, before_waking));
     // The one owner of the store: the state below; the ring is handed it where it reads.
     let store: Arc<dyn MessageStore> = match &config.redis_url {
         Some(url) => Arc::new(RedisStore::connect(url, &config.redis_prefix, config.retention, feed).await?),
         None => Arc::new(SqliteStore::open(&config.data_dir.join("messages.db"), config.retention, feed)?),
     };
-    ring.preload(store.as_ref()).await?;
-    // Who is in the room is decided by this instance alone, or with every instance on the
+    rooms.preload(store.as_ref()).await?;
+    // Who is in which room is decided by this instance alone, or with every instance on the
     // same Redis: chosen here, once.
-    let roster = Roster::new(ring, settings.large_room_threshold);
     let presence: Box<dyn Presence> = match &config.redis_url {
         Some(url) => {
             let cluster = hub::ClusterPresence::connect(url, &config.redis_prefix).await?;
             Box::new(SharedPresence::start(
                 cluster,
-                roster,
+                rooms.general(),
                 &settings,
                 Arc::clone(&metrics),
                 shutdown.clone(),
             ))
         }
-        None => Box::new(LocalPresence::new(roster, settings.leave_grace)),
+        None => Box::new(LocalPresence::new(rooms.clone(), settings.leave_grace)),
     };
-    let hub = Hub::new(settings, presence, Arc::clone(&metrics), shutdown.clone());
+    let hub = Hub::new(settings, presence, rooms, Arc::clone(&metrics), shutdown.clone());
     hub.spawn_presence_summaries();
 
     let listener = listen(config.addr).map_err(|source| StartError::Bind { addr: config.addr, source })?;
@@ -242,6 +242,7 @@ pub(crate) fn hub_config(config: &Config) -> HubConfig {
         stream_buffer: config.stream_buffer,
         large_room_threshold: config.large_room_threshold,
         instance_timeout: Duration::from_millis(config.instance_timeout_ms),
+        max_rooms: usize::try_from(config.max_rooms).unwrap_or(usize::MAX),
     }
 }
 
@@ -275,6 +276,8 @@ fn router(state: AppState) -> Router {
         .route("/sse", get(routes::sse::open_stream).head(routes::sse::describe_stream))
         .route("/message", post(routes::message::post_message))
         .route("/users", get(routes::users::list_users))
+        .route("/messages", get(routes::messages::list_messages))
+        .route("/rooms", get(routes::rooms::list_rooms))
         .route("/healthz", get(routes::health::healthz));
     if state.config.metrics_addr.is_none() {
         router = router.route("/metrics", get(routes::health::metrics));

@@ -18,6 +18,7 @@ pub struct Metrics {
     registry: Registry,
     streams_open: Gauge,
     users_online: Gauge,
+    rooms: Gauge,
     messages: Counter,
     messages_accepted: Counter,
     events_sent: Counter,
@@ -32,6 +33,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("ssechat");
         let streams_open = Gauge::default();
         let users_online = Gauge::default();
+        let rooms = Gauge::default();
         let messages = Counter::default();
         let messages_accepted = Counter::default();
         let events_sent = Counter::default();
@@ -41,7 +43,8 @@ impl Default for Metrics {
         let store_append_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
         let redis_errors = Counter::default();
         registry.register("streams_open", "Open event streams on this instance", streams_open.clone());
-        registry.register("users_online", "Users in the room", users_online.clone());
+        registry.register("users_online", "Distinct users in any room", users_online.clone());
+        registry.register("rooms", "Rooms that exist", rooms.clone());
         registry.register("messages", "Messages fanned out to this instance's streams", messages.clone());
         registry.register(
             "messages_accepted",
@@ -69,6 +72,7 @@ impl Default for Metrics {
             registry,
             streams_open,
             users_online,
+            rooms,
             messages,
             messages_accepted,
             events_sent,
@@ -107,9 +111,11 @@ impl Metrics {
         self.redis_errors.inc();
     }
 
-    /// The exposition text; `users_online` comes from the room, which owns that number.
-    pub fn render(&self, users_online: usize) -> String {
+    /// The exposition text; `users_online` and `rooms` come from the hub, which owns those
+    /// numbers.
+    pub fn render(&self, users_online: usize, rooms: usize) -> String {
         self.users_online.set(i64::try_from(users_online).unwrap_or(i64::MAX));
+        self.rooms.set(i64::try_from(rooms).unwrap_or(i64::MAX));
         let mut out = String::with_capacity(2048);
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);

@@ -114,24 +114,36 @@ async fn an_instance_started_while_another_takes_posts_replays_no_message_twice(
     }
 }
 
-/// Writes messages straight into the shared message stream, as the store lays them out, and
-/// sets the counter to the last: what a stream looks like after entries went missing.
-async fn store_messages(conn: &mut ::redis::aio::MultiplexedConnection, seqs: &[u64]) {
+/// Writes messages of `general` straight into Redis as the store lays them out: into the
+/// room's history always, into the feed only when `fed`, and moves the counter to the last.
+/// A message in the history but not in the feed is one an instance's tailer never read (the
+/// feed was trimmed before it got there).
+async fn store_messages(conn: &mut ::redis::aio::MultiplexedConnection, seqs: &[u64], fed: bool) {
     for &seq in seqs {
         let json = json!({"seq": seq, "id": "ann", "name": "Ann", "message": format!("m{seq}"),
-            "ts": "2026-01-01T00:00:00.000Z"});
-        let _: String = ::redis::cmd("XADD")
-            .arg(format!("{PREFIX}:messages"))
-            .arg(format!("{seq}-0"))
-            .arg("json")
-            .arg(json.to_string())
-            .query_async(conn)
-            .await
-            .expect("XADD");
+            "ts": "2026-01-01T00:00:00.000Z", "room": "general"});
+        let keys = if fed { vec!["room:general", "messages"] } else { vec!["room:general"] };
+        for key in keys {
+            let _: String = ::redis::cmd("XADD")
+                .arg(format!("{PREFIX}:{key}"))
+                .arg(format!("{seq}-0"))
+                .arg("json")
+                .arg(json.to_string())
+                .query_async(conn)
+                .await
+                .expect("XADD");
+        }
     }
     let last = seqs.last().copied().unwrap_or(0);
     let _: () =
         ::redis::cmd("SET").arg(format!("{PREFIX}:seq")).arg(last).query_async(conn).await.expect("SET");
+    let _: () = ::redis::cmd("HSET")
+        .arg(format!("{PREFIX}:rooms"))
+        .arg("general")
+        .arg(last)
+        .query_async(conn)
+        .await
+        .expect("HSET");
 }
 
 async fn replay_after(server: &TestServer, id: &str, after: &str) -> SseClient {
@@ -144,35 +156,36 @@ async fn replay_after(server: &TestServer, id: &str, after: &str) -> SseClient {
 }
 
 #[tokio::test]
-async fn a_last_event_id_inside_a_hole_of_the_message_stream_is_told_of_the_gap() {
+async fn messages_the_feed_skipped_are_replayed_from_redis_not_lost() {
     let redis = RedisProcess::start();
     let mut conn = redis_conn(&redis).await;
-    // 6, 7 and 8 are gone from the middle of what is retained.
-    store_messages(&mut conn, &[1, 2, 3, 4, 5, 9, 10, 11, 12]).await;
-
-    // Replayed from memory: the instance preloaded the whole stream.
-    let from_memory = instance(&redis).await;
-    // Replayed from Redis: this one keeps only the newest four in memory.
-    let from_redis = instance_with(&redis, |config| config.retention = 4).await;
-    for (n, server) in [&from_memory, &from_redis].into_iter().enumerate() {
-        // One room for both instances: every client its own id.
-        let id = |name: &str| format!("{name}-{n}");
-        let mut inside = replay_after(server, &id("inside"), "6").await;
-        let gap = inside.next_event().await;
-        assert_eq!((gap.event.as_str(), gap.json()), ("history-gap", json!({"from": 9})));
-        assert_eq!(seq_of(&inside.next_event().await), 9);
-
-        let mut before = replay_after(server, &id("before"), "7").await;
-        let gap = before.next_event().await;
-        assert_eq!((gap.event.as_str(), gap.json()), ("history-gap", json!({"from": 9})));
-
-        // Nothing asked for is missing: no gap.
-        let mut right_before = replay_after(server, &id("right-before"), "8").await;
-        assert_eq!(seq_of(&right_before.next_event().await), 9);
-        let mut up_to_date = replay_after(server, &id("up-to-date"), "10").await;
-        assert_eq!(seq_of(&up_to_date.next_event().await), 11);
-        drop((inside, before, right_before, up_to_date));
+    let _: () =
+        ::redis::cmd("SET").arg(format!("{PREFIX}:layout")).arg("2").query_async(&mut conn).await.unwrap();
+    let server = instance(&redis).await;
+    let (mut watcher, cookie) = join(&server, "watcher", "Watcher").await;
+    // 1-5 reach the instance through the feed; 6-8 are in the room's history only.
+    store_messages(&mut conn, &[1, 2, 3, 4, 5], true).await;
+    for seq in 1..=5 {
+        assert_eq!(seq_of(&watcher.next_named("message").await), seq);
     }
+    store_messages(&mut conn, &[6, 7, 8], false).await;
+    let nine = say(&server, &cookie, "after the hole").await;
+    assert_eq!(nine["seq"], 9);
+    assert_eq!(seq_of(&watcher.next_named("message").await), 9);
+
+    // Memory lacks 6-8: the replay reads them from Redis, and nothing is missing, so no gap.
+    let mut replay = replay_after(&server, "replay", "5").await;
+    let mut got = Vec::with_capacity(4);
+    for _ in 0..4 {
+        let event = replay.next_event().await;
+        assert_eq!(event.event, "message", "no history-gap: nothing asked for is gone");
+        got.push(seq_of(&event));
+    }
+    assert_eq!(got, [6, 7, 8, 9]);
+    // A replay after the hole is served as before.
+    let mut recent = replay_after(&server, "recent", "8").await;
+    assert_eq!(seq_of(&recent.next_event().await), 9);
+    drop((watcher, replay, recent));
 }
 
 /// Reads `client`'s events for `window` and returns the ids of the users it heard leave.

@@ -11,7 +11,7 @@ use crate::{
 /// Posts `text`. `Ok` carries the message as stored (with its `seq`) when the answer could be
 /// read; `Err` says why it was not sent.
 pub async fn send_message(text: &MessageText) -> Result<Option<ChatMessage>, SendFailure> {
-    let body = PostMessage { message: text.as_str().to_owned(), id: None, name: None };
+    let body = PostMessage { message: text.as_str().to_owned(), id: None, name: None, room: None };
     let body = serde_json::to_string(&body).unwrap_or_default();
     let Some(response) = http::fetch("POST", "/message", Some(&body), None).await else {
         return Err(SendFailure {

@@ -207,6 +207,7 @@ mod tests {
             message: MessageText::parse(&format!("message {seq}")).unwrap(),
             seq,
             ts: ts.into(),
+            room: Default::default(),
         }
     }
 

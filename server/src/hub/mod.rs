@@ -1,10 +1,12 @@
-//! The hub: fans every event out to every open stream.
+//! The hub: fans every event of a room out to the open streams that follow it.
 //!
 //! The hub ties together parts that each have one job, and holds nothing else:
-//! - the [`ring`]: every event encoded once for every stream, the recent messages, and
-//!   backlog reads from the store it is handed;
-//! - [`presence`]: who is in the room, behind the [`Presence`] trait, decided by this
-//!   instance alone or by every instance on one Redis, chosen once at start;
+//! - the [`rooms`] that exist, each with its [`ring`] (every event of the room encoded once for
+//!   its streams, its recent messages, backlog reads from the store it is handed) and its
+//!   [`Roster`]; the store's feed publishes into them;
+//! - [`presence`]: who holds which `id` and who is in which room, behind the [`Presence`]
+//!   trait, decided by this instance alone or by every instance on one Redis, chosen once at
+//!   start;
 //! - the stream slots, and each open stream's writer ([`stream`]).
 //!
 //! The hub holds no store: its one owner is the server's state ([`crate::state::AppState`]),
@@ -12,16 +14,18 @@
 
 mod presence;
 mod ring;
+mod rooms;
 mod stream;
 
-pub(crate) use presence::Presence;
 pub use presence::{
     LocalPresence, Roster, SharedPresence,
     cluster::{ClusterError, ClusterPresence, StreamId},
     room::{JoinNo, Refusal},
 };
+pub(crate) use presence::{OpenRequest, Presence};
+pub(crate) use ring::Frame;
 pub use ring::Ring;
-pub(crate) use ring::{Backlog, Frame};
+pub use rooms::Rooms;
 pub use stream::EventStream;
 pub(crate) use stream::{NextWrite, StreamHandoff};
 
@@ -31,14 +35,13 @@ use crate::{
     session::Session,
     store::{MessageStore, StoreError},
 };
-use app::protocol::{User, UserId, UserName};
-use bytes::Bytes;
-use presence::{RoomView, StreamHold};
+use app::protocol::{RoomName, RoomSummary, User, UserId, UserName};
+use presence::StreamHold;
 use std::{
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// The hub's settings, taken from the configuration.
@@ -56,6 +59,8 @@ pub struct HubConfig {
     pub large_room_threshold: usize,
     /// With a shared room: an instance silent this long is taken for dead.
     pub instance_timeout: Duration,
+    /// Most rooms that may exist at once, `general` included.
+    pub max_rooms: usize,
 }
 
 /// Why a stream could not be opened.
@@ -66,6 +71,10 @@ pub enum OpenError {
     ShuttingDown,
     /// The shared room (Redis) cannot be reached.
     RoomUnavailable,
+    /// The stream's rooms would make more than `--max-rooms`.
+    TooManyRooms,
+    /// The instances sharing a Redis share `general` only (so far).
+    RoomsNotShared,
     /// The shared room took the join, but this instance's mirror of it did not show it in
     /// time. The id is bound (to `new_session`, when this stream bound it) for the grace
     /// period, so the refusal must carry the cookie, or the client's retry is a 409.
@@ -81,30 +90,28 @@ pub struct OpenedStream {
     /// The cookie to set, when this stream bound the `id`.
     pub new_session: Option<Session>,
     stream: EventStream,
-    ring: Ring,
 }
 
 impl OpenedStream {
-    /// Writes `all-users`, then the history the client is owed (from memory, or else from
-    /// `store`), then goes live. `last_event_id` is the `seq` the client has already seen, if
-    /// any.
+    /// Writes `all-users` of each room, then the history the client is owed (from memory, or
+    /// else from `store`), then goes live. `last_event_id` is the `seq` the client has
+    /// already seen, if any.
     pub async fn start(
         mut self,
         store: &dyn MessageStore,
         last_event_id: Option<u64>,
     ) -> Result<EventStream, StoreError> {
-        let backlog = self.ring.backlog(store, last_event_id).await?;
-        self.stream.set_backlog(backlog);
+        self.stream.write_backlog(store, last_event_id).await?;
         Ok(self.stream)
     }
 }
 
 struct HubInner {
     config: HubConfig,
-    /// Who is in the room; chosen once at start.
+    /// Who holds which `id` and who is in which room; chosen once at start.
     presence: Box<dyn Presence>,
-    /// The ring the presence announces on, which the store's feed publishes to.
-    ring: Ring,
+    /// The rooms the presence announces in, which the store's feed publishes to.
+    rooms: Rooms,
     stream_slots: Arc<Semaphore>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -123,20 +130,19 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hub {
-    /// A hub admitting streams through `presence`, whose roster announces on the ring every
-    /// stream reads.
+    /// A hub admitting streams through `presence` into `rooms`.
     pub(crate) fn new(
         config: HubConfig,
         presence: Box<dyn Presence>,
+        rooms: Rooms,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Self {
-        let ring = presence.roster().ring().clone();
         Self {
             inner: Arc::new(HubInner {
                 stream_slots: Arc::new(Semaphore::new(config.max_streams)),
                 presence,
-                ring,
+                rooms,
                 metrics,
                 shutdown,
                 config,
@@ -156,10 +162,8 @@ impl Hub {
         &self.inner.shutdown
     }
 
-    /// A cursor on the ring from its head, for whoever must hear of every new frame (the
-    /// fan-out lane).
-    pub(crate) fn watch_ring(&self) -> broadcast::Receiver<Frame> {
-        self.inner.ring.subscribe()
+    pub fn rooms(&self) -> &Rooms {
+        &self.inner.rooms
     }
 
     /// How often each stream checks its view of the room and its silence.
@@ -167,20 +171,19 @@ impl Hub {
         stream::tick_period(&self.inner.config)
     }
 
-    fn roster(&self) -> &Roster {
-        self.inner.presence.roster()
-    }
-
-    /// Admits a stream: checks limits here, then identity and presence through the
-    /// [`Presence`], which subscribes it to the ring under the room lock, so the stream sees
-    /// every change after its `all-users`. `address_slot` counts the stream against its
-    /// client's address for as long as it is open.
+    /// Admits a stream that follows `rooms` (speaking version 1 when `version_1`, then
+    /// `rooms` is `general` alone): checks limits here, then identity and presence through the
+    /// [`Presence`], which subscribes it to each room's ring under that room's lock, so the
+    /// stream sees every change after its `all-users`. `address_slot` counts the stream
+    /// against its client's address for as long as it is open.
     pub async fn open_stream(
         &self,
         id: UserId,
         name: UserName,
         session: Option<&Session>,
         address_slot: Option<AddressSlot>,
+        rooms: &[RoomName],
+        version_1: bool,
     ) -> Result<OpenedStream, OpenError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(OpenError::ShuttingDown);
@@ -188,7 +191,8 @@ impl Hub {
         let permit =
             Arc::clone(&self.inner.stream_slots).try_acquire_owned().map_err(|_| OpenError::ServerFull)?;
         let max_streams = self.inner.config.max_streams_per_user;
-        let admission = self.inner.presence.open(id, name, session, max_streams).await?;
+        let request = OpenRequest { id, name, session, max_streams_per_user: max_streams, rooms, version_1 };
+        let admission = self.inner.presence.open(request).await?;
         self.inner.metrics.stream_opened();
         let guard = StreamGuard {
             id: admission.user.id.clone(),
@@ -197,14 +201,8 @@ impl Hub {
             _address_slot: address_slot,
             hub: self.clone(),
         };
-        let RoomView { receiver, opening, version } = admission.view;
-        let stream = EventStream::new(self.clone(), receiver, opening, version, guard);
-        Ok(OpenedStream {
-            user: admission.user,
-            new_session: admission.new_session,
-            stream,
-            ring: self.inner.ring.clone(),
-        })
+        let stream = EventStream::new(self.clone(), admission.views, version_1, guard);
+        Ok(OpenedStream { user: admission.user, new_session: admission.new_session, stream })
     }
 
     /// Whether this instance can serve: not shutting down, and its shared room reachable.
@@ -214,18 +212,36 @@ impl Hub {
 
     /// The user a session speaks for, if the session is current.
     pub fn authorize(&self, session: &Session) -> Option<User> {
-        self.roster().authorize(session)
+        self.inner.presence.authorize(session)
     }
 
+    /// Distinct users in any room.
     pub fn users_online(&self) -> usize {
-        self.roster().len()
+        self.inner.presence.users_online()
     }
 
-    pub fn users_page(&self, after: Option<JoinNo>, limit: usize) -> (Vec<User>, Option<JoinNo>) {
-        self.roster().page(after, limit)
+    /// Whether `id` is in `room` (a stream of theirs follows it, or it is within the grace
+    /// period).
+    pub fn is_in_room(&self, id: &UserId, room: &RoomName) -> bool {
+        self.inner.rooms.get(room).is_some_and(|roster| roster.contains(id))
     }
 
-    /// Sends a large room's `presence` summary once per interval while it changes, until
+    /// A page of `room`'s users; a room that does not exist has none.
+    pub fn users_page(
+        &self,
+        room: &RoomName,
+        after: Option<JoinNo>,
+        limit: usize,
+    ) -> (Vec<User>, Option<JoinNo>) {
+        self.inner.rooms.get(room).map_or((Vec::new(), None), |roster| roster.page(after, limit))
+    }
+
+    /// Every room that exists, most recent message first.
+    pub fn room_summaries(&self) -> Vec<RoomSummary> {
+        self.inner.rooms.summaries()
+    }
+
+    /// Sends each large room's `presence` summary once per interval while it changes, until
     /// shutdown.
     pub fn spawn_presence_summaries(&self) {
         let hub = self.clone();
@@ -236,20 +252,14 @@ impl Hub {
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
-                    _ = ticks.tick() => hub.roster().send_summary(),
+                    _ = ticks.tick() => {
+                        for roster in hub.inner.rooms.all() {
+                            roster.send_summary();
+                        }
+                    }
                 }
             }
         });
-    }
-
-    fn room_version(&self) -> u64 {
-        self.roster().version()
-    }
-
-    /// The current `users` snapshot and the room version it shows, encoded at most once per
-    /// version.
-    fn users_snapshot(&self) -> (u64, Bytes) {
-        self.roster().users_snapshot()
     }
 }
 

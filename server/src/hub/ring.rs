@@ -1,110 +1,160 @@
-//! The broadcast ring: every event, encoded once, for every open stream.
+//! A room's broadcast ring: every event of the room, encoded once, for every stream that
+//! follows it.
 //!
-//! Each event is serialised once, into shared [`Bytes`], and put on one broadcast ring; every
-//! stream holds a cursor into that ring ([`broadcast::Receiver`]) and writes from its cursor to
-//! the head in one chunk ([`super::stream`]). Nothing is encoded per recipient. A stream whose
+//! Each event is serialised once per shape its readers speak (version 2, and in `general`
+//! also version 1), into shared [`Bytes`], and put on the room's broadcast ring; every stream
+//! that follows the room holds a cursor into that ring ([`broadcast::Receiver`]) and writes
+//! from its cursor to the head in one chunk ([`super::stream`]). Nothing is encoded per
+//! recipient, and a room's events touch only the streams that follow it. A stream whose
 //! cursor falls off the ring's tail is a slow client: it is dropped and catches up by replay.
 //!
-//! Messages enter from the store's feed ([`Ring::publish_messages`]), after they are durable,
-//! in `seq` order, and are in the recent cache before the store answers their posts and before
-//! any stream is woken. The ring keeps those recent messages so that a join, or a reconnect
-//! after a blip, is served from memory; older replays are read from the store the caller
-//! hands in ([`Ring::backlog`]): the ring holds no store of its own.
+//! Messages enter from the store's feed ([`super::rooms::Rooms::publish`]), after they are
+//! durable, in `seq` order, and are in the recent cache before the store answers their posts
+//! and before any stream is woken. The ring keeps those recent messages so that a join, or a
+//! reconnect after a blip, is served from memory; older replays are read from the store the
+//! caller hands in ([`Ring::backlog`]): the ring holds no store of its own.
 
-use super::{HubConfig, lock};
-use crate::{
-    metrics::Metrics,
-    store::{MessageStore, StoreError},
-};
-use app::protocol::{ChatMessage, HistoryGap, ServerEvent};
+use super::lock;
+use crate::store::{MessageStore, StoreError};
+use app::protocol::{ChatMessage, HistoryGap, RoomName};
 use bytes::Bytes;
 use std::{
     collections::VecDeque,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 use tokio::sync::broadcast;
 
 /// Rows per store read when a replay goes past the recent messages in memory.
-const REPLAY_PAGE: usize = 500;
+pub(crate) const REPLAY_PAGE: usize = 500;
 
-/// Recent message frames kept in memory, so a join or a reconnect after a blip is served
-/// without reading the store.
-const RECENT_CAPACITY: usize = 4_096;
+/// Recent messages kept in memory for `general`, where a reconnect storm of a large room
+/// lands, and for every other room: a thousand rooms must not each hold thousands.
+const RECENT_IN_GENERAL: usize = 4_096;
+const RECENT_IN_A_ROOM: usize = 512;
 
-/// One entry on the broadcast ring.
+/// One event's bytes in the shapes its readers speak: version 2 always, and version 1 in
+/// `general`, the only room a version 1 stream follows.
 #[derive(Debug, Clone)]
-pub(crate) enum Frame {
-    /// One committed batch of messages: consecutive `seq`s from `first_seq`, each frame's
-    /// bytes starting at the matching offset, so a stream that already has some of them
-    /// (from replay) can slice past those without copying.
-    Messages { first_seq: u64, offsets: Arc<[usize]>, bytes: Bytes },
-    /// `new-user`, `user-leave`, or the `users` snapshot sent when a large room shrinks back;
-    /// `version` is the room version the change produced.
-    Presence { version: u64, bytes: Bytes },
-    /// A large room's `presence` summary, for every stream.
-    Summary { bytes: Bytes },
+pub(crate) struct Encoded {
+    pub v2: Bytes,
+    pub v1: Option<Bytes>,
 }
 
-/// Messages owed to a stream before it goes live.
-pub(crate) struct Backlog {
-    /// Encoded `history-gap` (when something was lost) and `message` frames.
-    pub bytes: Vec<u8>,
-    pub events: u64,
-    /// The newest `seq` the client has after the backlog: live messages up to it are skipped.
-    pub last_seq: u64,
-}
-
-struct RecentMessages {
-    frames: VecDeque<(u64, Bytes)>,
-    capacity: usize,
-    /// The newest `seq` committed (0 before the first message).
-    head: u64,
-}
-
-impl RecentMessages {
-    /// True when every retained message with `seq > after` is in memory.
-    fn covers_after(&self, after: u64) -> bool {
-        match self.frames.front() {
-            Some((first, _)) => *first <= after.saturating_add(1),
-            // Nothing in memory: nothing retained is newer than the head.
-            None => after >= self.head,
+impl Encoded {
+    /// The bytes for a stream that speaks version 1 (`true`) or 2. A version 1 stream only
+    /// follows `general`, whose events all have their version 1 bytes.
+    pub fn for_version_1(&self, version_1: bool) -> &Bytes {
+        match (&self.v1, version_1) {
+            (Some(v1), true) => v1,
+            _ => &self.v2,
         }
     }
 }
 
-struct RingInner {
-    events: broadcast::Sender<Frame>,
-    recent: Mutex<RecentMessages>,
-    /// Messages a new stream without `Last-Event-ID` is owed.
-    history: usize,
-    /// The most messages the store keeps, so the most a replay can owe.
-    retention: u64,
-    metrics: Arc<Metrics>,
+/// Consecutive events in one buffer, each starting at its offset: a stream that already has
+/// some of them slices past those without copying.
+#[derive(Debug, Clone)]
+pub(crate) struct Sliced {
+    pub offsets: Arc<[usize]>,
+    pub bytes: Bytes,
 }
 
-/// A handle to the ring. Cloning is shallow: the store's feed holds one, the hub another.
+impl Sliced {
+    /// The events from the `skip`th on.
+    pub fn from(&self, skip: usize) -> Bytes {
+        self.offsets.get(skip).map_or_else(Bytes::new, |&offset| self.bytes.slice(offset..))
+    }
+}
+
+/// One entry on a room's ring.
+#[derive(Debug, Clone)]
+pub(crate) enum Frame {
+    /// The room's messages of one committed batch, in `seq` order (not consecutive: other
+    /// rooms' messages come between).
+    Messages { seqs: Arc<[u64]>, v2: Sliced, v1: Option<Sliced> },
+    /// `new-user`, `user-leave`, or the `users` snapshot sent when a large room shrinks back;
+    /// `version` is the room version the change produced.
+    Presence { version: u64, bytes: Encoded },
+    /// A large room's `presence` summary, for every stream.
+    Summary { bytes: Encoded },
+}
+
+/// A message owed to a stream, as a piece of history.
+pub(crate) struct Owed {
+    pub seq: u64,
+    pub bytes: Encoded,
+}
+
+/// What one room owes a stream before it goes live.
+pub(crate) struct RoomBacklog {
+    /// The room lost messages the client asked for: the gap starts here (the oldest retained).
+    pub gap_from: Option<u64>,
+    pub messages: Vec<Owed>,
+}
+
+struct RecentMessages {
+    frames: VecDeque<(u64, Encoded)>,
+    capacity: usize,
+    /// The newest `seq` of the room held (0 before its first message).
+    head: u64,
+    /// Every message of the room newer than this is in `frames`: a replay after it is served
+    /// from memory, and owes no gap.
+    floor: u64,
+    /// `frames` holds every retained message of the room.
+    complete: bool,
+}
+
+/// Numbers rings, so that a room made again after it went is told from the one before.
+static RINGS_MADE: AtomicU64 = AtomicU64::new(0);
+
+struct RingInner {
+    id: u64,
+    room: RoomName,
+    events: broadcast::Sender<Frame>,
+    recent: Mutex<RecentMessages>,
+    /// The most messages the store keeps of a room, so the most a replay can owe.
+    retention: u64,
+}
+
+/// A handle to one room's ring. Cloning is shallow.
 #[derive(Clone)]
 pub struct Ring {
     inner: Arc<RingInner>,
 }
 
 impl Ring {
-    pub fn new(config: &HubConfig, metrics: Arc<Metrics>) -> Self {
-        let (events, _) = broadcast::channel(config.stream_buffer.max(16));
-        let capacity = RECENT_CAPACITY.min(config.retention.max(1) as usize);
+    /// An empty ring for `room`, holding `buffer` frames for its slowest stream.
+    pub fn new(room: RoomName, buffer: usize, retention: u64) -> Self {
+        let (events, _) = broadcast::channel(buffer.max(16));
+        let recent = if room.is_general() { RECENT_IN_GENERAL } else { RECENT_IN_A_ROOM };
+        let capacity = recent.min(retention.max(1) as usize);
         Self {
             inner: Arc::new(RingInner {
+                id: RINGS_MADE.fetch_add(1, Ordering::Relaxed),
+                room,
                 events,
                 recent: Mutex::new(RecentMessages {
-                    frames: VecDeque::with_capacity(capacity),
+                    frames: VecDeque::with_capacity(capacity.min(64)),
                     capacity,
                     head: 0,
+                    floor: 0,
+                    complete: true,
                 }),
-                history: config.history,
-                retention: config.retention,
-                metrics,
+                retention,
             }),
         }
+    }
+
+    pub fn room(&self) -> &RoomName {
+        &self.inner.room
+    }
+
+    /// This ring's number, never given to another ring of this process.
+    pub fn id(&self) -> u64 {
+        self.inner.id
     }
 
     /// A cursor on the ring from its head.
@@ -118,176 +168,222 @@ impl Ring {
         let _ = self.inner.events.send(frame);
     }
 
-    /// Fills the recent cache from `store`, for a ring that starts when messages already
-    /// exist.
+    /// The newest `seq` of the room this ring has (0 before its first message).
+    pub fn head(&self) -> u64 {
+        lock(&self.inner.recent).head
+    }
+
+    /// Fills the recent cache from `store`, for a room that has messages already.
     pub async fn preload(&self, store: &dyn MessageStore) -> Result<(), StoreError> {
         let capacity = lock(&self.inner.recent).capacity;
-        let recent = store.read_last(capacity).await?;
+        let room = &self.inner.room;
+        let recent = store.read_last(room, capacity).await?;
+        // Fewer than asked: memory holds all the room retains, and what it lost is its horizon.
+        let complete = recent.len() < capacity;
+        let floor = match recent.first() {
+            Some(first) if !complete => first.seq.saturating_sub(1),
+            _ => store.read_after(room, u64::MAX, 0).await?.horizon,
+        };
         let mut cache = lock(&self.inner.recent);
         // The feed may already have delivered newer messages; keep those and put the
         // preloaded ones in front of them.
         let first_live = cache.frames.front().map_or(u64::MAX, |(seq, _)| *seq);
+        let live = !cache.frames.is_empty();
         for message in recent.iter().rev().filter(|m| m.seq < first_live) {
-            let mut frame = Vec::new();
-            message.write_sse_frame(&mut frame);
-            cache.frames.push_front((message.seq, Bytes::from(frame)));
+            cache.frames.push_front((message.seq, encode_one(message)));
             cache.head = cache.head.max(message.seq);
         }
+        cache.floor = if live { cache.floor.min(floor) } else { floor };
+        cache.complete = complete;
         while cache.frames.len() > cache.capacity {
-            cache.frames.pop_front();
+            evict_oldest(&mut cache);
         }
         Ok(())
     }
 
-    /// The store's feed: encodes a committed batch once, records it in the recent cache, runs
-    /// `before_waking` (see [`crate::store::MessageFeed`]), then hands it to every stream.
-    ///
-    /// Messages at or below the head already held are dropped (the rest of the batch is kept):
-    /// a shared store fixes where its feed starts before [`Ring::preload`] reads the recent
-    /// messages, so what another instance appended in between arrives by both ways. Publishing
-    /// it again would repeat it to replaying clients and move the head backwards.
-    pub fn publish_messages(&self, messages: &[ChatMessage], before_waking: &mut dyn FnMut()) {
-        if messages.is_empty() {
-            return before_waking();
-        }
-        let mut bytes = Vec::with_capacity(256 * messages.len());
-        let mut offsets = Vec::with_capacity(messages.len());
-        for message in messages {
-            offsets.push(bytes.len());
-            message.write_sse_frame(&mut bytes);
-        }
-        let bytes = Bytes::from(bytes);
-        // Decided under the same lock as the recording, so that `preload` cannot slip the
-        // same messages in between. A batch is consecutive seqs, so what is new is a suffix.
-        let fresh = {
-            let mut recent = lock(&self.inner.recent);
-            let head = recent.head;
-            match messages.iter().position(|m| m.seq > head) {
-                None => None,
-                Some(skip) => {
-                    for (i, message) in messages.iter().enumerate().skip(skip) {
-                        let end = offsets.get(i + 1).copied().unwrap_or(bytes.len());
-                        recent.frames.push_back((message.seq, bytes.slice(offsets[i]..end)));
-                        recent.head = message.seq;
-                    }
-                    while recent.frames.len() > recent.capacity {
-                        recent.frames.pop_front();
-                    }
-                    Some(skip)
-                }
-            }
-        };
-        let Some(skip) = fresh else { return before_waking() };
-        if skip > 0 {
-            tracing::debug!(skipped = skip, "the feed repeated messages the hub already has");
-        }
-        let (first_seq, base) = (messages[skip].seq, offsets[skip]);
-        let offsets: Arc<[usize]> = offsets[skip..].iter().map(|offset| offset - base).collect();
-        self.inner.metrics.messages_fanned_out(offsets.len() as u64);
-        before_waking();
-        self.send(Frame::Messages { first_seq, offsets, bytes: bytes.slice(base..) });
+    /// Memory may lack messages of the room up to `seq` (the feed skipped some): replays from
+    /// before it are read from the store.
+    pub(crate) fn forget_through(&self, seq: u64) {
+        let mut recent = lock(&self.inner.recent);
+        recent.floor = recent.floor.max(seq);
+        recent.complete = false;
     }
 
-    /// Everything retained after `after` (at most the retention), read [`REPLAY_PAGE`] rows at
-    /// a time: each page is one short job for the store, so the commits of posts that arrive
-    /// meanwhile run between pages instead of waiting behind one read of the whole retention.
+    /// Records the room's messages of one committed batch in the recent cache and returns the
+    /// frame to hand to its streams, or `None` when the ring already had them all.
+    ///
+    /// Messages at or below the head already held are dropped: a shared store fixes where its
+    /// feed starts before [`Ring::preload`] reads the recent messages, so what another
+    /// instance appended in between arrives by both ways. Publishing it again would repeat it
+    /// to replaying clients and move the head backwards.
+    pub(crate) fn record(&self, messages: &[&ChatMessage]) -> Option<Frame> {
+        let v1 = self.inner.room.is_general();
+        let mut recent = lock(&self.inner.recent);
+        let head = recent.head;
+        let fresh: Vec<&ChatMessage> = messages.iter().copied().filter(|m| m.seq > head).collect();
+        if fresh.len() < messages.len() {
+            tracing::debug!(
+                skipped = messages.len() - fresh.len(),
+                "the feed repeated messages the ring already has"
+            );
+        }
+        let last = fresh.last()?;
+        recent.head = last.seq;
+        let v2 = encode(&fresh, ChatMessage::write_sse_frame_v2);
+        let v1 = v1.then(|| encode(&fresh, ChatMessage::write_sse_frame));
+        for (i, message) in fresh.iter().enumerate() {
+            let bytes = Encoded { v2: slice_of(&v2, i), v1: v1.as_ref().map(|v1| slice_of(v1, i)) };
+            recent.frames.push_back((message.seq, bytes));
+        }
+        while recent.frames.len() > recent.capacity {
+            evict_oldest(&mut recent);
+        }
+        let seqs: Arc<[u64]> = fresh.iter().map(|m| m.seq).collect();
+        Some(Frame::Messages { seqs, v2, v1 })
+    }
+
+    /// Everything retained of the room after `after` (at most the retention), read
+    /// [`REPLAY_PAGE`] rows at a time: each page is one short job for the store, so the
+    /// commits of posts that arrive meanwhile run between pages instead of waiting behind one
+    /// read of the whole retention. With the room's horizon.
     async fn read_after_in_pages(
         &self,
         store: &dyn MessageStore,
         after: u64,
-    ) -> Result<Vec<ChatMessage>, StoreError> {
+        through: u64,
+    ) -> Result<(Vec<ChatMessage>, u64), StoreError> {
+        let room = &self.inner.room;
         let limit = self.inner.retention.min(usize::MAX as u64) as usize;
-        let mut messages = store.read_after(after, REPLAY_PAGE.min(limit)).await?.messages;
+        let first = store.read_after(room, after, REPLAY_PAGE.min(limit)).await?;
+        let horizon = first.horizon;
+        let mut messages = first.messages;
         let mut last_page = messages.len();
-        while last_page == REPLAY_PAGE && messages.len() < limit {
+        while last_page == REPLAY_PAGE
+            && messages.len() < limit
+            && messages.last().is_some_and(|m| m.seq < through)
+        {
             let Some(cursor) = messages.last().map(|message| message.seq) else { break };
-            let page = store.read_after(cursor, REPLAY_PAGE.min(limit - messages.len())).await?.messages;
+            let page =
+                store.read_after(room, cursor, REPLAY_PAGE.min(limit - messages.len())).await?.messages;
             last_page = page.len();
             messages.extend(page);
         }
-        Ok(messages)
+        Ok((messages, horizon))
     }
 
-    /// What a stream is owed before going live: the last `history` messages, or everything
-    /// retained after `last_event_id`, preceded by `history-gap` when some of it is gone.
-    /// Served from memory when it can be; `store` is read only for what memory lacks.
+    /// What the room owes a stream before it goes live, up to `through` (what is newer
+    /// reaches the stream live): its last `history` messages, or everything retained after
+    /// `last_event_id`, with where the room's gap starts when some of that is gone. Served
+    /// from memory when it can be; `store` is read only for what memory lacks.
     pub(crate) async fn backlog(
         &self,
         store: &dyn MessageStore,
         last_event_id: Option<u64>,
-    ) -> Result<Backlog, StoreError> {
-        let history = self.inner.history;
+        history: usize,
+        through: u64,
+    ) -> Result<RoomBacklog, StoreError> {
+        let owed = |frames: &mut dyn Iterator<Item = &(u64, Encoded)>| -> Vec<Owed> {
+            frames
+                .filter(|(seq, _)| *seq <= through)
+                .map(|(seq, bytes)| Owed { seq: *seq, bytes: bytes.clone() })
+                .collect()
+        };
         let from_memory = {
             let recent = lock(&self.inner.recent);
-            let owed: Option<Vec<(u64, Bytes)>> = match last_event_id {
-                Some(after) if recent.covers_after(after) => {
-                    Some(recent.frames.iter().filter(|(seq, _)| *seq > after).cloned().collect())
+            match last_event_id {
+                Some(after) if after >= recent.floor => {
+                    Some(owed(&mut recent.frames.iter().filter(|(seq, _)| *seq > after)))
                 }
-                // The newest `history` are in memory, or memory holds everything retained.
-                None if recent.frames.len() >= history || recent.frames.len() < recent.capacity => {
-                    let skip = recent.frames.len().saturating_sub(history);
-                    Some(recent.frames.iter().skip(skip).cloned().collect())
+                None => {
+                    let held = recent.frames.iter().filter(|(seq, _)| *seq <= through).count();
+                    (held >= history || recent.complete).then(|| {
+                        let skip = held.saturating_sub(history);
+                        owed(&mut recent.frames.iter().skip(skip))
+                    })
                 }
-                _ => None,
-            };
-            owed.map(|frames| (frames, recent.head))
+                Some(_) => None,
+            }
         };
-        if let Some((frames, head)) = from_memory {
-            // Memory may hold a hole too: what the feed skipped because it was trimmed before
-            // this instance read it, or what was missing from the store.
-            let gap = history_gap(last_event_id, frames.first().map(|(seq, _)| *seq));
-            let mut bytes = Vec::with_capacity(frames.iter().map(|(_, frame)| frame.len()).sum());
-            if let Some(gap) = gap {
-                ServerEvent::HistoryGap(gap).write_sse_frame(&mut bytes);
-            }
-            for (_, frame) in &frames {
-                bytes.extend_from_slice(frame);
-            }
-            let events = frames.len() as u64 + u64::from(gap.is_some());
-            return Ok(Backlog { bytes, events, last_seq: head });
+        if let Some(messages) = from_memory {
+            return Ok(RoomBacklog { gap_from: None, messages });
         }
+        let (messages, gap_from) = match last_event_id {
+            Some(after) => {
+                let (messages, horizon) = self.read_after_in_pages(store, after, through).await?;
+                // Lost after the client's id: the gap starts at the oldest retained message,
+                // which is the first replayed.
+                let gap_from = (horizon > after).then(|| messages.first().map_or(horizon + 1, |m| m.seq));
+                (messages, gap_from)
+            }
+            None => (store.read_last(&self.inner.room, history).await?, None),
+        };
+        let messages = messages
+            .iter()
+            .filter(|message| message.seq <= through)
+            .map(|message| Owed { seq: message.seq, bytes: encode_one(message) })
+            .collect();
+        Ok(RoomBacklog { gap_from, messages })
+    }
 
-        let messages = match last_event_id {
-            Some(after) => self.read_after_in_pages(store, after).await?,
-            None => store.read_last(history).await?,
-        };
-        let gap = history_gap(last_event_id, messages.first().map(|m| m.seq));
-        let mut bytes = Vec::new();
-        if let Some(gap) = gap {
-            ServerEvent::HistoryGap(gap).write_sse_frame(&mut bytes);
-        }
-        let events = messages.len() as u64 + u64::from(gap.is_some());
-        // Live messages are skipped up to `last_seq`: never past what has been committed, or a
-        // client claiming a future id would miss real messages.
-        let head = lock(&self.inner.recent).head;
-        let last_seq = messages.last().map_or(last_event_id.unwrap_or(0).min(head), |m| m.seq);
-        for message in &messages {
-            message.write_sse_frame(&mut bytes);
-        }
-        Ok(Backlog { bytes, events, last_seq })
+    /// The encoded `history-gap` of this room.
+    pub(crate) fn gap(&self, from: u64) -> Encoded {
+        let event = app::protocol::ServerEvent::HistoryGap(HistoryGap { from });
+        encode_event(&self.inner.room, &event)
     }
 }
 
-/// The `history-gap` a replay after `last_event_id` owes, when its first message is not the
-/// one right after it: the messages in between were asked for and are gone, whether trimmed
-/// from the front of what is retained or missing from the middle of it. `from` is the first
-/// message the client gets, the oldest retained after its id.
-fn history_gap(last_event_id: Option<u64>, first_replayed: Option<u64>) -> Option<HistoryGap> {
-    match (last_event_id, first_replayed) {
-        (Some(after), Some(first)) if first > after.saturating_add(1) => Some(HistoryGap { from: first }),
-        _ => None,
+/// `event` encoded for the streams of `room`.
+pub(crate) fn encode_event(room: &RoomName, event: &app::protocol::ServerEvent) -> Encoded {
+    use app::protocol::Dialect;
+    Encoded {
+        v2: Bytes::from(event.to_sse_frame_in(Dialect::V2 { room })),
+        v1: room.is_general().then(|| Bytes::from(event.to_sse_frame_in(Dialect::V1))),
+    }
+}
+
+fn encode(messages: &[&ChatMessage], write: fn(&ChatMessage, &mut Vec<u8>)) -> Sliced {
+    let mut bytes = Vec::with_capacity(256 * messages.len());
+    let mut offsets = Vec::with_capacity(messages.len());
+    for message in messages {
+        offsets.push(bytes.len());
+        write(message, &mut bytes);
+    }
+    Sliced { offsets: offsets.into(), bytes: Bytes::from(bytes) }
+}
+
+fn slice_of(sliced: &Sliced, i: usize) -> Bytes {
+    let start = sliced.offsets[i];
+    let end = sliced.offsets.get(i + 1).copied().unwrap_or(sliced.bytes.len());
+    sliced.bytes.slice(start..end)
+}
+
+fn encode_one(message: &ChatMessage) -> Encoded {
+    let mut v2 = Vec::new();
+    message.write_sse_frame_v2(&mut v2);
+    let v1 = message.room.is_general().then(|| {
+        let mut v1 = Vec::new();
+        message.write_sse_frame(&mut v1);
+        Bytes::from(v1)
+    });
+    Encoded { v2: Bytes::from(v2), v1 }
+}
+
+fn evict_oldest(recent: &mut RecentMessages) {
+    if let Some((seq, _)) = recent.frames.pop_front() {
+        recent.floor = recent.floor.max(seq);
+        recent.complete = false;
     }
 }
 
 #[cfg(test)]
 mod replay_tests {
     use super::*;
-    use crate::store::Replay;
+    use crate::store::{Page, Replay, RoomHead};
     use app::protocol::{MessageText, User, UserId, UserName};
     use futures_util::future::BoxFuture;
 
-    /// A store holding messages 1..=`newest`, which records the size of every read it is asked
-    /// for and preloads nothing (so a replay from an old id must read it).
+    /// A store holding messages 1..=`newest` of `general`, which records the size of every
+    /// read it is asked for and preloads nothing (so a replay from an old id must read it).
     struct RecordingStore {
         newest: u64,
         reads: Mutex<Vec<usize>>,
@@ -300,19 +396,45 @@ mod replay_tests {
             message: MessageText::parse("hi").unwrap(),
             seq,
             ts: "2026-01-01T00:00:00.000Z".into(),
+            room: RoomName::general(),
         }
     }
 
     impl MessageStore for RecordingStore {
-        fn append(&self, _: User, _: MessageText) -> BoxFuture<'_, Result<ChatMessage, StoreError>> {
+        fn append(
+            &self,
+            _: User,
+            _: RoomName,
+            _: MessageText,
+        ) -> BoxFuture<'_, Result<ChatMessage, StoreError>> {
             Box::pin(async { Err(StoreError::Unavailable) })
         }
-        fn read_after(&self, after: u64, limit: usize) -> BoxFuture<'_, Result<Replay, StoreError>> {
+        fn read_after<'a>(
+            &'a self,
+            _: &'a RoomName,
+            after: u64,
+            limit: usize,
+        ) -> BoxFuture<'a, Result<Replay, StoreError>> {
             lock(&self.reads).push(limit);
-            let messages = (after + 1..=self.newest).take(limit).map(message).collect();
-            Box::pin(async move { Ok(Replay { messages, oldest_retained: Some(1) }) })
+            let messages = (after.saturating_add(1)..=self.newest).take(limit).map(message).collect();
+            Box::pin(async move { Ok(Replay { messages, horizon: 0 }) })
         }
-        fn read_last(&self, _: usize) -> BoxFuture<'_, Result<Vec<ChatMessage>, StoreError>> {
+        fn read_last<'a>(
+            &'a self,
+            _: &'a RoomName,
+            _: usize,
+        ) -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn read_before<'a>(
+            &'a self,
+            _: &'a RoomName,
+            _: Option<u64>,
+            _: usize,
+        ) -> BoxFuture<'a, Result<Page, StoreError>> {
+            Box::pin(async { Ok(Page { messages: Vec::new(), more: false }) })
+        }
+        fn rooms(&self) -> BoxFuture<'_, Result<Vec<RoomHead>, StoreError>> {
             Box::pin(async { Ok(Vec::new()) })
         }
         fn close(&self) -> BoxFuture<'_, ()> {
@@ -322,16 +444,36 @@ mod replay_tests {
 
     #[tokio::test]
     async fn a_long_replay_is_read_from_the_store_in_pages() {
-        let config = crate::Config::for_tests(std::env::temp_dir());
-        let ring = Ring::new(&crate::hub_config(&config), Arc::new(Metrics::default()));
+        let ring = Ring::new(RoomName::general(), 64, 10_000);
         let store = RecordingStore { newest: 3_000, reads: Mutex::default() };
         ring.preload(&store).await.unwrap();
-        // Only the newest message is in memory: a replay from 1 must go to the store.
-        ring.publish_messages(&[message(3_000)], &mut || {});
-        let backlog = ring.backlog(&store, Some(1)).await.unwrap();
-        assert_eq!(backlog.events, 2_999, "every message after 1, once");
-        assert_eq!(backlog.last_seq, 3_000);
+        // Only the newest message is in memory, and the ring does not know what came before
+        // it: a replay from 1 must go to the store.
+        lock(&ring.inner.recent).floor = 2_999;
+        ring.record(&[&message(3_000)]).expect("a new message");
+        let backlog = ring.backlog(&store, Some(1), 50, 3_000).await.unwrap();
+        assert_eq!(backlog.messages.len(), 2_999, "every message after 1, once");
+        assert_eq!(backlog.messages.last().map(|owed| owed.seq), Some(3_000));
         let reads = lock(&store.reads).clone();
         assert!(reads.len() >= 6 && reads.iter().all(|&limit| limit <= REPLAY_PAGE), "{reads:?}");
+    }
+
+    #[tokio::test]
+    async fn a_replay_after_the_floor_is_served_from_memory_without_a_gap() {
+        let ring = Ring::new(RoomName::general(), 64, 10_000);
+        let store = RecordingStore { newest: 0, reads: Mutex::default() };
+        for seq in [3, 5, 9] {
+            ring.record(&[&message(seq)]);
+        }
+        let backlog = ring.backlog(&store, Some(4), 50, 9).await.unwrap();
+        assert_eq!(backlog.messages.iter().map(|owed| owed.seq).collect::<Vec<_>>(), vec![5, 9]);
+        assert_eq!(backlog.gap_from, None);
+        let through = ring.backlog(&store, None, 50, 5).await.unwrap();
+        assert_eq!(
+            through.messages.iter().map(|owed| owed.seq).collect::<Vec<_>>(),
+            vec![3, 5],
+            "not past `through`"
+        );
+        assert!(lock(&store.reads).is_empty(), "memory held it all");
     }
 }

@@ -12,7 +12,12 @@
 
 mod cursor;
 
-use super::{Backlog, Frame, Hub, StreamGuard};
+use super::{
+    Hub, Roster, StreamGuard,
+    presence::RoomView,
+    ring::{Frame, Owed},
+};
+use crate::store::{MessageStore, StoreError};
 use bytes::{Bytes, BytesMut};
 use cursor::{MAX_CHUNK_BYTES, Step, StreamCursor};
 use futures_util::{Stream, StreamExt};
@@ -28,7 +33,7 @@ use tokio::{
 };
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-/// The stream's cursor fell off the ring's tail.
+/// The stream's cursor fell off a ring's tail.
 struct Lagged;
 
 /// What a driver that does its own waiting (the lane) does next with a stream: the cursor's
@@ -44,16 +49,29 @@ pub(crate) enum NextWrite {
     End,
 }
 
-pub struct EventStream {
-    hub: Hub,
+/// One room the stream follows.
+struct Followed {
+    roster: Roster,
     receiver: Receiver<Frame>,
-    /// Written before anything from the ring.
-    opening: Option<BytesMut>,
-    opening_events: u64,
-    /// The newest message `seq` this stream has written.
-    last_seq: u64,
     /// The room version this stream's view of the room matches.
     view_version: u64,
+    /// A frame taken off the ring before the rooms' cut passed it (see [`super::rooms`]): it
+    /// is written once the cut has, so that messages of several rooms go out in `seq` order.
+    held: Option<Frame>,
+}
+
+pub struct EventStream {
+    hub: Hub,
+    /// At least one; a version 1 stream follows `general` alone.
+    followed: Vec<Followed>,
+    /// Speaks version 1: events without their room.
+    version_1: bool,
+    /// Written before anything from the rings.
+    opening: Option<BytesMut>,
+    opening_events: u64,
+    /// Messages up to this `seq` were in the stream's history: live ones up to it are skipped.
+    /// Then the newest `seq` written.
+    written_through: u64,
     ticker: Interval,
     /// When the stream may write, and whether it is over.
     cursor: StreamCursor,
@@ -66,20 +84,22 @@ pub struct EventStream {
 }
 
 impl EventStream {
-    /// `room_view` is the encoded `all-users` (and, in a large room, `presence`) that opens
-    /// the stream, with its event count.
-    pub(super) fn new(
-        hub: Hub,
-        receiver: Receiver<Frame>,
-        room_view: (String, u64),
-        view_version: u64,
-        guard: StreamGuard,
-    ) -> Self {
+    /// A stream opening with `views`, the encoded `all-users` (and, in a large room,
+    /// `presence`) of each room it follows, in order.
+    pub(super) fn new(hub: Hub, views: Vec<RoomView>, version_1: bool, guard: StreamGuard) -> Self {
         let config = hub.config();
-        let (room_view, opening_events) = room_view;
-        let mut opening = BytesMut::with_capacity(room_view.len() + 32);
+        let size: usize = views.iter().map(|view| view.opening.0.len()).sum();
+        let mut opening = BytesMut::with_capacity(size + 32);
         opening.extend_from_slice(format!("retry: {}\n\n", config.retry.as_millis()).as_bytes());
-        opening.extend_from_slice(room_view.as_bytes());
+        let mut opening_events = 0;
+        let followed = views
+            .into_iter()
+            .map(|RoomView { roster, receiver, opening: (view, events), version }| {
+                opening.extend_from_slice(view.as_bytes());
+                opening_events += events;
+                Followed { roster, receiver, view_version: version, held: None }
+            })
+            .collect();
         let period = tick_period(config);
         let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -87,11 +107,11 @@ impl EventStream {
         let cursor = StreamCursor::new(Instant::now(), config.keepalive);
         Self {
             hub,
-            receiver,
+            followed,
+            version_1,
             opening: Some(opening),
             opening_events,
-            last_seq: 0,
-            view_version,
+            written_through: 0,
             ticker,
             cursor,
             shutdown,
@@ -99,12 +119,41 @@ impl EventStream {
         }
     }
 
-    pub(super) fn set_backlog(&mut self, backlog: Backlog) {
-        if let Some(opening) = self.opening.as_mut() {
-            opening.extend_from_slice(&backlog.bytes);
+    /// Adds the history the client is owed to the opening: for each room it follows, in one
+    /// `seq` order, after a `history-gap` for each room that lost some of it. Read up to the
+    /// rooms' cut, taken now that the stream is on every ring: every later message reaches
+    /// it live, every earlier one is history.
+    pub(super) async fn write_backlog(
+        &mut self,
+        store: &dyn MessageStore,
+        last_event_id: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let cut = self.hub.rooms().cut();
+        let history = self.hub.config().history;
+        let mut gaps = Vec::new();
+        let mut owed: Vec<Owed> = Vec::new();
+        for followed in &self.followed {
+            let ring = followed.roster.ring();
+            let backlog = ring.backlog(store, last_event_id, history, cut).await?;
+            if let Some(from) = backlog.gap_from {
+                gaps.push(ring.gap(from));
+            }
+            owed.extend(backlog.messages);
         }
-        self.opening_events += backlog.events;
-        self.last_seq = backlog.last_seq;
+        if self.followed.len() > 1 {
+            owed.sort_unstable_by_key(|owed| owed.seq);
+        }
+        if let Some(opening) = self.opening.as_mut() {
+            for gap in &gaps {
+                opening.extend_from_slice(gap.for_version_1(self.version_1));
+            }
+            for owed in &owed {
+                opening.extend_from_slice(owed.bytes.for_version_1(self.version_1));
+            }
+        }
+        self.opening_events += (gaps.len() + owed.len()) as u64;
+        self.written_through = cut;
+        Ok(())
     }
 
     /// The response body: chunks until the client leaves, the stream falls behind, or the
@@ -130,6 +179,15 @@ impl EventStream {
         (handoff, body)
     }
 
+    /// The room whose lane may write this stream while it is idle: the lane of its one room.
+    /// A stream that follows several rooms is written by its own task.
+    pub(crate) fn lane_room(&self) -> Option<&Roster> {
+        match self.followed.as_slice() {
+            [only] => Some(&only.roster),
+            _ => None,
+        }
+    }
+
     /// The next chunk to write, waiting for one; `None` when the stream is over. The write is
     /// taken to happen now.
     pub(crate) async fn next_chunk(&mut self) -> Option<Bytes> {
@@ -144,11 +202,7 @@ impl EventStream {
         if let Some(opening) = self.take_opening() {
             return Ok(Some(opening));
         }
-        match self.receiver.try_recv() {
-            Ok(frame) => self.drain(frame),
-            Err(TryRecvError::Lagged(_)) => Err(Lagged),
-            Err(TryRecvError::Empty | TryRecvError::Closed) => Ok(None),
-        }
+        self.drain(None)
     }
 
     /// The next piece of the opening, until it is all written: at most [`MAX_CHUNK_BYTES`] at
@@ -169,9 +223,10 @@ impl EventStream {
         !self.has_pending() && !self.cursor.has_fallen_behind()
     }
 
-    /// Whether anything (the opening, frames on the ring) waits to be written.
+    /// Whether anything (the opening, frames on the rings) waits to be written.
     fn has_pending(&self) -> bool {
-        self.opening.is_some() || !self.receiver.is_empty()
+        self.opening.is_some()
+            || self.followed.iter().any(|followed| followed.held.is_some() || !followed.receiver.is_empty())
     }
 
     /// What a driver that does its own waiting (the lane) does with the stream at `now`: a
@@ -203,8 +258,8 @@ impl EventStream {
         cursor::was_cut(chunk.len())
     }
 
-    /// Takes the stream's hold on the room, for the connection to keep while the lane has the
-    /// stream.
+    /// Takes the stream's hold on its rooms, for the connection to keep while the lane has
+    /// the stream.
     pub(crate) fn take_guard(&mut self) -> Option<StreamGuard> {
         self.guard.take()
     }
@@ -225,8 +280,8 @@ impl EventStream {
             tokio::select! {
                 biased;
                 () = self.shutdown.as_mut() => return None,
-                received = self.receiver.recv() => match received {
-                    Ok(frame) => match self.gather_then_drain(frame).await {
+                received = next_frame(&mut self.followed) => match received {
+                    Ok((room, frame)) => match self.gather_then_drain(room, frame).await {
                         Ok(Some(chunk)) => return Some(chunk),
                         Ok(None) => {}
                         Err(Lagged) => return self.drop_slow_client(),
@@ -244,97 +299,172 @@ impl EventStream {
     }
 
     /// Waits out the flush interval when the last write was recent, then drains.
-    async fn gather_then_drain(&mut self, first: Frame) -> Result<Option<Bytes>, Lagged> {
-        // `first` is taken off the ring already: something waits, whatever the ring holds.
+    async fn gather_then_drain(&mut self, room: usize, first: Frame) -> Result<Option<Bytes>, Lagged> {
+        // `first` is taken off the ring already: something waits, whatever the rings hold.
         if let Step::WaitUntil(flush_at) = self.cursor.next(Instant::now(), || true) {
             tokio::select! {
                 () = self.shutdown.as_mut() => return Ok(None),
                 () = tokio::time::sleep_until(flush_at) => {}
             }
         }
-        self.drain(first)
+        self.drain(Some((room, first)))
     }
 
-    /// Gathers `first` and everything behind it on the ring, up to the head, into one chunk.
-    /// `Ok(None)` when all of it was already written (e.g. messages the backlog carried).
-    fn drain(&mut self, first: Frame) -> Result<Option<Bytes>, Lagged> {
+    /// Gathers `first` and everything behind it on the rings, up to their heads, into one
+    /// chunk. `Ok(None)` when all of it was already written (e.g. messages the backlog
+    /// carried).
+    fn drain(&mut self, first: Option<(usize, Frame)>) -> Result<Option<Bytes>, Lagged> {
+        if self.followed.len() == 1 {
+            return self.drain_one_room(first.map(|(_, frame)| frame));
+        }
+        if let Some((room, frame)) = first
+            && let Some(followed) = self.followed.get_mut(room)
+        {
+            followed.held = Some(frame);
+        }
+        self.drain_rooms()
+    }
+
+    /// [`EventStream::drain`] for a stream of one room: its ring is in `seq` order already.
+    fn drain_one_room(&mut self, first: Option<Frame>) -> Result<Option<Bytes>, Lagged> {
         // The common wake-up carries one part: it is written as it is, with no allocation; a
         // vector and a copy into one chunk only when there are more.
-        let mut first_part: Option<Bytes> = None;
-        let mut more_parts: Vec<Bytes> = Vec::new();
-        let mut size = 0;
+        let mut parts = Parts::default();
         let mut events = 0;
-        let mut next = Some(first);
+        let mut next = match first {
+            Some(frame) => Some(frame),
+            None => try_recv(&mut self.followed[0].receiver)?,
+        };
         while let Some(frame) = next.take() {
-            if let Some(bytes) = self.unwritten_part(frame, &mut events) {
-                size += bytes.len();
-                match first_part {
-                    None => first_part = Some(bytes),
-                    Some(_) => more_parts.push(bytes),
-                }
+            if let Some(bytes) = self.unwritten_part(0, frame, &mut events) {
+                parts.push(bytes);
             }
-            if size >= MAX_CHUNK_BYTES {
+            if parts.size >= MAX_CHUNK_BYTES {
                 break;
             }
-            match self.receiver.try_recv() {
-                Ok(frame) => next = Some(frame),
-                // Whatever was gathered goes with the stream: replay resends it.
-                Err(TryRecvError::Lagged(_)) => return Err(Lagged),
-                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
-            }
+            // Whatever was gathered goes with the stream if it lagged: replay resends it.
+            next = try_recv(&mut self.followed[0].receiver)?;
         }
         self.count_events(events);
-        Ok(match first_part {
-            Some(first) if !more_parts.is_empty() => {
-                let mut chunk = BytesMut::with_capacity(size);
-                chunk.extend_from_slice(&first);
-                for part in &more_parts {
-                    chunk.extend_from_slice(part);
-                }
-                Some(chunk.freeze())
-            }
-            single => single,
-        })
+        Ok(parts.into_chunk())
     }
 
-    /// The part of a frame this stream has not written yet.
-    fn unwritten_part(&mut self, frame: Frame, events: &mut u64) -> Option<Bytes> {
+    /// [`EventStream::drain`] for a stream of several rooms: takes from each ring what is at
+    /// or below the rooms' cut, holds back the rest, and writes the messages in `seq` order
+    /// (presence changes first: their order against messages does not matter).
+    fn drain_rooms(&mut self) -> Result<Option<Bytes>, Lagged> {
+        let mut cut = self.hub.rooms().cut_now();
+        let mut taken: Vec<(usize, Frame)> = Vec::new();
+        for _ in 0..2 {
+            for (index, followed) in self.followed.iter_mut().enumerate() {
+                loop {
+                    let frame = match followed.held.take() {
+                        Some(frame) => frame,
+                        None => match try_recv(&mut followed.receiver)? {
+                            Some(frame) => frame,
+                            None => break,
+                        },
+                    };
+                    if let Frame::Messages { seqs, .. } = &frame
+                        && seqs.last().is_some_and(|last| *last > cut)
+                    {
+                        followed.held = Some(frame);
+                        break;
+                    }
+                    taken.push((index, frame));
+                }
+            }
+            if self.followed.iter().all(|followed| followed.held.is_none()) {
+                break;
+            }
+            // A batch is being put on its rings: the lock is held until it is on all of them,
+            // so taking it waits for the cut to pass what is held (a few microseconds).
+            cut = self.hub.rooms().cut();
+        }
+        let mut events = 0;
+        let mut presence = Parts::default();
+        let mut messages: Vec<(u64, Bytes)> = Vec::new();
+        for (index, frame) in taken {
+            match frame {
+                Frame::Messages { seqs, v2, v1 } => {
+                    let sliced = if self.version_1 { v1.as_ref().unwrap_or(&v2) } else { &v2 };
+                    for (i, seq) in seqs.iter().enumerate() {
+                        if *seq > self.written_through {
+                            let end = sliced.offsets.get(i + 1).copied().unwrap_or(sliced.bytes.len());
+                            messages.push((*seq, sliced.bytes.slice(sliced.offsets[i]..end)));
+                        }
+                    }
+                }
+                frame => {
+                    if let Some(bytes) = self.unwritten_part(index, frame, &mut events) {
+                        presence.push(bytes);
+                    }
+                }
+            }
+        }
+        messages.sort_unstable_by_key(|(seq, _)| *seq);
+        if let Some((last, _)) = messages.last() {
+            self.written_through = self.written_through.max(*last);
+        }
+        events += messages.len() as u64;
+        for (_, bytes) in messages {
+            presence.push(bytes);
+        }
+        self.count_events(events);
+        Ok(presence.into_chunk())
+    }
+
+    /// The part of a frame of the `room`th followed room this stream has not written yet.
+    fn unwritten_part(&mut self, room: usize, frame: Frame, events: &mut u64) -> Option<Bytes> {
+        let version_1 = self.version_1;
         match frame {
-            Frame::Messages { first_seq, offsets, bytes } => {
-                let count = offsets.len() as u64;
-                let last = first_seq + count - 1;
-                if last <= self.last_seq {
+            Frame::Messages { seqs, v2, v1 } => {
+                let skip = seqs.partition_point(|seq| *seq <= self.written_through);
+                let last = *seqs.last()?;
+                if skip == seqs.len() {
                     return None;
                 }
-                let skip = self.last_seq.saturating_sub(first_seq - 1) as usize;
-                self.last_seq = last;
-                *events += count - skip as u64;
-                Some(bytes.slice(offsets[skip]..))
+                self.written_through = last;
+                *events += (seqs.len() - skip) as u64;
+                let sliced = if version_1 { v1.as_ref().unwrap_or(&v2) } else { &v2 };
+                Some(sliced.from(skip))
             }
             Frame::Presence { version, bytes } => {
+                let followed = self.followed.get_mut(room)?;
                 // A snapshot may already have shown this change.
-                if version <= self.view_version {
+                if version <= followed.view_version {
                     return None;
                 }
-                self.view_version = version;
+                followed.view_version = version;
                 *events += 1;
-                Some(bytes)
+                Some(bytes.for_version_1(version_1).clone())
             }
             Frame::Summary { bytes } => {
                 *events += 1;
-                Some(bytes)
+                Some(bytes.for_version_1(version_1).clone())
             }
         }
     }
 
-    /// A `users` snapshot when this stream's view of the room is wrong, else a keep-alive
+    /// A `users` snapshot of each room this stream's view of is wrong, else a keep-alive
     /// comment after long enough silence.
     pub(crate) fn on_tick(&mut self) -> Option<Bytes> {
-        if self.receiver.is_empty() && self.view_version != self.hub.room_version() {
-            let (version, snapshot) = self.hub.users_snapshot();
-            self.view_version = version;
-            self.count_events(1);
-            return Some(snapshot);
+        let mut snapshots = Parts::default();
+        let mut events = 0;
+        for followed in &mut self.followed {
+            if followed.held.is_none()
+                && followed.receiver.is_empty()
+                && followed.view_version != followed.roster.version()
+            {
+                let (version, snapshot) = followed.roster.users_snapshot();
+                followed.view_version = version;
+                events += 1;
+                snapshots.push(snapshot.for_version_1(self.version_1).clone());
+            }
+        }
+        if events > 0 {
+            self.count_events(events);
+            return snapshots.into_chunk();
         }
         self.cursor.keep_alive(Instant::now())
     }
@@ -349,6 +479,63 @@ impl EventStream {
         if events > 0 {
             self.hub.metrics().events_sent(events);
         }
+    }
+}
+
+/// The next frame of any of the rooms, with the room's index: a stream of one room waits on
+/// its ring alone; one of several waits on all of them (any one's news wakes it, and its
+/// drain looks at them all).
+async fn next_frame(followed: &mut [Followed]) -> Result<(usize, Frame), RecvError> {
+    if let [only] = followed {
+        return only.receiver.recv().await.map(|frame| (0, frame));
+    }
+    let waits = followed.iter_mut().enumerate().map(|(index, followed)| {
+        Box::pin(async move { followed.receiver.recv().await.map(|frame| (index, frame)) })
+    });
+    futures_util::future::select_all(waits).await.0
+}
+
+/// The next frame on a ring, if one is there.
+fn try_recv(receiver: &mut Receiver<Frame>) -> Result<Option<Frame>, Lagged> {
+    match receiver.try_recv() {
+        Ok(frame) => Ok(Some(frame)),
+        Err(TryRecvError::Lagged(_)) => Err(Lagged),
+        Err(TryRecvError::Empty | TryRecvError::Closed) => Ok(None),
+    }
+}
+
+/// The pieces of one chunk: one piece goes out as it is, with no allocation; several are
+/// copied into one buffer.
+#[derive(Default)]
+struct Parts {
+    first: Option<Bytes>,
+    more: Vec<Bytes>,
+    size: usize,
+}
+
+impl Parts {
+    fn push(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.size += bytes.len();
+        match self.first {
+            None => self.first = Some(bytes),
+            Some(_) => self.more.push(bytes),
+        }
+    }
+
+    fn into_chunk(self) -> Option<Bytes> {
+        let first = self.first?;
+        if self.more.is_empty() {
+            return Some(first);
+        }
+        let mut chunk = BytesMut::with_capacity(self.size);
+        chunk.extend_from_slice(&first);
+        for part in &self.more {
+            chunk.extend_from_slice(part);
+        }
+        Some(chunk.freeze())
     }
 }
 

@@ -278,7 +278,8 @@ async fn write_live_stream(mut head: Vec<u8>, mut stream: EventStream, socket: L
                 Next::End => return write_last_chunk(&mut out, &head).await,
                 Next::ClientLeft => return Ok(()),
             }
-            if stream.is_idle() {
+            // A stream of several rooms has no lane: its task writes it throughout.
+            if stream.is_idle() && stream.lane_room().is_some() {
                 break;
             }
         }

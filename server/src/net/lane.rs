@@ -1,4 +1,4 @@
-//! The fan-out lane: one task that writes every idle event stream.
+//! The fan-out lanes: for each room, one task that writes every idle event stream of the room.
 //!
 //! Most streams are idle most of the time: their client keeps up, and they wait for the next
 //! event. With a task per stream, each new event cost every stream a wake-up, a trip through
@@ -8,6 +8,10 @@
 //! the write half of its socket) and, when new frames reach the ring, writes each stream what
 //! it lacks in one loop: a non-blocking `writev` per stream and nothing else. Streams later in
 //! the loop take what arrived meanwhile in the same write, as they did before.
+//!
+//! Each room has its own lane, started when a stream of the room is first parked, and ending
+//! when the room goes: a room's news visits only its own streams. A stream that follows
+//! several rooms is written by its task alone (see [`EventStream::lane_room`]).
 //!
 //! The lane never waits on a socket. A stream goes back to its connection's task, which has
 //! the write deadline and the flush interval for busy streams, when its socket will not take
@@ -26,19 +30,24 @@ use super::{
     sharing::share_the_core,
 };
 use crate::{
-    hub::{EventStream, Hub, NextWrite},
+    hub::{EventStream, Frame, Hub, NextWrite},
     metrics::Metrics,
 };
+use app::protocol::RoomName;
 use bytes::Bytes;
 use std::{
+    collections::HashMap,
     io::{self, IoSlice},
-    sync::Arc,
+    sync::{Arc, Mutex},
 };
 use tokio::{
     net::tcp::OwnedWriteHalf,
     runtime::Handle,
     sync::{
-        broadcast::error::{RecvError, TryRecvError},
+        broadcast::{
+            self,
+            error::{RecvError, TryRecvError},
+        },
         mpsc, oneshot,
     },
     time::{Instant, MissedTickBehavior},
@@ -59,29 +68,69 @@ pub(super) struct Resumed {
     pub unwritten: Bytes,
 }
 
-/// Where connections hand their idle streams. Cloning is shallow.
+/// Where connections hand their idle streams: to the lane of the stream's room. Cloning is
+/// shallow.
 #[derive(Clone)]
 pub struct Lane {
-    parks: mpsc::UnboundedSender<Parked>,
+    inner: Arc<LanesInner>,
+}
+
+struct LanesInner {
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    /// The streams' runtime, where the lanes run.
+    runtime: Handle,
+    /// Each room's lane, with the ring it watches: a room of the same name made after the
+    /// first one went has a ring of its own, and a lane of its own.
+    lanes: Mutex<HashMap<RoomName, (u64, mpsc::UnboundedSender<Parked>)>>,
 }
 
 impl Lane {
-    /// Starts the lane on `runtime` (the streams' runtime); it runs until the hub shuts down.
+    /// The lanes of `hub`'s rooms, to run on `runtime` (the streams' runtime) until the hub
+    /// shuts down.
     pub fn start(hub: &Hub, metrics: Arc<Metrics>, runtime: &Handle) -> Self {
-        let (parks, parked) = mpsc::unbounded_channel();
-        runtime.spawn(run(hub.clone(), parked, metrics));
-        Self { parks }
+        Self {
+            inner: Arc::new(LanesInner {
+                hub: hub.clone(),
+                metrics,
+                runtime: runtime.clone(),
+                lanes: Mutex::default(),
+            }),
+        }
     }
 
-    /// Gives an idle stream to the lane; `Some` (the stream, back at once) when the lane has
-    /// stopped.
+    /// Gives an idle stream to its room's lane, starting the lane if the room has none; `Some`
+    /// (the stream, back at once) when the stream follows several rooms, or at shutdown.
     pub(super) fn park(&self, parked: Parked) -> Option<Parked> {
-        self.parks.send(parked).err().map(|refused| refused.0)
+        let Some(roster) = parked.stream.lane_room() else { return Some(parked) };
+        let ring = roster.ring().clone();
+        if self.inner.hub.shutdown_token().is_cancelled() {
+            return Some(parked);
+        }
+        let mut lanes = self.inner.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let parks = match lanes.get(ring.room()) {
+            Some((ring_id, parks)) if *ring_id == ring.id() && !parks.is_closed() => parks.clone(),
+            _ => {
+                let (parks, parked) = mpsc::unbounded_channel();
+                let (hub, metrics) = (self.inner.hub.clone(), Arc::clone(&self.inner.metrics));
+                self.inner.runtime.spawn(run(hub, ring.subscribe(), parked, metrics));
+                lanes.insert(ring.room().clone(), (ring.id(), parks.clone()));
+                parks
+            }
+        };
+        drop(lanes);
+        parks.send(parked).err().map(|refused| refused.0)
     }
 }
 
-async fn run(hub: Hub, mut parks: mpsc::UnboundedReceiver<Parked>, metrics: Arc<Metrics>) {
-    let mut ring = hub.watch_ring();
+/// One room's lane, watching the room's ring through `ring`, until shutdown or until the room
+/// is gone (its ring closed).
+async fn run(
+    hub: Hub,
+    mut ring: broadcast::Receiver<Frame>,
+    mut parks: mpsc::UnboundedReceiver<Parked>,
+    metrics: Arc<Metrics>,
+) {
     let period = hub.stream_tick_period();
     let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);

@@ -21,6 +21,6 @@ pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let body = state.hub.metrics().render(state.hub.users_online());
+    let body = state.hub.metrics().render(state.hub.users_online(), state.hub.rooms().count());
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
 }

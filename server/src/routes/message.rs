@@ -1,9 +1,10 @@
 //! `POST /message`: a message from the session's user, acknowledged once it is durable.
 //!
 //! The checks run in the protocol's order, and the first that fails answers: size (413),
-//! content type (415), session (403), shape and values (400), a body `id`/`name` that
-//! disagrees with the session (403), rate (429). Only then is the message appended; the hub
-//! hears of it from the store, not from here.
+//! content type (415), session (403), shape and values (400, the room's name included), a
+//! body `id`/`name` that disagrees with the session (403), an author not in the room (403),
+//! rate (429). Only then is the message appended; the hub hears of it from the store, not
+//! from here.
 
 use crate::{
     error::ApiError,
@@ -12,12 +13,13 @@ use crate::{
     state::AppState,
     store::StoreError,
 };
-use app::protocol::{ChatMessage, InputError, MessageText, PostMessage};
+use app::protocol::{InputError, MessageText, PostMessage, RoomName};
 use axum::{
     Json,
     body::{Body, Bytes},
     extract::{Request, State},
     http::{HeaderMap, header},
+    response::{IntoResponse, Response},
 };
 
 use std::{convert::Infallible, time::Duration};
@@ -82,7 +84,7 @@ impl BodyKind {
 
 /// Builds the body from form fields, refusing unknown ones as the JSON decoder does.
 fn from_fields(pairs: Vec<(String, String)>) -> Result<PostMessage, ApiError> {
-    let mut body = PostMessage { message: String::new(), id: None, name: None };
+    let mut body = PostMessage { message: String::new(), id: None, name: None, room: None };
     let mut has_message = false;
     for (key, value) in pairs {
         match key.as_str() {
@@ -92,6 +94,7 @@ fn from_fields(pairs: Vec<(String, String)>) -> Result<PostMessage, ApiError> {
             }
             "id" => body.id = Some(value),
             "name" => body.name = Some(value),
+            "room" => body.room = Some(value),
             other => return Err(ApiError::MalformedBody(format!("unknown field {other:?}"))),
         }
     }
@@ -145,10 +148,7 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::PayloadTooLarge { limit })
 }
 
-pub async fn post_message(
-    State(state): State<AppState>,
-    request: Request,
-) -> Result<Json<ChatMessage>, ApiError> {
+pub async fn post_message(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let body = read_body(&parts.headers, body, state.config.max_body_bytes).await?;
     let kind = BodyKind::from_headers(&parts.headers)?;
@@ -165,10 +165,16 @@ pub async fn post_message(
         .ok_or(ApiError::Forbidden("your session has ended: reconnect to the chat before posting"))?;
     let fields = kind.parse(body).await?;
     let text = MessageText::parse(&fields.message)?;
+    // A post that names its room is answered in version 2's shape, with the room.
+    let named_room = fields.room.as_deref().map(RoomName::parse).transpose()?;
     let id_differs = fields.id.as_deref().is_some_and(|id| id != author.id.as_str());
     let name_differs = fields.name.as_deref().is_some_and(|name| name.trim() != author.name.as_str());
     if id_differs || name_differs {
         return Err(ApiError::Forbidden("id and name must be those of your session"));
+    }
+    let room = named_room.clone().unwrap_or_default();
+    if !state.hub.is_in_room(&author.id, &room) {
+        return Err(ApiError::Forbidden("not in room"));
     }
     state.rate.check(&author.id).map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     let peer = parts.extensions.get::<PeerAddr>().copied();
@@ -176,7 +182,7 @@ pub async fn post_message(
         state.addr_rate.check(&client).map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     }
     let started = std::time::Instant::now();
-    let message = state.store.append(author, text).await.map_err(|error| {
+    let message = state.store.append(author, room, text).await.map_err(|error| {
         if let StoreError::Backend(reason) = &error {
             tracing::error!(%reason, "appending a message failed");
         }
@@ -189,7 +195,10 @@ pub async fn post_message(
         }
     })?;
     state.hub.metrics().message_accepted(started.elapsed());
-    Ok(Json(message))
+    Ok(match named_room {
+        Some(_) => Json(message).into_response(),
+        None => Json(message.v1()).into_response(),
+    })
 }
 
 #[cfg(test)]

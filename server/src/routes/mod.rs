@@ -2,6 +2,8 @@
 
 pub mod health;
 pub mod message;
+pub mod messages;
 pub mod page;
+pub mod rooms;
 pub mod sse;
 pub mod users;

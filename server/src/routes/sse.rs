@@ -1,9 +1,11 @@
-//! `GET /sse?id=&name=`: opens a user's event stream.
+//! `GET /sse?id=&name=[&rooms=]`: opens a user's event stream.
 //!
-//! The query is parsed into validated types first (400), then the room decides whether this
-//! browser may hold the `id` (409) and whether there is room for another stream (503). An
-//! accepted stream binds the `id` with a session cookie when it was free, and starts with
-//! `retry:`, `all-users` and the history it is owed.
+//! The query is parsed into validated types first (400), then presence decides whether this
+//! browser may hold the `id` (409), whether its rooms may exist (409) and whether there is
+//! room for another stream (503). An accepted stream binds the `id` with a session cookie
+//! when it was free, and starts with `retry:`, an `all-users` per room and the history it is
+//! owed. A request that names its rooms speaks version 2; one that does not follows `general`
+//! in version 1's shapes.
 
 use crate::{
     error::ApiError,
@@ -13,7 +15,7 @@ use crate::{
     session::Session,
     state::AppState,
 };
-use app::protocol::{InputError, UserId, UserName};
+use app::protocol::{InputError, RoomName, UserId, UserName};
 use axum::{
     Extension,
     body::Body,
@@ -23,11 +25,51 @@ use axum::{
 };
 use std::time::Duration;
 
+/// Most rooms one stream may follow.
+pub const MAX_ROOMS_PER_STREAM: usize = 50;
+
+/// The rooms a stream follows, as its request named them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Following {
+    /// No `rooms`: version 1, in `general`.
+    General,
+    /// `rooms=R1,R2,...`: version 2, 1-50 distinct rooms in the order given.
+    Rooms(Vec<RoomName>),
+}
+
+impl Following {
+    fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let Some(raw) = raw else { return Ok(Self::General) };
+        let mut rooms: Vec<RoomName> = Vec::new();
+        for name in raw.split(',') {
+            let room = RoomName::parse(name)?;
+            if rooms.contains(&room) {
+                return Err(ApiError::BadRequest(format!("room {room} is named twice")));
+            }
+            rooms.push(room);
+        }
+        if rooms.len() > MAX_ROOMS_PER_STREAM {
+            return Err(ApiError::BadRequest(format!(
+                "a stream follows at most {MAX_ROOMS_PER_STREAM} rooms"
+            )));
+        }
+        Ok(Self::Rooms(rooms))
+    }
+
+    fn rooms(&self) -> Vec<RoomName> {
+        match self {
+            Self::General => vec![RoomName::general()],
+            Self::Rooms(rooms) => rooms.clone(),
+        }
+    }
+}
+
 /// A parsed `GET /sse` request.
 #[derive(Debug)]
 struct StreamRequest {
     id: UserId,
     name: UserName,
+    following: Following,
     last_event_id: Option<u64>,
 }
 
@@ -50,7 +92,9 @@ impl StreamRequest {
                 })?),
                 _ => None,
             };
-        Ok(Self { id: UserId::parse(id)?, name: UserName::parse(name)?, last_event_id })
+        let (id, name) = (UserId::parse(id)?, UserName::parse(name)?);
+        let following = Following::parse(field("rooms"))?;
+        Ok(Self { id, name, following, last_event_id })
     }
 }
 
@@ -67,6 +111,10 @@ fn refusal(error: OpenError) -> ApiError {
             reason: "too many open streams for this user: close a tab and retry",
             retry_after: Duration::from_secs(5),
         },
+        OpenError::TooManyRooms => ApiError::Conflict("too many rooms"),
+        OpenError::RoomsNotShared => ApiError::NotImplemented(
+            "instances that share a Redis share the room general only: follow general",
+        ),
         OpenError::ServerFull => ApiError::Unavailable {
             reason: "the server is at its connection limit: retry shortly",
             retry_after: Duration::from_secs(5),
@@ -155,7 +203,13 @@ pub async fn open_stream(
         Some(client) => Some(admit_client(&state, client, &request, session.as_ref())?),
         None => None,
     };
-    let opened = match state.hub.open_stream(request.id, request.name, session.as_ref(), address_slot).await {
+    let rooms = request.following.rooms();
+    let version_1 = request.following == Following::General;
+    let opened = match state
+        .hub
+        .open_stream(request.id, request.name, session.as_ref(), address_slot, &rooms, version_1)
+        .await
+    {
         Ok(opened) => opened,
         Err(OpenError::JoinNotMirrored { new_session }) => {
             return Ok(unavailable_keeping_the_binding(
@@ -198,28 +252,60 @@ mod tests {
     use super::*;
     use crate::{
         config::Config,
-        hub::{Hub, LocalPresence, Ring, Roster},
+        hub::{Hub, LocalPresence, Rooms},
         limits::{AddressSlots, RateLimiter},
         metrics::Metrics,
         session::SessionKey,
-        store::{MessageStore, Replay, StoreError},
+        store::{MessageStore, Page, Replay, RoomHead, StoreError},
     };
     use app::protocol::{ChatMessage, MessageText, User};
     use futures_util::future::BoxFuture;
     use std::sync::Arc;
     use tokio_util::sync::CancellationToken;
 
-    /// A store whose replay reads fail, as a store that lost its backend does.
+    /// A store whose replay reads fail, as a store that lost its backend does, and which says
+    /// it lost everything up to 99 (so that memory cannot serve a replay from before it).
     struct FailingReads;
 
     impl MessageStore for FailingReads {
-        fn append(&self, _: User, _: MessageText) -> BoxFuture<'_, Result<ChatMessage, StoreError>> {
+        fn append(
+            &self,
+            _: User,
+            _: RoomName,
+            _: MessageText,
+        ) -> BoxFuture<'_, Result<ChatMessage, StoreError>> {
             Box::pin(async { Err(StoreError::Unavailable) })
         }
-        fn read_after(&self, _: u64, _: usize) -> BoxFuture<'_, Result<Replay, StoreError>> {
+        fn read_after<'a>(
+            &'a self,
+            _: &'a RoomName,
+            _: u64,
+            limit: usize,
+        ) -> BoxFuture<'a, Result<Replay, StoreError>> {
+            Box::pin(async move {
+                if limit == 0 {
+                    Ok(Replay { messages: Vec::new(), horizon: 99 })
+                } else {
+                    Err(StoreError::Unavailable)
+                }
+            })
+        }
+        fn read_last<'a>(
+            &'a self,
+            _: &'a RoomName,
+            _: usize,
+        ) -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn read_before<'a>(
+            &'a self,
+            _: &'a RoomName,
+            _: Option<u64>,
+            _: usize,
+        ) -> BoxFuture<'a, Result<Page, StoreError>> {
             Box::pin(async { Err(StoreError::Unavailable) })
         }
-        fn read_last(&self, _: usize) -> BoxFuture<'_, Result<Vec<ChatMessage>, StoreError>> {
+        fn rooms(&self) -> BoxFuture<'_, Result<Vec<RoomHead>, StoreError>> {
             Box::pin(async { Ok(Vec::new()) })
         }
         fn close(&self) -> BoxFuture<'_, ()> {
@@ -230,9 +316,10 @@ mod tests {
     async fn state_with_failing_reads() -> AppState {
         let config = Config::for_tests(std::env::temp_dir());
         let metrics = Arc::new(Metrics::default());
-        let ring = Ring::new(&crate::hub_config(&config), Arc::clone(&metrics));
+        let settings = crate::hub_config(&config);
+        let rooms = Rooms::new(&settings, Arc::clone(&metrics));
         let store: Arc<dyn MessageStore> = Arc::new(FailingReads);
-        ring.preload(store.as_ref()).await.expect("preloaded");
+        rooms.preload(store.as_ref()).await.expect("preloaded");
         // Messages 100 and 101 are in memory; anything older must be read from the store.
         let author = User { id: UserId::parse("bob").unwrap(), name: UserName::parse("Bob").unwrap() };
         let messages: Vec<ChatMessage> = (100..=101)
@@ -242,13 +329,12 @@ mod tests {
                 message: MessageText::parse("hi").unwrap(),
                 seq,
                 ts: "2026-01-01T00:00:00.000Z".into(),
+                room: RoomName::general(),
             })
             .collect();
-        ring.publish_messages(&messages, &mut || {});
-        let settings = crate::hub_config(&config);
-        let roster = Roster::new(ring, settings.large_room_threshold);
-        let presence = Box::new(LocalPresence::new(roster, settings.leave_grace));
-        let hub = Hub::new(settings, presence, metrics, CancellationToken::new());
+        rooms.publish(&messages, &mut || {});
+        let presence = Box::new(LocalPresence::new(rooms.clone(), settings.leave_grace));
+        let hub = Hub::new(settings, presence, rooms, metrics, CancellationToken::new());
         AppState {
             leptos_options: Arc::new(leptos::config::LeptosOptions::builder().output_name("test").build()),
             rate: Arc::new(RateLimiter::new(10, 5.0)),

@@ -3,7 +3,16 @@
 //! handler, so that every instance sharing a store delivers the same sequence.
 //!
 //! The trait is what the hub and the handlers need (append, read after a `seq`, read the last
-//! N), not what SQLite offers, so that a Redis implementation can stand beside it.
+//! N, read before a `seq`, list the rooms), not what SQLite offers, so that a Redis
+//! implementation can stand beside it.
+//!
+//! **Rooms.** `seq` is one sequence for the whole server; each message belongs to one room,
+//! and every read is of one room. Retention is per room: a room keeps its newest
+//! `retention` messages, whatever the other rooms do. What a room lost is told by its
+//! *horizon*, the `seq` of its newest message no longer retained (0 when it lost none): a
+//! client that last saw `seq` X is owed a `history-gap` for the room exactly when the horizon
+//! is above X. Seqs of one room are not consecutive (the other rooms' messages come between),
+//! so the horizon cannot be read from the seqs themselves.
 
 mod redis;
 mod sqlite;
@@ -11,7 +20,7 @@ mod sqlite;
 pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
 
-use app::protocol::{ChatMessage, MessageText, User};
+use app::protocol::{ChatMessage, MessageText, RoomName, User};
 use futures_util::future::BoxFuture;
 use std::sync::{
     Arc,
@@ -38,13 +47,31 @@ pub enum StoreError {
     Backend(String),
 }
 
-/// What is retained after a given `seq`.
+/// What one room retains after a given `seq`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replay {
-    /// The retained messages after the asked-for `seq`, in order (at most the asked limit).
+    /// The room's retained messages after the asked-for `seq`, in order (at most the asked
+    /// limit).
     pub messages: Vec<ChatMessage>,
-    /// The `seq` of the oldest retained message, when the store holds any.
-    pub oldest_retained: Option<u64>,
+    /// The room's horizon: the `seq` of its newest message that is no longer retained, 0 when
+    /// it lost none (see the module comment).
+    pub horizon: u64,
+}
+
+/// One page of a room's history before a `seq`, for scroll-back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// Oldest first.
+    pub messages: Vec<ChatMessage>,
+    /// Whether older retained messages of the room exist.
+    pub more: bool,
+}
+
+/// A room that has retained messages, and its newest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomHead {
+    pub room: RoomName,
+    pub last_seq: u64,
 }
 
 /// What a store's writer receives: a job (an append to commit; for SQLite, also a read, since
@@ -93,16 +120,44 @@ pub(crate) async fn close_writer<A, T>(
 }
 
 pub trait MessageStore: Send + Sync + 'static {
-    /// Appends a message, assigning its `seq` and `ts`; resolves once it is durable and, for
-    /// the embedded store, recorded by the feed (with Redis every instance's feed tails the
-    /// shared stream, so the answer may come first: a stream opened meanwhile gets it live).
-    fn append(&self, author: User, text: MessageText) -> BoxFuture<'_, Result<ChatMessage, StoreError>>;
+    /// Appends a message to `room`, assigning its `seq` and `ts`; resolves once it is durable
+    /// and, for the embedded store, recorded by the feed (with Redis every instance's feed
+    /// tails the shared stream, so the answer may come first: a stream opened meanwhile gets
+    /// it live).
+    fn append(
+        &self,
+        author: User,
+        room: RoomName,
+        text: MessageText,
+    ) -> BoxFuture<'_, Result<ChatMessage, StoreError>>;
 
-    /// Retained messages with `seq > after`, oldest first, at most `limit`.
-    fn read_after(&self, after: u64, limit: usize) -> BoxFuture<'_, Result<Replay, StoreError>>;
+    /// The retained messages of `room` with `seq > after`, oldest first, at most `limit`, and
+    /// the room's horizon.
+    fn read_after<'a>(
+        &'a self,
+        room: &'a RoomName,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Replay, StoreError>>;
 
-    /// The last `n` retained messages, oldest first.
-    fn read_last(&self, n: usize) -> BoxFuture<'_, Result<Vec<ChatMessage>, StoreError>>;
+    /// The last `n` retained messages of `room`, oldest first.
+    fn read_last<'a>(
+        &'a self,
+        room: &'a RoomName,
+        n: usize,
+    ) -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>>;
+
+    /// The newest `limit` retained messages of `room` with `seq < before` (all, without
+    /// `before`), oldest first, and whether older ones are retained.
+    fn read_before<'a>(
+        &'a self,
+        room: &'a RoomName,
+        before: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Page, StoreError>>;
+
+    /// Every room with retained messages, with its newest `seq`.
+    fn rooms(&self) -> BoxFuture<'_, Result<Vec<RoomHead>, StoreError>>;
 
     /// Waits until every accepted write is durable and stops taking new ones.
     fn close(&self) -> BoxFuture<'_, ()>;

@@ -1,41 +1,73 @@
 //! The shared message store: Redis, so that several instances behave as one server (one `seq`
-//! sequence, one room, replay from any of them).
+//! sequence for every room, replay from any of them).
 //!
-//! **Layout.** Messages live in one Redis Stream, `<prefix>:messages`, each entry with id
-//! `<seq>-0` and one field, `json`, holding the message exactly as [`ChatMessage`] serialises.
-//! The last `seq` handed out is a counter, `<prefix>:seq`. It is never reset and must never be
-//! deleted: retention trims old entries (`XADD … MAXLEN <retention>`), not the counter, so a
-//! `seq` is never reused.
+//! **Layout.** Every key starts with the configured prefix:
+//! - `<prefix>:seq`, the counter: the last `seq` handed out, for every room. It is never reset
+//!   and must never be deleted: retention trims entries, not the counter, so a `seq` is never
+//!   reused.
+//! - `<prefix>:room:<room>`, one Redis Stream per room: its history. Each entry has id
+//!   `<seq>-0` and one field, `json`, holding the message exactly as [`ChatMessage`] serialises
+//!   (with its `room`). It keeps exactly the room's `retention` newest entries. Room names are
+//!   `[a-z0-9_-]` ([`RoomName`]), so they go into keys as they are.
+//! - `<prefix>:horizons`, a hash: room → its horizon, the `seq` of its newest trimmed entry
+//!   (no field: the room lost nothing). Seqs of one room skip the other rooms' messages, so the
+//!   horizon cannot be read off the stream; it is written when entries are trimmed.
+//! - `<prefix>:rooms`, a hash: room → its newest `seq`, every room that has messages (a room
+//!   that had one always keeps at least one).
+//! - `<prefix>:messages`, the feed: every room's messages in one stream, same ids and JSON, in
+//!   `seq` order. It is what instances tail to fan out (below), not the history: it is bounded
+//!   by the retention too (`MAXLEN`), so it holds the newest messages of all rooms together.
+//! - `<prefix>:layout`, the layout's version, `2`. Version 1 had one room and only the feed,
+//!   which was also the history, holding messages without `room`. [`RedisStore::connect`]
+//!   upgrades such data in one script ([`MIGRATE_SCRIPT`]) that checks the marker itself, so
+//!   instances that start together migrate once: the newest `retention` entries of the feed
+//!   are copied as they are into `general`'s stream (JSON without `room` decodes as
+//!   `general`), and `general`'s horizon is the seq before the oldest copied entry, as
+//!   version 1's rule was that whatever came before the oldest retained entry is lost. Stop
+//!   every version 1 instance first: one still appending after the upgrade would write to the
+//!   feed only.
 //!
-//! **Appending.** A Lua script does `INCR` on the counter and `XADD` with that number as the id,
-//! so every instance sharing the Redis draws from one sequence, and the number and the entry
-//! appear together (Redis runs one script at a time, and a failed `XADD` gives the number back,
-//! so there is no hole). `ts` is the appending instance's clock, formatted as the SQLite store
-//! does: it is for display only (order is `seq`), and keeping it in Rust keeps one definition of
-//! the format instead of date arithmetic in Lua; instances' clock skew only shifts what is shown.
+//! **Appending.** A Lua script ([`APPEND_SCRIPT`]) does `INCR` on the counter and `XADD` with
+//! that number as the id to the room's stream and to the feed, trims the room's stream to the
+//! retention (recording the newest trimmed `seq` as the room's horizon) and records the room's
+//! newest `seq`. Redis runs one script at a time, so every instance draws from one sequence and
+//! the number, the entries, the horizon and the room list change together. A failed `XADD`
+//! gives the number back and leaves neither entry, so there is no hole; the script checks the
+//! keys' types before it writes anything, as no later step may fail halfway. `ts` is the
+//! appending instance's clock, formatted as the SQLite store does: it is for display only
+//! (order is `seq`), and keeping it in Rust keeps one definition of the format instead of date
+//! arithmetic in Lua; instances' clock skew only shifts what is shown.
 //!
 //! **Group commit and durability.** One writer task takes every append waiting (up to
 //! [`MAX_BATCH`]) and sends them as one pipeline: one round trip. Redis is expected to run with
 //! `appendonly yes` and `appendfsync always`; then it writes and fsyncs its AOF before it
 //! answers, once for all the commands it read together, so a pipeline shares one fsync as a
 //! SQLite transaction does. *Acknowledged* means exactly this: Redis answered the script, so
-//! the entry and the counter are on Redis's disk and survive a `kill -9` of Redis or of us.
+//! the entries and the counter are on Redis's disk and survive a `kill -9` of Redis or of us.
 //! [`RedisStore::connect`] warns when the server is configured otherwise.
 //!
 //! **The feed.** Other instances append too, so `append` cannot feed the hub: a tailer task
-//! reads the stream itself (`XREAD BLOCK … STREAMS <key> <last id>`, on its own connection, as
-//! a blocking read would stall a shared one) and hands each batch to the [`MessageFeed`]. This
+//! reads the feed stream itself (`XREAD BLOCK … STREAMS <feed> <last id>`, on its own
+//! connection, as a blocking read would stall a shared one) and hands each batch to the
+//! [`MessageFeed`]. One stream for all rooms is what keeps one `seq` order across rooms and
+//! one read per instance, however many rooms there are; each message says its room. This
 //! keeps order and loses nothing because of how the stream grows: ids only increase (`XADD`
 //! refuses an id not above the stream's last one) and seqs have no holes, so at any moment the
-//! stream holds one contiguous run of seqs, minus what retention trimmed from the front. "Every
+//! feed holds one contiguous run of seqs, minus what its bound trimmed from the front. "Every
 //! entry after the last one I delivered" is therefore always the next contiguous run, and an
 //! entry added later has a larger id than everything read so far, so the next read finds it.
 //! The cursor (the last delivered `seq`) lives in this process, not in the connection: after a
 //! connection loss or a Redis restart the tailer reconnects and reads on from the same id, and
 //! the stream, unlike pub/sub, kept what was appended meanwhile. Only trimming can take an
-//! unread entry away (a tailer behind by more than the retention); the tailer logs it, and the
-//! hub's clients get `history-gap` when they replay past it. The feed is only ever called with
-//! consecutive seqs, as the hub requires of one batch.
+//! unread entry away (a tailer behind by more than the retention, counting every room); the
+//! tailer logs it, and replay reads the rooms' streams, which may still hold it (or tell their
+//! horizon). The feed is only ever called with consecutive seqs, as the hub requires of one
+//! batch.
+//!
+//! **Reading.** Every read is of one room's stream, by id range: `read_after` takes the room's
+//! entries after `<after>-0` together with its horizon, in one `MULTI` so that they agree;
+//! `read_last` and `read_before` read backwards (`XREVRANGE`), the latter one entry more than
+//! the page, which tells whether older ones exist. `rooms` is the rooms hash.
 //!
 //! `append` answers once Redis has answered *and* this instance's tailer has fed the message
 //! (waiting at most [`FEED_PATIENCE`]: the message is durable either way), so a poster's own
@@ -48,10 +80,10 @@
 //! told `Unavailable`, yet the message appears and is fed like any other. That is the one
 //! ambiguity of any remote store; what was acknowledged is never lost.
 //!
-//! Redis Cluster is not supported: the script touches two keys that would need one slot.
+//! Redis Cluster is not supported: the scripts touch several keys that would need one slot.
 
-use super::{MessageFeed, MessageStore, Replay, StoreError};
-use app::protocol::{ChatMessage, MessageText, User, UserId, UserName};
+use super::{MessageFeed, MessageStore, Page, Replay, RoomHead, StoreError};
+use app::protocol::{ChatMessage, MessageText, RoomName, User, UserId, UserName};
 use futures_util::future::BoxFuture;
 use redis::{
     AsyncConnectionConfig, Client, Cmd, ErrorKind, RedisError, RedisResult, Script, ServerErrorKind, Value,
@@ -100,20 +132,91 @@ const QUEUE_DEPTH: usize = 16 * 1024;
 /// The stream entry's one field.
 const FIELD: &str = "json";
 
-/// Assigns the next `seq` and appends the entry, atomically for every instance.
-/// `KEYS`: the stream, the counter. `ARGV`: the retention, the message's JSON without its `seq`
-/// (an object whose fields follow `{`; the script puts `"seq":<n>,` in front of them, since the
-/// number is only known here).
+/// The layout version [`MIGRATE_SCRIPT`] upgrades to (see the module comment).
+const LAYOUT: &str = "2";
+
+/// Assigns the next `seq` and appends the message to its room and to the feed, atomically for
+/// every instance.
+/// `KEYS`: the feed, the counter, the room's stream, the horizons, the rooms.
+/// `ARGV`: the retention, the message's JSON without its `seq` (an object whose fields follow
+/// `{`; the script puts `"seq":<n>,` in front of them, since the number is only known here),
+/// the room.
 const APPEND_SCRIPT: &str = r#"
+-- Scripts are not rolled back: check what could fail before writing anything.
+for i, kind in pairs({[1] = 'stream', [3] = 'stream', [4] = 'hash', [5] = 'hash'}) do
+    local found = redis.call('TYPE', KEYS[i]).ok
+    if found ~= 'none' and found ~= kind then
+        return redis.error_reply('ERR ' .. KEYS[i] .. ' holds a ' .. found .. ', not a ' .. kind)
+    end
+end
 local seq = redis.call('INCR', KEYS[2])
-local added = redis.pcall('XADD', KEYS[1], 'MAXLEN', ARGV[1], string.format('%d-0', seq),
-    'json', string.format('{"seq":%d,', seq) .. string.sub(ARGV[2], 2))
+local id = string.format('%d-0', seq)
+local json = string.format('{"seq":%d,', seq) .. string.sub(ARGV[2], 2)
+-- An XADD fails only when its id is not above the stream's last one (the counter went back).
+-- Then nothing of the message stays and the number is given back, so that seq has no hole.
+local added = redis.pcall('XADD', KEYS[3], id, 'json', json)
 if type(added) == 'table' and added.err then
-    -- Nothing was appended: give the number back, so that seq has no hole.
     redis.call('DECR', KEYS[2])
     return added
 end
+added = redis.pcall('XADD', KEYS[1], 'MAXLEN', ARGV[1], id, 'json', json)
+if type(added) == 'table' and added.err then
+    redis.call('XDEL', KEYS[3], id)
+    redis.call('DECR', KEYS[2])
+    return added
+end
+-- Exactly the retention, and the horizon is the newest entry trimmed. Usually one entry goes;
+-- more after the retention was lowered.
+local excess = redis.call('XLEN', KEYS[3]) - tonumber(ARGV[1])
+if excess > 0 then
+    local trimmed = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', excess)
+    redis.call('HSET', KEYS[4], ARGV[3], string.match(trimmed[#trimmed][1], '^%d+'))
+    redis.call('XTRIM', KEYS[3], 'MAXLEN', ARGV[1])
+end
+redis.call('HSET', KEYS[5], ARGV[3], string.format('%d', seq))
 return seq
+"#;
+
+/// Upgrades version 1's layout (one room, the feed as its history) to this one, once: the
+/// newest `retention` entries of the feed become `general`'s history (see the module comment).
+/// Returns the number of entries copied, or -1 when the layout was already this one.
+/// `KEYS`: the layout marker, the feed, `general`'s stream, the horizons, the rooms.
+/// `ARGV`: the layout version, the retention, `general`.
+const MIGRATE_SCRIPT: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return -1
+end
+local function seq_of(id)
+    return tonumber(string.match(id, '^%d+'))
+end
+local copied = 0
+-- A rooms hash means the data is already in this layout (only the marker was lost): copying
+-- the feed, which holds every room, into general would be wrong.
+if redis.call('EXISTS', KEYS[5]) == 0 then
+    local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[2])
+    if #newest > 0 then
+        -- Entries general already has (from a copy cut short by an error) are not copied again.
+        local have = 0
+        local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+        if #last > 0 then
+            have = seq_of(last[1][1])
+        end
+        for i = #newest, 1, -1 do
+            if seq_of(newest[i][1]) > have then
+                redis.call('XADD', KEYS[3], newest[i][1], unpack(newest[i][2]))
+                copied = copied + 1
+            end
+        end
+        -- Version 1's feed held consecutive seqs: the one before the oldest copied was lost.
+        local oldest = seq_of(newest[#newest][1])
+        if oldest > 1 then
+            redis.call('HSET', KEYS[4], ARGV[3], string.format('%d', oldest - 1))
+        end
+        redis.call('HSET', KEYS[5], ARGV[3], string.format('%d', seq_of(newest[1][1])))
+    end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return copied
 "#;
 
 /// A message as sent to the script: everything but the `seq`.
@@ -123,23 +226,41 @@ struct Unsequenced<'a> {
     name: &'a UserName,
     message: &'a MessageText,
     ts: &'a str,
+    room: &'a RoomName,
 }
 
-/// The Redis keys of one chat.
+/// The Redis keys of one chat (see the module comment).
 struct Keys {
-    stream: String,
+    prefix: String,
+    feed: String,
     counter: String,
+    horizons: String,
+    rooms: String,
+    layout: String,
 }
 
 impl Keys {
     fn new(prefix: &str) -> Self {
-        Self { stream: format!("{prefix}:messages"), counter: format!("{prefix}:seq") }
+        Self {
+            prefix: prefix.to_owned(),
+            feed: format!("{prefix}:messages"),
+            counter: format!("{prefix}:seq"),
+            horizons: format!("{prefix}:horizons"),
+            rooms: format!("{prefix}:rooms"),
+            layout: format!("{prefix}:layout"),
+        }
+    }
+
+    /// The stream of `room`'s history.
+    fn room(&self, room: &RoomName) -> String {
+        format!("{}:room:{room}", self.prefix)
     }
 }
 
 /// An append waiting for the writer, and where to send its outcome.
 struct PendingAppend {
     author: User,
+    room: RoomName,
     text: MessageText,
     queued: Instant,
     reply: oneshot::Sender<Result<ChatMessage, StoreError>>,
@@ -164,9 +285,10 @@ pub struct RedisStore {
 
 impl RedisStore {
     /// Connects to the Redis at `url` (`redis://host:port/db`), keeping messages under
-    /// `key_prefix` and at most `retention` of them, and starts the writer and the tailer. The
-    /// tailer feeds `feed` every message appended after the newest one present now, by any
-    /// instance. Fails when Redis cannot be reached.
+    /// `key_prefix` and at most `retention` of them per room, upgrades version 1's layout if
+    /// that is what it finds, and starts the writer and the tailer. The tailer feeds `feed`
+    /// every message appended after the newest one present now, by any instance, in any room.
+    /// Fails when Redis cannot be reached.
     pub async fn connect(
         url: &str,
         key_prefix: &str,
@@ -217,12 +339,14 @@ impl RedisStore {
                 Err(_) => return Err(StoreError::Backend("cannot connect to Redis: no answer".into())),
             };
         let keys = Arc::new(Keys::new(key_prefix));
+        let retention = retention.max(1);
         let script = Script::new(APPEND_SCRIPT);
         call(script.load_async(&mut conn)).await?;
         warn_unless_durable(&mut conn).await;
+        migrate(&mut conn, &keys, retention).await?;
         let start = match after {
             Some(after) => after,
-            None => newest_seq(&mut conn, &keys.stream).await?,
+            None => newest_seq(&mut conn, &keys.feed).await?,
         };
 
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
@@ -230,7 +354,7 @@ impl RedisStore {
             conn: conn.clone(),
             script,
             keys: Arc::clone(&keys),
-            retention: retention.max(1),
+            retention,
             highest_seq: start,
             reachable: true,
         };
@@ -240,7 +364,7 @@ impl RedisStore {
         let stop_tailer = CancellationToken::new();
         let tailer = Tailer {
             client,
-            stream: keys.stream.clone(),
+            stream: keys.feed.clone(),
             last: start,
             feed,
             fed: fed_sender,
@@ -338,7 +462,34 @@ async fn warn_unless_durable(conn: &mut ConnectionManager) {
     }
 }
 
-/// The `seq` of the newest retained entry, or 0 when there is none.
+/// Upgrades version 1's layout, unless the marker says it is done (see the module comment).
+/// The script checks the marker itself, so instances starting together migrate once.
+async fn migrate(conn: &mut ConnectionManager, keys: &Keys, retention: u64) -> Result<(), StoreError> {
+    let general = RoomName::general();
+    let script = Script::new(MIGRATE_SCRIPT);
+    let mut migration = script.prepare_invoke();
+    migration
+        .key(&keys.layout)
+        .key(&keys.feed)
+        .key(keys.room(&general))
+        .key(&keys.horizons)
+        .key(&keys.rooms)
+        .arg(LAYOUT)
+        .arg(retention)
+        .arg(general.as_str());
+    let copied: i64 = call(migration.invoke_async(conn)).await?;
+    match copied {
+        1.. => tracing::info!(
+            copied,
+            "upgraded the Redis layout to version {LAYOUT}: the one-room history is now `general`'s"
+        ),
+        0 => tracing::debug!("marked the Redis layout as version {LAYOUT}"),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The `seq` of the newest entry of a stream, or 0 when there is none.
 async fn newest_seq(conn: &mut ConnectionManager, stream: &str) -> Result<u64, StoreError> {
     let newest: StreamRangeReply =
         call(redis::cmd("XREVRANGE").arg(stream).arg("+").arg("-").arg("COUNT").arg(1).query_async(conn))
@@ -373,6 +524,20 @@ fn same_error(error: &StoreError) -> StoreError {
 
 fn corrupt(id: &str, why: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("stream entry {id} is corrupt: {why}"))
+}
+
+/// The newest `count` entries of `stream` up to `end` (an `XREVRANGE` end: `+`, or an id,
+/// `(` for exclusive), newest first.
+async fn newest_before(
+    conn: &mut ConnectionManager,
+    stream: &str,
+    end: &str,
+    count: usize,
+) -> Result<Vec<ChatMessage>, StoreError> {
+    let newest: StreamRangeReply =
+        call(redis::cmd("XREVRANGE").arg(stream).arg(end).arg("-").arg("COUNT").arg(count).query_async(conn))
+            .await?;
+    parse_entries(newest)
 }
 
 /// Parses the entries of an `XRANGE` or `XREVRANGE` reply, in its order.
@@ -423,14 +588,18 @@ impl Writer {
     }
 
     /// The script call for one message.
-    fn append_command(&self, json: &str) -> Cmd {
+    fn append_command(&self, room: &RoomName, json: &str) -> Cmd {
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(self.script.get_hash())
-            .arg(2)
-            .arg(&self.keys.stream)
+            .arg(5)
+            .arg(&self.keys.feed)
             .arg(&self.keys.counter)
+            .arg(self.keys.room(room))
+            .arg(&self.keys.horizons)
+            .arg(&self.keys.rooms)
             .arg(self.retention)
-            .arg(json);
+            .arg(json)
+            .arg(room.as_str());
         cmd
     }
 
@@ -449,6 +618,7 @@ impl Writer {
                 name: &append.author.name,
                 message: &append.text,
                 ts: &ts,
+                room: &append.room,
             };
             match serde_json::to_string(&unsequenced) {
                 Ok(json) => sending.push((append, json)),
@@ -465,10 +635,10 @@ impl Writer {
         let mut highest = 0;
         let mut unavailable = 0;
         for ((append, _), outcome) in sending.into_iter().zip(outcomes) {
-            let PendingAppend { author, text, reply, .. } = append;
+            let PendingAppend { author, room, text, reply, .. } = append;
             let outcome = outcome.map(|seq| {
                 highest = highest.max(seq);
-                ChatMessage { id: author.id, name: author.name, message: text, seq, ts: ts.clone() }
+                ChatMessage { id: author.id, name: author.name, message: text, seq, ts: ts.clone(), room }
             });
             if matches!(outcome, Err(StoreError::Unavailable)) {
                 unavailable += 1;
@@ -504,7 +674,8 @@ impl Writer {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             for &i in &todo {
-                pipe.add_command(self.append_command(&sending[i].1));
+                let (append, json) = &sending[i];
+                pipe.add_command(self.append_command(&append.room, json));
             }
             let results = match call(pipe.query_async::<Vec<RedisResult<u64>>>(&mut self.conn)).await {
                 Ok(results) => results,
@@ -679,13 +850,18 @@ impl Tailer {
 }
 
 impl MessageStore for RedisStore {
-    fn append(&self, author: User, text: MessageText) -> BoxFuture<'_, Result<ChatMessage, StoreError>> {
+    fn append(
+        &self,
+        author: User,
+        room: RoomName,
+        text: MessageText,
+    ) -> BoxFuture<'_, Result<ChatMessage, StoreError>> {
         Box::pin(async move {
             if self.closed.load(Ordering::Acquire) {
                 return Err(StoreError::Unavailable);
             }
             let (reply, answer) = oneshot::channel();
-            let append = PendingAppend { author, text, queued: Instant::now(), reply };
+            let append = PendingAppend { author, room, text, queued: Instant::now(), reply };
             match timeout(QUEUE_PATIENCE, self.commands.send(Command::Job(append))).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) | Err(_) => return Err(StoreError::Unavailable),
@@ -701,55 +877,92 @@ impl MessageStore for RedisStore {
         })
     }
 
-    fn read_after(&self, after: u64, limit: usize) -> BoxFuture<'_, Result<Replay, StoreError>> {
+    fn read_after<'a>(
+        &'a self,
+        room: &'a RoomName,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Replay, StoreError>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
-            // One transaction, so that the oldest retained and the messages agree.
+            // One transaction, so that the horizon and the messages agree. An exclusive start
+            // (`(<after>-0`) is the entry after `after`, with no `after + 1` to overflow.
             let mut pipe = redis::pipe();
             pipe.atomic();
-            pipe.cmd("XRANGE").arg(&self.keys.stream).arg("-").arg("+").arg("COUNT").arg(1);
-            if limit > 0 {
-                pipe.cmd("XRANGE")
-                    .arg(&self.keys.stream)
-                    .arg(format!("({}", entry_id(after)))
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(limit);
+            pipe.cmd("HGET").arg(&self.keys.horizons).arg(room.as_str());
+            if limit == 0 {
+                let (horizon,): (Option<u64>,) = call(pipe.query_async(&mut conn)).await?;
+                return Ok(Replay { messages: Vec::new(), horizon: horizon.unwrap_or(0) });
             }
-            let mut replies: Vec<StreamRangeReply> = call(pipe.query_async(&mut conn)).await?;
-            let messages = match replies.len() {
-                2 => parse_entries(replies.remove(1))?,
-                _ => Vec::new(),
-            };
-            let oldest_retained = match replies.first().and_then(|oldest| oldest.ids.first()) {
-                Some(entry) => {
-                    Some(entry_seq(&entry.id).ok_or_else(|| corrupt(&entry.id, "its id is not <seq>-0"))?)
-                }
-                None => None,
-            };
-            Ok(Replay { messages, oldest_retained })
+            pipe.cmd("XRANGE")
+                .arg(self.keys.room(room))
+                .arg(format!("({}", entry_id(after)))
+                .arg("+")
+                .arg("COUNT")
+                .arg(limit);
+            let (horizon, entries): (Option<u64>, StreamRangeReply) =
+                call(pipe.query_async(&mut conn)).await?;
+            Ok(Replay { messages: parse_entries(entries)?, horizon: horizon.unwrap_or(0) })
         })
     }
 
-    fn read_last(&self, n: usize) -> BoxFuture<'_, Result<Vec<ChatMessage>, StoreError>> {
+    fn read_last<'a>(
+        &'a self,
+        room: &'a RoomName,
+        n: usize,
+    ) -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>> {
         Box::pin(async move {
             if n == 0 {
                 return Ok(Vec::new());
             }
             let mut conn = self.conn.clone();
-            let newest: StreamRangeReply = call(
-                redis::cmd("XREVRANGE")
-                    .arg(&self.keys.stream)
-                    .arg("+")
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(n)
-                    .query_async(&mut conn),
-            )
-            .await?;
-            let mut messages = parse_entries(newest)?;
+            let mut newest = newest_before(&mut conn, &self.keys.room(room), "+", n).await?;
+            newest.reverse();
+            Ok(newest)
+        })
+    }
+
+    fn read_before<'a>(
+        &'a self,
+        room: &'a RoomName,
+        before: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Page, StoreError>> {
+        Box::pin(async move {
+            // An exclusive end (`(<before>-0`): seqs below `before`. None are below 1.
+            let end = match before {
+                Some(0 | 1) => return Ok(Page { messages: Vec::new(), more: false }),
+                Some(before) => format!("({}", entry_id(before)),
+                None => "+".to_owned(),
+            };
+            let mut conn = self.conn.clone();
+            // One more than asked for tells whether older ones exist, in the same read.
+            let mut messages =
+                newest_before(&mut conn, &self.keys.room(room), &end, limit.saturating_add(1)).await?;
+            let more = messages.len() > limit;
+            messages.truncate(limit);
             messages.reverse();
-            Ok(messages)
+            Ok(Page { messages, more })
+        })
+    }
+
+    fn rooms(&self) -> BoxFuture<'_, Result<Vec<RoomHead>, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let rooms: Vec<(String, String)> =
+                call(redis::cmd("HGETALL").arg(&self.keys.rooms).query_async(&mut conn)).await?;
+            // A field nobody could have written (not a room name, not a seq) is skipped, so
+            // one bad field does not hide every room.
+            Ok(rooms
+                .into_iter()
+                .filter_map(|(room, last_seq)| match (RoomName::parse(&room), last_seq.parse()) {
+                    (Ok(room), Ok(last_seq)) => Some(RoomHead { room, last_seq }),
+                    _ => {
+                        tracing::warn!(%room, %last_seq, key = %self.keys.rooms, "skipping a corrupt room");
+                        None
+                    }
+                })
+                .collect())
         })
     }
 
@@ -787,17 +1000,22 @@ mod tests {
         let id = UserId::parse("ann").unwrap();
         let name = UserName::parse("Ann").unwrap();
         let message = MessageText::parse("hi \"there\"").unwrap();
+        let room = RoomName::parse("rust-dev").unwrap();
         let json = serde_json::to_string(&Unsequenced {
             id: &id,
             name: &name,
             message: &message,
             ts: "2026-01-01T00:00:00.000Z",
+            room: &room,
         })
         .unwrap();
         // What the script does.
         let stored = format!("{{\"seq\":7,{}", &json[1..]);
         let parsed: ChatMessage = serde_json::from_str(&stored).unwrap();
-        assert_eq!(parsed, ChatMessage { id, name, message, seq: 7, ts: "2026-01-01T00:00:00.000Z".into() });
+        assert_eq!(
+            parsed,
+            ChatMessage { id, name, message, seq: 7, ts: "2026-01-01T00:00:00.000Z".into(), room }
+        );
     }
 
     #[test]

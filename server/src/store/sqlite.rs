@@ -20,13 +20,23 @@
 //! checksum: the new rows, and only every [`RETENTION_STEP`] messages the deletion of old ones
 //! together with the last `seq` in a `meta` row, so deleting old rows never lets one repeat.
 //! Rows past retention but not yet deleted are left out of every read.
+//!
+//! **Rooms.** The table is clustered by room, then `seq` (`WITHOUT ROWID`), so every read
+//! (one room's messages after, before or up to a `seq`) is one range of the b-tree, and a
+//! commit of one room's message still writes one leaf. Each row also has its place in its
+//! room (`n`: 1, 2, 3, ... per room), so a room's retained rows are those with
+//! `n > newest n - retention` whatever the other rooms hold, and the `seq` of the room's
+//! previous message (`prev`), so the oldest retained row tells the room's horizon (what it
+//! lost; see the store module). The writer keeps each room's newest `n` and `seq` in memory
+//! to number new rows. A file of the one-room version is converted when opened: its rows go
+//! to `general` with `n = seq`, which keeps exactly what it retained and what it had lost.
 
-use super::{MessageFeed, MessageStore, Replay, StoreError};
-use app::protocol::{ChatMessage, MessageText, User, UserId, UserName};
-use futures_util::future::BoxFuture;
+use super::{MessageFeed, MessageStore, Page, Replay, RoomHead, StoreError};
+use app::protocol::{ChatMessage, MessageText, RoomName, User, UserId, UserName};
+use futures_util::{TryFutureExt, future::BoxFuture};
 use rusqlite::{Connection, params};
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     path::Path,
     sync::atomic::{AtomicBool, Ordering},
     time::SystemTime,
@@ -39,12 +49,14 @@ const MAX_BATCH: usize = 1024;
 const QUEUE_DEPTH: usize = 16 * 1024;
 /// How long opening waits for another process to let go of the file.
 const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
-/// Old messages are deleted when `seq` crosses a multiple of this, not on every commit.
+/// A room's old messages are deleted when its `n` crosses a multiple of this, not on every
+/// commit.
 const RETENTION_STEP: u64 = 512;
 
 /// An append waiting for the writer, and where to send its outcome.
 struct PendingAppend {
     author: User,
+    room: RoomName,
     text: MessageText,
     reply: oneshot::Sender<Result<ChatMessage, StoreError>>,
 }
@@ -72,7 +84,7 @@ impl SqliteStore {
     /// batch, in order.
     pub fn open(path: &Path, retention: u64, feed: MessageFeed) -> Result<Self, StoreError> {
         let opened = open_connection(path).and_then(|conn| Ok((prepare_schema(&conn)?, conn)));
-        let (last_seq, conn) = opened.map_err(|error| match error.sqlite_error_code() {
+        let ((last_seq, tails), conn) = opened.map_err(|error| match error.sqlite_error_code() {
             Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
                 StoreError::Backend(format!("{} is in use by another process", path.display()))
             }
@@ -83,7 +95,7 @@ impl SqliteStore {
         let retention = retention.clamp(1, i64::MAX as u64);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || Writer { conn, last_seq, retention, feed }.run(receiver))
+            .spawn(move || Writer { conn, last_seq, tails, retention, feed }.run(receiver))
             .map_err(|error| StoreError::Backend(error.to_string()))?;
         Ok(Self { commands, retention, closed: AtomicBool::new(false) })
     }
@@ -120,25 +132,87 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Creates the tables when missing and returns the last `seq` written.
-fn prepare_schema(conn: &Connection) -> rusqlite::Result<u64> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS messages (
-             seq INTEGER PRIMARY KEY,
-             user_id TEXT NOT NULL,
-             name TEXT NOT NULL,
-             message TEXT NOT NULL,
-             ts TEXT NOT NULL
-         );
-         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
-    )?;
+/// Where a room's rows end: its newest `n` and `seq`, which the next row of the room follows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct RoomTail {
+    n: u64,
+    seq: u64,
+}
+
+const CREATE_MESSAGES: &str = "CREATE TABLE messages (
+         room TEXT NOT NULL,
+         seq INTEGER NOT NULL,
+         n INTEGER NOT NULL,
+         prev INTEGER NOT NULL,
+         user_id TEXT NOT NULL,
+         name TEXT NOT NULL,
+         message TEXT NOT NULL,
+         ts TEXT NOT NULL,
+         PRIMARY KEY (room, seq)
+     ) WITHOUT ROWID";
+
+/// Every room with rows, and where its rows end: one b-tree seek per room (a skip scan over
+/// the rooms), not a scan of every row.
+const ROOM_TAILS: &str = "WITH RECURSIVE rooms(room) AS (
+         SELECT MIN(room) FROM messages
+         UNION ALL
+         SELECT (SELECT MIN(room) FROM messages WHERE room > rooms.room) FROM rooms
+         WHERE rooms.room IS NOT NULL
+     )
+     SELECT room,
+            (SELECT n FROM messages m WHERE m.room = rooms.room ORDER BY seq DESC LIMIT 1),
+            (SELECT seq FROM messages m WHERE m.room = rooms.room ORDER BY seq DESC LIMIT 1)
+     FROM rooms WHERE room IS NOT NULL";
+
+/// Creates the tables when missing (converting a one-room file), and returns the last `seq`
+/// written and where each room's rows end.
+fn prepare_schema(conn: &Connection) -> rusqlite::Result<(u64, HashMap<RoomName, RoomTail>)> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);")?;
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('messages')")?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if columns.is_empty() {
+        conn.execute_batch(CREATE_MESSAGES)?;
+    } else if !columns.iter().any(|column| column == "room") {
+        // The one-room layout: every row is `general`'s, numbered by its seq (which had no
+        // holes), so the same rows are retained and the oldest one's `prev` tells the same loss.
+        conn.execute_batch(&format!(
+            "BEGIN;
+             ALTER TABLE messages RENAME TO messages_one_room;
+             {CREATE_MESSAGES};
+             INSERT INTO messages (room, seq, n, prev, user_id, name, message, ts)
+                 SELECT 'general', seq, seq, seq - 1, user_id, name, message, ts FROM messages_one_room;
+             DROP TABLE messages_one_room;
+             COMMIT;"
+        ))?;
+    }
+    let mut tails = HashMap::new();
+    let mut newest = 0;
+    let mut select = conn.prepare(ROOM_TAILS)?;
+    let mut rows = select.query([])?;
+    while let Some(row) = rows.next()? {
+        let name: String = row.get(0)?;
+        let tail = RoomTail { n: row.get(1)?, seq: row.get(2)? };
+        newest = newest.max(tail.seq);
+        match RoomName::parse(&name) {
+            Ok(room) => {
+                tails.insert(room, tail);
+            }
+            Err(error) => return Err(invalid_column(0, error)),
+        }
+    }
     // `meta` holds the last `seq` as of the last deletion; newer rows go beyond it.
-    conn.query_row(
-        "SELECT MAX(COALESCE((SELECT value FROM meta WHERE key = 'last_seq'), 0),
-                    COALESCE((SELECT MAX(seq) FROM messages), 0))",
-        [],
-        |row| row.get(0),
-    )
+    let recorded: u64 =
+        conn.query_row("SELECT COALESCE((SELECT value FROM meta WHERE key = 'last_seq'), 0)", [], |row| {
+            row.get(0)
+        })?;
+    Ok((recorded.max(newest), tails))
+}
+
+/// A row that no longer parses is corruption, reported as an error instead of a panic.
+fn invalid_column(column: usize, error: app::protocol::InputError) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(error))
 }
 
 fn backend(error: rusqlite::Error) -> StoreError {
@@ -148,8 +222,17 @@ fn backend(error: rusqlite::Error) -> StoreError {
 struct Writer {
     conn: Connection,
     last_seq: u64,
+    /// Where each room's rows end.
+    tails: HashMap<RoomName, RoomTail>,
     retention: u64,
     feed: MessageFeed,
+}
+
+/// A message with the place it takes in its room.
+struct Row {
+    message: ChatMessage,
+    n: u64,
+    prev: u64,
 }
 
 impl Writer {
@@ -203,20 +286,36 @@ impl Writer {
 
     fn commit(&mut self, batch: &mut Vec<PendingAppend>) {
         let ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-        let messages: Vec<ChatMessage> = batch
+        // The rooms' tails as they will be once this batch is written, applied only if it is.
+        let mut tails: HashMap<RoomName, RoomTail> = HashMap::new();
+        let rows: Vec<Row> = batch
             .iter()
             .zip(self.last_seq + 1..)
-            .map(|(PendingAppend { author, text, .. }, seq)| ChatMessage {
-                id: author.id.clone(),
-                name: author.name.clone(),
-                message: text.clone(),
-                seq,
-                ts: ts.clone(),
+            .map(|(PendingAppend { author, room, text, .. }, seq)| {
+                let tail = tails
+                    .entry(room.clone())
+                    .or_insert_with(|| self.tails.get(room).copied().unwrap_or_default());
+                let row = Row {
+                    message: ChatMessage {
+                        id: author.id.clone(),
+                        name: author.name.clone(),
+                        message: text.clone(),
+                        seq,
+                        ts: ts.clone(),
+                        room: room.clone(),
+                    },
+                    n: tail.n + 1,
+                    prev: tail.seq,
+                };
+                *tail = RoomTail { n: row.n, seq };
+                row
             })
             .collect();
-        match self.write(&messages) {
+        match self.write(&rows, &tails) {
             Ok(()) => {
-                self.last_seq += messages.len() as u64;
+                self.last_seq += rows.len() as u64;
+                self.tails.extend(tails);
+                let messages: Vec<ChatMessage> = rows.into_iter().map(|row| row.message).collect();
                 // Answered once the hub has recorded the batch, before it wakes the streams
                 // (see `MessageFeed`).
                 let mut answer = || {
@@ -237,25 +336,42 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, messages: &[ChatMessage]) -> rusqlite::Result<()> {
-        let Some(last) = messages.last() else { return Ok(()) };
+    /// Writes `rows`; `tails` are the rooms they go to, as they end after them.
+    fn write(&mut self, rows: &[Row], tails: &HashMap<RoomName, RoomTail>) -> rusqlite::Result<()> {
+        let Some(last) = rows.last() else { return Ok(()) };
+        let last_seq = last.message.seq;
         let tx = self.conn.transaction()?;
         {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO messages (seq, user_id, name, message, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for m in messages {
-                insert.execute(params![m.seq, m.id.as_str(), m.name.as_str(), m.message.as_str(), m.ts])?;
-            }
             // Every statement of a commit is prepared once per connection, not once per commit.
-            if last.seq / RETENTION_STEP != self.last_seq / RETENTION_STEP {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO messages (room, seq, n, prev, user_id, name, message, ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for Row { message: m, n, prev } in rows {
+                insert.execute(params![
+                    m.room.as_str(),
+                    m.seq,
+                    n,
+                    prev,
+                    m.id.as_str(),
+                    m.name.as_str(),
+                    m.message.as_str(),
+                    m.ts
+                ])?;
+            }
+            if last_seq / RETENTION_STEP != self.last_seq / RETENTION_STEP {
                 tx.prepare_cached(
                     "INSERT INTO meta (key, value) VALUES ('last_seq', ?1)
                      ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 )?
-                .execute(params![last.seq])?;
-                tx.prepare_cached("DELETE FROM messages WHERE seq <= ?1")?
-                    .execute(params![last.seq.saturating_sub(self.retention)])?;
+                .execute(params![last_seq])?;
+            }
+            for (room, tail) in tails {
+                let before = self.tails.get(room).map_or(0, |tail| tail.n);
+                if tail.n / RETENTION_STEP != before / RETENTION_STEP {
+                    tx.prepare_cached("DELETE FROM messages WHERE room = ?1 AND n <= ?2")?
+                        .execute(params![room.as_str(), tail.n.saturating_sub(self.retention)])?;
+                }
             }
         }
         tx.commit()
@@ -290,38 +406,53 @@ fn run_after_the_request_threads() {
     }
 }
 
-const SELECT: &str = "SELECT user_id, name, message, seq, ts FROM messages";
-/// The rows a read may return, given the retention as `?1`: the newest `retention` (older ones
-/// are only deleted every [`RETENTION_STEP`]). One statement, so one snapshot.
-const RETAINED: &str = "seq > (SELECT COALESCE(MAX(seq), 0) FROM messages) - ?1";
+const SELECT: &str = "SELECT user_id, name, message, seq, ts, room FROM messages";
+/// The rows of room `?1` a read may return, given the retention as `?2`: the room's newest
+/// `retention` (older ones are only deleted every [`RETENTION_STEP`]). One statement, so one
+/// snapshot; the subquery does not depend on the row, so it is computed once.
+const RETAINED: &str = "room = ?1
+     AND n > COALESCE((SELECT n FROM messages WHERE room = ?1 ORDER BY seq DESC LIMIT 1), 0) - ?2";
 
 fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
-    // Rows were validated when written; a row that no longer parses is corruption, reported
-    // as an error instead of a panic.
-    fn invalid(column: usize, error: app::protocol::InputError) -> rusqlite::Error {
-        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(error))
-    }
+    // Rows were validated when written.
     let id: String = row.get(0)?;
     let name: String = row.get(1)?;
     let message: String = row.get(2)?;
+    let room: String = row.get(5)?;
     Ok(ChatMessage {
-        id: UserId::parse(&id).map_err(|e| invalid(0, e))?,
-        name: UserName::parse(&name).map_err(|e| invalid(1, e))?,
-        message: MessageText::parse(&message).map_err(|e| invalid(2, e))?,
+        id: UserId::parse(&id).map_err(|e| invalid_column(0, e))?,
+        name: UserName::parse(&name).map_err(|e| invalid_column(1, e))?,
+        message: MessageText::parse(&message).map_err(|e| invalid_column(2, e))?,
         seq: row.get(3)?,
         ts: row.get(4)?,
+        room: RoomName::parse(&room).map_err(|e| invalid_column(5, e))?,
     })
 }
 
+/// SQLite's integers are signed: a `seq` past `i64::MAX` (a client's claim, never a real one)
+/// is the largest it can compare with.
+fn sql_seq(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
 impl MessageStore for SqliteStore {
-    fn append(&self, author: User, text: MessageText) -> BoxFuture<'_, Result<ChatMessage, StoreError>> {
+    fn append(
+        &self,
+        author: User,
+        room: RoomName,
+        text: MessageText,
+    ) -> BoxFuture<'_, Result<ChatMessage, StoreError>> {
         Box::pin(async move {
             if self.closed.load(Ordering::Acquire) {
                 return Err(StoreError::Unavailable);
             }
             let (reply, answer) = oneshot::channel();
             self.commands
-                .send(Command::Job(Job::Append(PendingAppend { author, text, reply })))
+                .send(Command::Job(Job::Append(PendingAppend { author, room, text, reply })))
                 .await
                 .map_err(|_| StoreError::Unavailable)?;
             // A dropped reply means the writer stopped before this append: not written.
@@ -329,33 +460,80 @@ impl MessageStore for SqliteStore {
         })
     }
 
-    fn read_after(&self, after: u64, limit: usize) -> BoxFuture<'_, Result<Replay, StoreError>> {
-        let retention = self.retention;
+    fn read_after<'a>(
+        &'a self,
+        room: &'a RoomName,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Replay, StoreError>> {
+        let (retention, room) = (self.retention, room.clone());
         Box::pin(self.read(move |conn| {
-            let oldest_retained = conn.query_row(
-                &format!("SELECT MIN(seq) FROM messages WHERE {RETAINED}"),
-                params![retention],
-                |row| row.get(0),
-            )?;
-            let mut select = conn
-                .prepare_cached(&format!("{SELECT} WHERE {RETAINED} AND seq > ?2 ORDER BY seq LIMIT ?3"))?;
-            let messages = select
-                .query_map(params![retention, after, limit as i64], row_to_message)?
+            // The oldest retained row's `prev` is the newest message the room lost.
+            let horizon = conn
+                .prepare_cached(&format!("SELECT prev FROM messages WHERE {RETAINED} ORDER BY seq LIMIT 1"))?
+                .query_row(params![room.as_str(), retention], |row| row.get(0))
+                .or_else(|error| match error {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(0),
+                    error => Err(error),
+                })?;
+            let messages = conn
+                .prepare_cached(&format!("{SELECT} WHERE {RETAINED} AND seq > ?3 ORDER BY seq LIMIT ?4"))?
+                .query_map(
+                    params![room.as_str(), retention, sql_seq(after), sql_limit(limit)],
+                    row_to_message,
+                )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(Replay { messages, oldest_retained })
+            Ok(Replay { messages, horizon })
         }))
     }
 
-    fn read_last(&self, n: usize) -> BoxFuture<'_, Result<Vec<ChatMessage>, StoreError>> {
-        let retention = self.retention;
+    fn read_last<'a>(
+        &'a self,
+        room: &'a RoomName,
+        n: usize,
+    ) -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>> {
+        Box::pin(self.read_before(room, None, n).map_ok(|page| page.messages))
+    }
+
+    fn read_before<'a>(
+        &'a self,
+        room: &'a RoomName,
+        before: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Page, StoreError>> {
+        let (retention, room) = (self.retention, room.clone());
+        let before = before.map_or(i64::MAX, sql_seq);
         Box::pin(self.read(move |conn| {
-            let mut select =
-                conn.prepare_cached(&format!("{SELECT} WHERE {RETAINED} ORDER BY seq DESC LIMIT ?2"))?;
-            let mut messages = select
-                .query_map(params![retention, n as i64], row_to_message)?
+            // One row more than asked says whether older ones exist.
+            let mut messages = conn
+                .prepare_cached(&format!(
+                    "{SELECT} WHERE {RETAINED} AND seq < ?3 ORDER BY seq DESC LIMIT ?4"
+                ))?
+                .query_map(
+                    params![room.as_str(), retention, before, sql_limit(limit).saturating_add(1)],
+                    row_to_message,
+                )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            let more = messages.len() > limit;
+            messages.truncate(limit);
             messages.reverse();
-            Ok(messages)
+            Ok(Page { messages, more })
+        }))
+    }
+
+    fn rooms(&self) -> BoxFuture<'_, Result<Vec<RoomHead>, StoreError>> {
+        Box::pin(self.read(|conn| {
+            let mut select = conn.prepare_cached(ROOM_TAILS)?;
+            let mut rows = select.query([])?;
+            let mut heads = Vec::new();
+            while let Some(row) = rows.next()? {
+                let room: String = row.get(0)?;
+                heads.push(RoomHead {
+                    room: RoomName::parse(&room).map_err(|e| invalid_column(0, e))?,
+                    last_seq: row.get(2)?,
+                });
+            }
+            Ok(heads)
         }))
     }
 
@@ -380,6 +558,18 @@ mod tests {
         MessageText::parse(s).unwrap()
     }
 
+    fn general() -> RoomName {
+        RoomName::general()
+    }
+
+    fn room(name: &str) -> RoomName {
+        RoomName::parse(name).unwrap()
+    }
+
+    fn seqs(messages: &[ChatMessage]) -> Vec<u64> {
+        messages.iter().map(|m| m.seq).collect()
+    }
+
     fn recording_feed() -> (MessageFeed, Arc<StdMutex<Vec<u64>>>) {
         let seen = Arc::new(StdMutex::new(Vec::new()));
         let sink = Arc::clone(&seen);
@@ -398,7 +588,7 @@ mod tests {
         (0..count)
             .map(|i| {
                 let store = Arc::clone(store);
-                tokio::spawn(async move { store.append(author(), text(&format!("m{i}"))).await })
+                tokio::spawn(async move { store.append(author(), general(), text(&format!("m{i}"))).await })
             })
             .collect()
     }
@@ -421,16 +611,19 @@ mod tests {
         let (feed, seen) = recording_feed();
         let store = SqliteStore::open(&path, 100, feed.clone()).unwrap();
         for i in 1..=3 {
-            assert_eq!(store.append(author(), text("hi")).await.unwrap().seq, i);
+            assert_eq!(store.append(author(), general(), text("hi")).await.unwrap().seq, i);
         }
         store.close().await;
-        assert!(matches!(store.append(author(), text("late")).await, Err(StoreError::Unavailable)));
+        assert!(matches!(
+            store.append(author(), general(), text("late")).await,
+            Err(StoreError::Unavailable)
+        ));
         drop(store);
 
         let store = SqliteStore::open(&path, 100, feed).unwrap();
-        assert_eq!(store.append(author(), text("again")).await.unwrap().seq, 4);
+        assert_eq!(store.append(author(), general(), text("again")).await.unwrap().seq, 4);
         assert_eq!(*seen.lock().unwrap(), vec![1, 2, 3, 4]);
-        let all = store.read_last(10).await.unwrap();
+        let all = store.read_last(&general(), 10).await.unwrap();
         assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
     }
 
@@ -441,7 +634,7 @@ mod tests {
     fn the_writer_answers_after_the_feed_records_and_before_it_wakes_streams() {
         let dir = tempfile::tempdir().unwrap();
         let conn = open_connection(&dir.path().join("chat.db")).unwrap();
-        let last_seq = prepare_schema(&conn).unwrap();
+        let (last_seq, tails) = prepare_schema(&conn).unwrap();
         let (reply, answer) = oneshot::channel::<Result<ChatMessage, StoreError>>();
         let answer = Arc::new(StdMutex::new(answer));
         let observed = Arc::new(StdMutex::new(Vec::new()));
@@ -457,8 +650,13 @@ mod tests {
                 observed.lock().unwrap().push(("before waking", batch[0].seq, answered()));
             })
         };
-        let mut writer = Writer { conn, last_seq, retention: 100, feed };
-        writer.commit(&mut vec![PendingAppend { author: author(), text: text("hi"), reply }]);
+        let mut writer = Writer { conn, last_seq, tails, retention: 100, feed };
+        writer.commit(&mut vec![PendingAppend {
+            author: author(),
+            room: general(),
+            text: text("hi"),
+            reply,
+        }]);
         assert_eq!(*observed.lock().unwrap(), vec![("fed", 1, None), ("before waking", 1, Some(1))]);
     }
 
@@ -490,12 +688,12 @@ mod tests {
             .unwrap();
         assert!(rows < RETENTION_STEP, "crossing a step deletes what is past retention ({rows} rows left)");
         let store = SqliteStore::open(&path, 3, feed).unwrap();
-        let replay = store.read_after(0, 100).await.unwrap();
+        let replay = store.read_after(&general(), 0, 100).await.unwrap();
         assert_eq!(
             replay.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
             vec![total - 2, total - 1, total]
         );
-        assert_eq!(store.append(author(), text("next")).await.unwrap().seq, total + 1);
+        assert_eq!(store.append(author(), general(), text("next")).await.unwrap().seq, total + 1);
     }
 
     #[tokio::test]
@@ -504,7 +702,7 @@ mod tests {
         let path = dir.path().join("chat.db");
         let (feed, _) = recording_feed();
         let first = SqliteStore::open(&path, 10, feed.clone()).unwrap();
-        first.append(author(), text("hi")).await.unwrap();
+        first.append(author(), general(), text("hi")).await.unwrap();
         match SqliteStore::open(&path, 10, feed.clone()) {
             Err(StoreError::Backend(reason)) => assert!(reason.contains("in use"), "{reason}"),
             Err(other) => panic!("unexpected error: {other}"),
@@ -512,7 +710,7 @@ mod tests {
         }
         first.close().await;
         let second = SqliteStore::open(&path, 10, feed).unwrap();
-        assert_eq!(second.read_last(10).await.unwrap().len(), 1);
+        assert_eq!(second.read_last(&general(), 10).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
@@ -525,7 +723,7 @@ mod tests {
         let appends = spawn_appends(&store, 50);
         let read = {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { store.read_last(100).await })
+            tokio::spawn(async move { store.read_last(&general(), 100).await })
         };
         let seen = read.await.unwrap().unwrap();
         assert_eq!(seen.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=50).collect::<Vec<_>>());
@@ -533,18 +731,113 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn retention_keeps_the_newest_and_reports_the_oldest() {
+    async fn retention_keeps_the_newest_and_reports_the_horizon() {
         let dir = tempfile::tempdir().unwrap();
         let (feed, _) = recording_feed();
         let store = SqliteStore::open(&dir.path().join("chat.db"), 3, feed).unwrap();
+        let empty = store.read_after(&general(), 0, 100).await.unwrap();
+        assert_eq!((empty.messages.len(), empty.horizon), (0, 0));
         for i in 0..5 {
-            store.append(author(), text(&format!("m{i}"))).await.unwrap();
+            store.append(author(), general(), text(&format!("m{i}"))).await.unwrap();
         }
-        let replay = store.read_after(0, 100).await.unwrap();
-        assert_eq!(replay.oldest_retained, Some(3));
-        assert_eq!(replay.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
-        let replay = store.read_after(4, 100).await.unwrap();
-        assert_eq!(replay.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![5]);
+        let replay = store.read_after(&general(), 0, 100).await.unwrap();
+        assert_eq!(replay.horizon, 2, "messages 1 and 2 are gone");
+        assert_eq!(seqs(&replay.messages), vec![3, 4, 5]);
+        let replay = store.read_after(&general(), 4, 100).await.unwrap();
+        assert_eq!(seqs(&replay.messages), vec![5]);
+    }
+
+    #[tokio::test]
+    async fn each_room_keeps_its_own_messages_retention_and_horizon() {
+        let dir = tempfile::tempdir().unwrap();
+        let (feed, seen) = recording_feed();
+        let store = SqliteStore::open(&dir.path().join("chat.db"), 3, feed).unwrap();
+        // a: 1 2 _ 4 5 _ 7 ; b: 3 6
+        for (i, target) in ["a", "a", "b", "a", "a", "b", "a"].into_iter().enumerate() {
+            let message = store.append(author(), room(target), text(&format!("m{i}"))).await.unwrap();
+            assert_eq!((message.seq, message.room.as_str()), (i as u64 + 1, target));
+        }
+        assert_eq!(*seen.lock().unwrap(), (1..=7).collect::<Vec<_>>(), "one sequence for all rooms");
+        let a = store.read_after(&room("a"), 0, 100).await.unwrap();
+        assert_eq!((seqs(&a.messages), a.horizon), (vec![4, 5, 7], 2), "a lost 1 and 2");
+        assert!(a.messages.iter().all(|m| m.room == room("a")));
+        let b = store.read_after(&room("b"), 0, 100).await.unwrap();
+        assert_eq!((seqs(&b.messages), b.horizon), (vec![3, 6], 0), "b lost nothing");
+        assert_eq!(seqs(&store.read_after(&room("a"), 4, 1).await.unwrap().messages), vec![5]);
+        assert_eq!(seqs(&store.read_last(&room("b"), 1).await.unwrap()), vec![6]);
+        assert!(store.read_last(&room("nobody"), 10).await.unwrap().is_empty());
+        let mut heads = store.rooms().await.unwrap();
+        heads.sort_by(|x, y| x.room.cmp(&y.room));
+        assert_eq!(
+            heads,
+            vec![RoomHead { room: room("a"), last_seq: 7 }, RoomHead { room: room("b"), last_seq: 6 }]
+        );
+    }
+
+    #[tokio::test]
+    async fn pages_before_a_seq_cover_a_room_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (feed, _) = recording_feed();
+        let store = SqliteStore::open(&dir.path().join("chat.db"), 100, feed).unwrap();
+        for i in 0..12 {
+            let target = if i % 3 == 0 { "other" } else { "talk" };
+            store.append(author(), room(target), text(&format!("m{i}"))).await.unwrap();
+        }
+        let talk: Vec<u64> = (1..=12).filter(|seq| (seq - 1) % 3 != 0).collect();
+        let (mut pages, mut before) = (Vec::new(), None);
+        loop {
+            let page = store.read_before(&room("talk"), before, 3).await.unwrap();
+            before = page.messages.first().map(|m| m.seq);
+            pages.push((seqs(&page.messages), page.more));
+            if !page.more {
+                break;
+            }
+        }
+        assert_eq!(
+            pages,
+            vec![(vec![9, 11, 12], true), (vec![5, 6, 8], true), (vec![2, 3], false)],
+            "newest first, each page oldest first, `more` false exactly at the oldest"
+        );
+        assert_eq!(
+            pages.iter().flat_map(|(seqs, _)| seqs.clone()).collect::<std::collections::BTreeSet<_>>(),
+            talk.into_iter().collect()
+        );
+        let exact = store.read_before(&room("talk"), Some(5), 2).await.unwrap();
+        assert_eq!((seqs(&exact.messages), exact.more), (vec![2, 3], false), "a page ending at the oldest");
+        let none = store.read_before(&room("talk"), Some(1), 10).await.unwrap();
+        assert_eq!((none.messages.len(), none.more), (0, false));
+    }
+
+    #[tokio::test]
+    async fn a_one_room_file_is_converted_to_general_keeping_what_it_retained_and_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE messages (seq INTEGER PRIMARY KEY, user_id TEXT NOT NULL, name TEXT NOT NULL,
+                                        message TEXT NOT NULL, ts TEXT NOT NULL);
+                 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                 INSERT INTO meta VALUES ('last_seq', 3);",
+            )
+            .unwrap();
+            for seq in 3..=6 {
+                conn.execute(
+                    "INSERT INTO messages VALUES (?1, 'ann', 'Ann', ?2, '2026-01-01T00:00:00.000Z')",
+                    params![seq, format!("old {seq}")],
+                )
+                .unwrap();
+            }
+        }
+        let (feed, _) = recording_feed();
+        let store = SqliteStore::open(&path, 3, feed).unwrap();
+        let replay = store.read_after(&general(), 0, 100).await.unwrap();
+        assert_eq!((seqs(&replay.messages), replay.horizon), (vec![4, 5, 6], 3));
+        assert!(replay.messages.iter().all(|m| m.room.is_general() && m.message.as_str().starts_with("old")));
+        let next = store.append(author(), general(), text("new")).await.unwrap();
+        assert_eq!(next.seq, 7);
+        let replay = store.read_after(&general(), 0, 100).await.unwrap();
+        assert_eq!((seqs(&replay.messages), replay.horizon), (vec![5, 6, 7], 4));
     }
 
     /// The scheduling policy of each of this process's threads called `name` (Linux numbers:
@@ -573,7 +866,7 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("chat.db"), 10, feed).unwrap();
         // Answered, so this store's writer has set its policy (other tests' writers may not
         // have yet: one batch writer is what is asked).
-        store.append(author(), text("hi")).await.unwrap();
+        store.append(author(), general(), text("hi")).await.unwrap();
         let policies = policies_of_threads_named("sqlite-writer");
         assert!(policies.contains(&(libc::SCHED_BATCH as u32)), "writer policies: {policies:?}");
     }

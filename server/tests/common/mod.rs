@@ -92,11 +92,17 @@ pub struct Connect<'a> {
     pub cookie: Option<&'a str>,
     pub last_event_id_header: Option<&'a str>,
     pub last_event_id_query: Option<&'a str>,
+    /// Version 2: the `rooms` to follow.
+    pub rooms: Option<&'a str>,
 }
 
 impl<'a> Connect<'a> {
     pub fn new(id: &'a str, name: &'a str) -> Self {
-        Self { id, name, cookie: None, last_event_id_header: None, last_event_id_query: None }
+        Self { id, name, cookie: None, last_event_id_header: None, last_event_id_query: None, rooms: None }
+    }
+    pub fn rooms(mut self, rooms: &'a str) -> Self {
+        self.rooms = Some(rooms);
+        self
     }
     pub fn cookie(mut self, cookie: Option<&'a str>) -> Self {
         self.cookie = cookie;
@@ -113,6 +119,9 @@ impl SseClient {
         let mut query = vec![("id", connect.id), ("name", connect.name)];
         if let Some(last) = connect.last_event_id_query {
             query.push(("last_event_id", last));
+        }
+        if let Some(rooms) = connect.rooms {
+            query.push(("rooms", rooms));
         }
         let mut request = http().get(server.url("/sse")).query(&query);
         if let Some(cookie) = connect.cookie {

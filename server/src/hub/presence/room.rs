@@ -66,6 +66,8 @@ pub struct Admitted {
     pub new_session: Option<Session>,
     /// How the join (if this stream made one) is announced to everyone else.
     pub announce: Announce,
+    /// The binding the `id` is held with.
+    pub binding: Binding,
 }
 
 /// A departure to carry out after the grace period, unless the user came back.
@@ -168,6 +170,7 @@ impl Room {
                 user: member.user.clone(),
                 new_session: None,
                 announce: Announce::Nothing,
+                binding: member.binding,
             });
         }
         if held_session.is_some() {
@@ -180,7 +183,21 @@ impl Room {
         let user = User { id, name };
         let join_no = self.next_join_no;
         let announce = self.record_join(user.clone(), session.binding, join_no, 1);
-        Ok(Admitted { user, new_session: Some(session), announce })
+        Ok(Admitted { user, binding: session.binding, new_session: Some(session), announce })
+    }
+
+    /// A stream of a user already admitted (whose identity checks passed, see
+    /// [`super::local`]) starts following this room: a join when they were not in it.
+    pub fn enter(&mut self, user: User, binding: Binding) -> Announce {
+        if let Some(member) = self.members.get_mut(&user.id) {
+            if member.streams == 0 {
+                member.leave_token += 1;
+            }
+            member.streams += 1;
+            return Announce::Nothing;
+        }
+        let join_no = self.next_join_no;
+        self.record_join(user, binding, join_no, 1)
     }
 
     /// A join decided elsewhere (by the shared store, when instances share one room), applied

@@ -1,5 +1,5 @@
-//! This instance's view of who is in the room: the [`Room`] behind its lock, and the
-//! announcing of each change of it on the ring. Both kinds of presence keep one: a local room
+//! This instance's view of who is in one room: the [`Room`] behind its lock, and the
+//! announcing of each change of it on the room's ring. Both kinds of presence keep one: a local room
 //! changes it as it decides, a shared room as its mirror applies the membership log.
 //!
 //! Presence changes are put on the ring under the room lock, so the ring's order of presence
@@ -9,20 +9,23 @@
 
 use super::room::{Announce, JoinNo, Room};
 use crate::{
-    hub::{Frame, Ring, lock},
+    hub::{
+        Frame, Ring, lock,
+        ring::{Encoded, encode_event},
+    },
     session::Session,
 };
-use app::protocol::{ServerEvent, User, UserId};
-use bytes::Bytes;
+use app::protocol::{Dialect, ServerEvent, User, UserId};
 use std::sync::{
     Arc, Mutex, MutexGuard,
     atomic::{AtomicU64, Ordering},
 };
 use tokio::sync::broadcast;
 
-/// What a stream starts from: its cursor on the ring and the view of the room written first,
-/// taken together under the room lock.
+/// What a stream starts from in one room: its cursor on the room's ring and the view of the
+/// room written first, taken together under the room lock.
 pub(crate) struct RoomView {
+    pub roster: Roster,
     pub receiver: broadcast::Receiver<Frame>,
     /// The encoded `all-users` (and, in a large room, `presence`), with its event count.
     pub opening: (String, u64),
@@ -36,7 +39,7 @@ struct RosterInner {
     /// The room's version, readable without the lock by streams checking their view.
     version: AtomicU64,
     /// The `users` snapshot for one room version, encoded once for every stream that needs it.
-    snapshot: Mutex<Option<(u64, Bytes)>>,
+    snapshot: Mutex<Option<(u64, Encoded)>>,
 }
 
 /// A handle to the roster. Cloning is shallow: the presence, its background tasks and the
@@ -81,27 +84,34 @@ impl Roster {
 
     fn send_presence(&self, version: u64, event: ServerEvent) {
         self.inner.version.store(version, Ordering::Release);
-        self.inner.ring.send(Frame::Presence { version, bytes: Bytes::from(event.to_sse_frame()) });
+        let bytes = encode_event(self.inner.ring.room(), &event);
+        self.inner.ring.send(Frame::Presence { version, bytes });
     }
 
-    /// Subscribes a stream of `user` to the ring and writes its view of the room; `room` is
-    /// locked.
-    pub(super) fn view(&self, room: &Room, user: &UserId) -> RoomView {
+    /// Subscribes a stream of `user` to the ring and writes its view of the room, in version
+    /// 1's shape or 2's; `room` is locked.
+    pub(super) fn view(&self, room: &Room, user: &UserId, version_1: bool) -> RoomView {
         let receiver = self.inner.ring.subscribe();
-        let mut opening = ServerEvent::AllUsers(room.all_users_for(user)).to_sse_frame();
+        let dialect = if version_1 { Dialect::V1 } else { Dialect::V2 { room: self.inner.ring.room() } };
+        let mut opening = ServerEvent::AllUsers(room.all_users_for(user)).to_sse_frame_in(dialect);
         let mut opening_events = 1;
         if room.is_large() {
-            opening.push_str(&ServerEvent::Presence(room.presence_now()).to_sse_frame());
+            opening.push_str(&ServerEvent::Presence(room.presence_now()).to_sse_frame_in(dialect));
             opening_events += 1;
         }
-        RoomView { receiver, opening: (opening, opening_events), version: room.version() }
+        RoomView {
+            roster: self.clone(),
+            receiver,
+            opening: (opening, opening_events),
+            version: room.version(),
+        }
     }
 
     /// Puts a large room's `presence` summary on the ring, when it changed since the last.
     pub(crate) fn send_summary(&self) {
         let summary = self.lock().take_summary();
         if let Some(summary) = summary {
-            let bytes = Bytes::from(ServerEvent::Presence(summary).to_sse_frame());
+            let bytes = encode_event(self.inner.ring.room(), &ServerEvent::Presence(summary));
             self.inner.ring.send(Frame::Summary { bytes });
         }
     }
@@ -126,7 +136,7 @@ impl Roster {
 
     /// The current `users` snapshot and the room version it shows, encoded at most once per
     /// version.
-    pub(crate) fn users_snapshot(&self) -> (u64, Bytes) {
+    pub(crate) fn users_snapshot(&self) -> (u64, Encoded) {
         let room = self.lock();
         let version = room.version();
         let mut cached = lock(&self.inner.snapshot);
@@ -135,8 +145,14 @@ impl Roster {
         {
             return (version, bytes.clone());
         }
-        let bytes = Bytes::from(ServerEvent::Users(room.users()).to_sse_frame());
+        let bytes = encode_event(self.inner.ring.room(), &ServerEvent::Users(room.users()));
         *cached = Some((version, bytes.clone()));
         (version, bytes)
+    }
+
+    /// Whether `id` is in the room (a stream of theirs follows it, or it is within the grace
+    /// period).
+    pub(crate) fn contains(&self, id: &UserId) -> bool {
+        self.lock().contains(id)
     }
 }

@@ -5,7 +5,7 @@
 //! reaping dead ones ([`run_heartbeat`]).
 
 use super::{
-    Admission, OpenError, Presence, Roster,
+    Admission, OpenError, OpenRequest, Presence, Roster,
     cluster::{ClusterError, ClusterPresence, LogEntry, LogPosition, StreamId},
     room::{Announce, Room},
 };
@@ -81,18 +81,21 @@ impl SharedPresence {
 }
 
 impl Presence for SharedPresence {
-    fn roster(&self) -> &Roster {
-        &self.inner.roster
+    fn open<'a>(&'a self, request: OpenRequest<'a>) -> BoxFuture<'a, Result<Admission, OpenError>> {
+        // Shared presence keeps one room so far: `general`.
+        if !matches!(request.rooms, [room] if room.is_general()) {
+            return Box::pin(std::future::ready(Err(OpenError::RoomsNotShared)));
+        }
+        let OpenRequest { id, name, session, max_streams_per_user, version_1, .. } = request;
+        Box::pin(self.inner.open(id, name, session, max_streams_per_user, version_1))
     }
 
-    fn open<'a>(
-        &'a self,
-        id: UserId,
-        name: UserName,
-        session: Option<&'a Session>,
-        max_streams_per_user: usize,
-    ) -> BoxFuture<'a, Result<Admission, OpenError>> {
-        Box::pin(self.inner.open(id, name, session, max_streams_per_user))
+    fn authorize(&self, session: &Session) -> Option<User> {
+        self.inner.roster.authorize(session)
+    }
+
+    fn users_online(&self) -> usize {
+        self.inner.roster.len()
     }
 
     fn is_healthy(&self) -> bool {
@@ -107,6 +110,7 @@ impl SharedInner {
         name: UserName,
         session: Option<&Session>,
         max_streams_per_user: usize,
+        version_1: bool,
     ) -> Result<Admission, OpenError> {
         let stream = self.cluster.stream_id();
         let admitted = match self.cluster.open(&stream, &id, &name, session, max_streams_per_user).await {
@@ -131,11 +135,11 @@ impl SharedInner {
             {
                 let room = self.roster.lock();
                 if room.contains(&admitted.user.id) {
-                    let view = self.roster.view(&room, &admitted.user.id);
+                    let view = self.roster.view(&room, &admitted.user.id, version_1);
                     return Ok(Admission {
                         user: admitted.user,
                         new_session: admitted.new_session,
-                        view,
+                        views: vec![view],
                         hold: Box::new(hold),
                     });
                 }
