@@ -15,7 +15,7 @@
 #   --quick     shrink sizes and durations (a few minutes); writes
 #               target/bench-peers/BENCHMARKS.quick.md unless --out is given
 #   --only      scenarios: idle, fanout-1000, fanout-5000, fanout-5000-cluster, search-5000,
-#               throughput, join (default: all)
+#               throughput, join, rooms-1000, rooms-followed (default: all)
 #   --targets   ssechat, nchan, hono (default: all three)
 #   --out       where to write the page (default: BENCHMARKS.md for a full run)
 # Run it when nothing else is building: the figures are only as good as the quiet machine.
@@ -26,7 +26,7 @@ cd "$SSECHAT_ROOT"
 
 invocation="scripts/bench.sh${*:+ $*}"
 quick=0
-only="idle,fanout-1000,fanout-5000,fanout-5000-cluster,search-5000,throughput,join"
+only="idle,fanout-1000,fanout-5000,fanout-5000-cluster,search-5000,throughput,join,rooms-1000,rooms-followed"
 targets="ssechat,nchan,hono"
 out=""
 while (( $# > 0 )); do
@@ -52,6 +52,8 @@ if (( quick )); then
   join_sizes=(300 1000)
   connect_timeout=20s; drain_timeout=10s; settle_timeout=15s
   hono_join_max=1000
+  r1_rooms=100;  r1_subs=1000
+  r2_rooms=20;   r2_per=5; r2_subs=500; r2_rate=50; r2_duration=5s
   out="${out:-target/bench-peers/BENCHMARKS.quick.md}"
 else
   idle_streams=10000
@@ -64,6 +66,10 @@ else
   # The original design sends N²/2 new-user events: 50 million at 10,000 users, gigabytes of
   # buffers in Bun. It is run up to 3,000 (the figures stop there too).
   hono_join_max=3000
+  # 1,000 rooms of 10 subscribers, one publisher per room.
+  r1_rooms=1000; r1_subs=10000
+  # 5,000 streams each following 10 of 100 rooms, one publisher per room, 200 messages/s.
+  r2_rooms=100;  r2_per=10; r2_subs=5000; r2_rate=200; r2_duration=20s
   out="${out:-BENCHMARKS.md}"
 fi
 # Streams being opened at once: below nginx's stock listen backlog (511), so every server's
@@ -354,6 +360,22 @@ if wants "$only" join; then
       fi
       run_scenario "join-$size" "$kind" join-burst --users "$size" --settle-timeout "$settle_timeout"
     done
+  done
+fi
+# Rooms: ssechat and nchan (channels) only; the original design has one room.
+if wants "$only" rooms-1000; then
+  for kind in ssechat nchan; do
+    wants "$targets" "$kind" || continue
+    run_scenario rooms-1000 "$kind" --rooms "$r1_rooms" search --subscribers "$r1_subs" \
+      --publishers "$r1_rooms" --step-duration "$search_step" --p99-bound-ms 100 --start-rate 100 \
+      --max-rate 51200 --refine-steps 3
+  done
+fi
+if wants "$only" rooms-followed; then
+  for kind in ssechat nchan; do
+    wants "$targets" "$kind" || continue
+    run_scenario rooms-followed "$kind" --rooms "$r2_rooms" --rooms-per-stream "$r2_per" fanout \
+      --subscribers "$r2_subs" --publishers "$r2_rooms" --rate "$r2_rate" --duration "$r2_duration"
   done
 fi
 log "all scenarios done in $(( $(date +%s) - started )) s"

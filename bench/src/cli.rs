@@ -6,6 +6,7 @@ use crate::{
     error::LoadError,
     http::Endpoint,
     report::Report,
+    rooms::RoomLayout,
     scenario::{self, FanoutSettings, SearchSettings, Setup},
     target::Target,
     usage::ServerProcesses,
@@ -47,9 +48,19 @@ pub struct CommonArgs {
     #[arg(long = "server-pid", global = true)]
     pub server_pids: Vec<u32>,
 
-    /// The channel to publish to and subscribe on (nchan; the others have one room).
+    /// The channel to publish to and subscribe on (nchan; the others have one room), or with
+    /// --rooms, the name every room's name starts with (`room-0`, `room-1`, ...).
     #[arg(long, global = true, default_value = "room")]
     pub room: String,
+
+    /// Rooms (nchan: channels) to spread the clients over: publisher p posts in room
+    /// p % rooms. More than one makes ssechat speak protocol version 2.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub rooms: usize,
+
+    /// With --rooms: how many rooms each subscriber's one stream follows.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub rooms_per_stream: usize,
 
     /// Worker threads for the subscribers; 1 runs them on the calling thread (pin the
     /// process with taskset). Publishers always run on one more thread of their own.
@@ -161,8 +172,13 @@ impl Cli {
     /// Runs the scenario on the current runtime; publishers are prepared and run on
     /// `publishing`.
     pub async fn run(self, publishing: Handle) -> Result<Report, LoadError> {
+        let rooms = match (self.common.rooms, self.common.rooms_per_stream) {
+            (0 | 1, _) => String::new(),
+            (rooms, 0 | 1) => format!("; {rooms} rooms, each stream in one"),
+            (rooms, per_stream) => format!("; {rooms} rooms, each stream following {per_stream}"),
+        };
         let parameters = format!(
-            "{}; at most {} connections opening at once",
+            "{}{rooms}; at most {} connections opening at once",
             self.scenario.describe(),
             self.common.connect_concurrency
         );
@@ -173,7 +189,8 @@ impl Cli {
     async fn run_scenario(self, publishing: Handle) -> Result<Report, LoadError> {
         let common = self.common;
         let endpoints = common.urls.iter().map(|url| Endpoint::parse(url)).collect::<Result<Vec<_>, _>>()?;
-        let mut context = RunContext::new(endpoints, common.target, common.room, common.connect_concurrency)?;
+        let rooms = RoomLayout::new(common.room, common.rooms, common.rooms_per_stream);
+        let mut context = RunContext::new(endpoints, common.target, rooms, common.connect_concurrency)?;
         context.message_padding = common.message_padding;
         let setup = Setup {
             context: Arc::new(context),

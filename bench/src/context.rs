@@ -9,6 +9,7 @@ use crate::{
     http::Endpoint,
     latency::Histogram,
     marker::{MarkerFormat, RunClock},
+    rooms::RoomLayout,
     target::Target,
 };
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,8 +20,8 @@ pub struct RunContext {
     /// `endpoints[i % len]`. Never empty.
     endpoints: Vec<Endpoint>,
     pub target: Target,
-    /// The channel (nchan) the run publishes to; the other targets have one room.
-    pub room: String,
+    /// The rooms (nchan: channels) the run's clients are spread over.
+    pub rooms: RoomLayout,
     pub markers: MarkerFormat,
     pub clock: RunClock,
     /// Send-to-receive latency of every delivery in the current step, in µs.
@@ -35,7 +36,7 @@ impl RunContext {
     pub fn new(
         endpoints: Vec<Endpoint>,
         target: Target,
-        room: String,
+        rooms: RoomLayout,
         connect_concurrency: usize,
     ) -> Result<Self, LoadError> {
         if endpoints.is_empty() {
@@ -46,7 +47,7 @@ impl RunContext {
         Ok(Self {
             endpoints,
             target,
-            room,
+            rooms,
             markers: MarkerFormat::new(run),
             clock: RunClock::default(),
             latencies: Mutex::new(Histogram::default()),
@@ -76,6 +77,10 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
+    fn one_room() -> RoomLayout {
+        RoomLayout::new("room".into(), 1, 1)
+    }
+
     fn endpoint(port: u16) -> Endpoint {
         Endpoint::parse(&format!("http://127.0.0.1:{port}")).expect("a loopback URL")
     }
@@ -83,7 +88,7 @@ mod tests {
     #[test]
     fn clients_are_dealt_out_over_the_instances_in_turn() {
         let context =
-            RunContext::new(vec![endpoint(1), endpoint(2)], Target::Ssechat, "room".into(), 1).expect("two");
+            RunContext::new(vec![endpoint(1), endpoint(2)], Target::Ssechat, one_room(), 1).expect("two");
         let hosts: Vec<_> = (0..4).map(|i| context.endpoint(i).host.clone()).collect();
         assert_eq!(hosts, ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:1", "127.0.0.1:2"]);
         assert_eq!(context.describe_endpoints(), "http://127.0.0.1:1, http://127.0.0.1:2");
@@ -92,7 +97,7 @@ mod tests {
     #[test]
     fn a_run_without_a_server_is_refused() {
         assert!(matches!(
-            RunContext::new(Vec::new(), Target::Ssechat, "room".into(), 1),
+            RunContext::new(Vec::new(), Target::Ssechat, one_room(), 1),
             Err(LoadError::NoServer)
         ));
     }

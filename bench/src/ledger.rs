@@ -171,12 +171,14 @@ impl Deliveries {
         }
     }
 
-    /// Acknowledged messages (one set per publisher) this subscriber never received.
-    pub fn missing(&self, acknowledged: &[Bitset]) -> u64 {
+    /// Acknowledged messages (one set per publisher) this subscriber never received, of the
+    /// publishers whose messages it is `owed`.
+    pub fn missing(&self, acknowledged: &[Bitset], owed: impl Fn(usize) -> bool) -> u64 {
         let nothing = FromPublisher::default();
         acknowledged
             .iter()
             .enumerate()
+            .filter(|(publisher, _)| owed(*publisher))
             .map(|(publisher, acked)| acked.count_not_in(&self.from.get(publisher).unwrap_or(&nothing).seen))
             .sum()
     }
@@ -208,7 +210,8 @@ mod tests {
             acked[0].insert(counter);
         }
         acked[1].insert(0);
-        assert_eq!(deliveries.missing(&acked), 1, "publisher 0's message 3 never came");
+        assert_eq!(deliveries.missing(&acked, |_| true), 1, "publisher 0's message 3 never came");
+        assert_eq!(deliveries.missing(&acked, |publisher| publisher == 1), 0, "not owed publisher 0's");
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod marker;
 pub mod publisher;
 pub mod render;
 pub mod report;
+pub mod rooms;
 pub mod scenario;
 pub mod sse;
 pub mod subscriber;

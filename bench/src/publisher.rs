@@ -68,6 +68,8 @@ struct OwnStream {
 pub struct Publisher {
     pub index: u32,
     user: User,
+    /// The room it posts in.
+    room: String,
     client: PostClient,
     cookie: Option<String>,
     own_stream: Option<OwnStream>,
@@ -87,10 +89,13 @@ impl Publisher {
         let user = User::new(format!("pub{index}"));
         let endpoint = context.endpoint(index as usize);
         let client = PostClient::new(endpoint.clone());
+        let layout = &context.rooms;
+        let room = layout.name(layout.publisher_room(index as usize));
         if !context.target.posts_need_a_session() {
-            return Ok(Self { index, user, client, cookie: None, own_stream: None });
+            return Ok(Self { index, user, room, client, cookie: None, own_stream: None });
         }
-        let path = context.target.stream_path(&context.room, &user);
+        // Its stream follows its room: a post needs its author in the room.
+        let path = context.target.stream_path(std::slice::from_ref(&room), layout.has_rooms(), &user);
         let opened =
             http::open_stream(endpoint, StreamRequest { path_and_query: &path, cookie: None }).await?;
         let cookie = opened.head.cookie.clone().ok_or(LoadError::NoSessionCookie)?;
@@ -100,7 +105,14 @@ impl Publisher {
             while let Ok(Some(())) = opened.socket.read_with(|_| ()).await {}
             still_open.store(false, Ordering::Release);
         });
-        Ok(Self { index, user, client, cookie: Some(cookie), own_stream: Some(OwnStream { task, open }) })
+        Ok(Self {
+            index,
+            user,
+            room,
+            client,
+            cookie: Some(cookie),
+            own_stream: Some(OwnStream { task, open }),
+        })
     }
 
     /// False when the publisher's own stream ended (its session will end with it).
@@ -135,7 +147,8 @@ impl Publisher {
             let sent_us = context.clock.now_us();
             let marker = Marker { step, publisher: self.index, counter, sent_us };
             let text = context.markers.text(&marker, context.message_padding);
-            let request = context.target.post_request(&context.room, &self.user, &text);
+            let request =
+                context.target.post_request(&self.room, context.rooms.has_rooms(), &self.user, &text);
             outcome.attempted += 1;
             let answer =
                 tokio::time::timeout(POST_TIMEOUT, self.client.post(&request, self.cookie.as_deref())).await;

@@ -103,10 +103,14 @@ enum Scenario {
     Search5000,
     Throughput,
     JoinBurst,
+    /// 1,000 rooms of 10 subscribers, one publisher per room: the highest total rate.
+    Rooms1000,
+    /// 5,000 streams each following 10 of 100 rooms, 200 messages/s over all of them.
+    RoomsFollowed,
 }
 
 impl Scenario {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 9] = [
         Self::Idle,
         Self::Fanout1000,
         Self::Fanout5000,
@@ -114,6 +118,8 @@ impl Scenario {
         Self::Search5000,
         Self::Throughput,
         Self::JoinBurst,
+        Self::Rooms1000,
+        Self::RoomsFollowed,
     ];
 
     fn of_label(label: &str) -> Option<Self> {
@@ -124,6 +130,8 @@ impl Scenario {
             "fanout-5000-cluster" => Self::Fanout5000Cluster,
             "search-5000" => Self::Search5000,
             "throughput" => Self::Throughput,
+            "rooms-1000" => Self::Rooms1000,
+            "rooms-followed" => Self::RoomsFollowed,
             _ if label.starts_with("join-") => Self::JoinBurst,
             _ => return None,
         })
@@ -140,6 +148,12 @@ impl Scenario {
             Self::Search5000 => "5,000 subscribers, one publisher: the highest rate that holds",
             Self::Throughput => "10 subscribers, 16 publishers, as fast as answers come, 10 s",
             Self::JoinBurst => "N users join in a burst, N = 1,000 / 3,000 / 10,000",
+            Self::Rooms1000 => {
+                "1,000 rooms × 10 subscribers, one publisher per room: the highest total rate that holds"
+            }
+            Self::RoomsFollowed => {
+                "5,000 streams each following 10 of 100 rooms, 200 messages/s over all rooms"
+            }
         }
     }
 
@@ -157,6 +171,8 @@ impl Scenario {
             Self::Search5000 => "at least 50 messages/s with 0 lost, 0 disconnected, p99 under 100 ms",
             Self::Throughput => "at least 40,000 durable acked posts/s, 0 lost",
             Self::JoinBurst => "presence bytes per user flat as N grows; 10,000 joins done in under 2 s",
+            Self::Rooms1000 => "at least 2× nchan's rate (1,000 channels), 0 lost, p99 under 100 ms",
+            Self::RoomsFollowed => "all 200 messages/s held, 0 lost, p99 under 100 ms",
         }
     }
 }
@@ -191,7 +207,7 @@ fn fmt_cpu(pct: Option<f64>) -> String {
     pct.map_or_else(|| "n/a".into(), |pct| format!("{pct:.0}%"))
 }
 
-fn verdict(scenario: Scenario, reports: &[&Report]) -> Verdict {
+fn verdict(scenario: Scenario, reports: &[&Report], nchan: &[&Report]) -> Verdict {
     let none = || Verdict { met: false, detail: "no result".into() };
     let Some(first) = reports.first() else { return none() };
     match scenario {
@@ -211,7 +227,25 @@ fn verdict(scenario: Scenario, reports: &[&Report]) -> Verdict {
                 ),
             }
         }
-        Scenario::Fanout1000 | Scenario::Fanout5000 | Scenario::Fanout5000Cluster | Scenario::Throughput => {
+        Scenario::Rooms1000 => {
+            let Some(search) = &first.search else { return none() };
+            let nchan_best =
+                nchan.first().and_then(|report| report.search.as_ref()).and_then(|search| search.best_rate);
+            let ratio = search.best_rate.zip(nchan_best).map(|(ours, theirs)| ours / theirs.max(1e-9));
+            Verdict {
+                met: ratio.is_some_and(|ratio| ratio >= 2.0),
+                detail: format!(
+                    "{}; {}",
+                    search_summary(first),
+                    ratio.map_or_else(|| "no ratio to nchan".into(), |ratio| format!("{ratio:.2}× nchan"))
+                ),
+            }
+        }
+        Scenario::Fanout1000
+        | Scenario::Fanout5000
+        | Scenario::Fanout5000Cluster
+        | Scenario::Throughput
+        | Scenario::RoomsFollowed => {
             let Some(step) = step(first) else { return none() };
             let clean =
                 step.lost == 0 && step.duplicated == 0 && step.out_of_order == 0 && step.disconnected == 0;
@@ -219,6 +253,18 @@ fn verdict(scenario: Scenario, reports: &[&Report]) -> Verdict {
                 Scenario::Fanout1000 => (
                     clean && step.latency.p99_ms < 5.0 && held(step),
                     format!("p99 {}, {} lost", fmt_ms(step.latency.p99_ms), step.lost),
+                ),
+                Scenario::RoomsFollowed => (
+                    clean && held(step) && step.latency.p99_ms < 100.0,
+                    format!(
+                        "{:.0} of {:.0} messages/s, {} events/s, p99 {}, {} lost, {} dropped",
+                        step.posts.acknowledged_per_s,
+                        step.asked_rate.unwrap_or(0.0),
+                        fmt_int(step.delivered_per_s),
+                        fmt_ms(step.latency.p99_ms),
+                        step.lost,
+                        step.disconnected
+                    ),
                 ),
                 Scenario::Fanout5000 | Scenario::Fanout5000Cluster => {
                     let asked = step.asked_rate.unwrap_or(0.0);
@@ -325,17 +371,19 @@ fn overview_cell(scenario: Scenario, line: Option<&ResultLine>, joins: &[&Report
                 report.memory.map_or_else(|| "n/a".into(), |m| format!("{:.1} KiB/stream", m.kib_per_stream))
             )
         }),
-        Scenario::Fanout1000 | Scenario::Fanout5000 | Scenario::Fanout5000Cluster => step(report)
-            .map_or_else(String::new, |step| {
-                format!(
-                    "{:.0} msg/s, {} events/s, p99 {}, {} lost",
-                    step.posts.acknowledged_per_s,
-                    fmt_int(step.delivered_per_s),
-                    fmt_ms(step.latency.p99_ms),
-                    step.lost
-                )
-            }),
-        Scenario::Search5000 => search_summary(report),
+        Scenario::Fanout1000
+        | Scenario::Fanout5000
+        | Scenario::Fanout5000Cluster
+        | Scenario::RoomsFollowed => step(report).map_or_else(String::new, |step| {
+            format!(
+                "{:.0} msg/s, {} events/s, p99 {}, {} lost",
+                step.posts.acknowledged_per_s,
+                fmt_int(step.delivered_per_s),
+                fmt_ms(step.latency.p99_ms),
+                step.lost
+            )
+        }),
+        Scenario::Search5000 | Scenario::Rooms1000 => search_summary(report),
         Scenario::Throughput => step(report).map_or_else(String::new, |step| {
             format!("{} acked posts/s, {} lost", fmt_int(step.posts.acknowledged_per_s), step.lost)
         }),
@@ -423,7 +471,8 @@ pub fn render(results: &[ResultLine], info: &RunInfo) -> String {
             let cell = overview_cell(scenario, first, &reports_for(scenario, target));
             if disturbed { format!("{cell} ‡") } else { cell }
         };
-        let verdict = verdict(scenario, &reports_for(scenario, Target::Ssechat));
+        let verdict =
+            verdict(scenario, &reports_for(scenario, Target::Ssechat), &reports_for(scenario, Target::Nchan));
         let _ = writeln!(
             w,
             "| {} | {} | {} | {} | {} | {} |",
@@ -459,7 +508,7 @@ pub fn render(results: &[ResultLine], info: &RunInfo) -> String {
         match scenario {
             Scenario::Idle => idle_table(w, &lines, info),
             Scenario::JoinBurst => join_table(w, &lines, info),
-            Scenario::Search5000 => search_table(w, &lines, info),
+            Scenario::Search5000 | Scenario::Rooms1000 => search_table(w, &lines, info),
             Scenario::Fanout5000Cluster => cluster_table(w, &lines_for(Scenario::Fanout5000), &lines, info),
             _ => step_table(w, &lines, info),
         }

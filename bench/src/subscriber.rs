@@ -324,7 +324,10 @@ async fn subscribe(
     // The gate is never closed; without a permit the stream simply opens unthrottled.
     let mut permit: Option<OwnedSemaphorePermit> =
         Arc::clone(&context.connect_slots).acquire_owned().await.ok();
-    let path = context.target.stream_path(&context.room, &user);
+    let layout = &context.rooms;
+    let rooms: Vec<String> =
+        layout.subscriber_rooms(index).into_iter().map(|room| layout.name(room)).collect();
+    let path = context.target.stream_path(&rooms, layout.has_rooms(), &user);
     let opened =
         http::open_stream(context.endpoint(index), StreamRequest { path_and_query: &path, cookie: None })
             .await;

@@ -70,22 +70,35 @@ impl Target {
         }
     }
 
-    /// The path and query a subscriber opens.
-    pub fn stream_path(self, room: &str, user: &User) -> String {
+    /// The path and query a subscriber of `rooms` opens. `versioned`: the run has rooms, and
+    /// ssechat is asked for them by name (protocol version 2); without, it follows `general`
+    /// in version 1. nchan subscribes to several channels at once with its split delimiter
+    /// (`,`, see bench/peers/nchan/nginx.conf.in).
+    pub fn stream_path(self, rooms: &[String], versioned: bool, user: &User) -> String {
+        let user_query = format!("id={}&name={}", encode(&user.id), encode(&user.name));
         match self {
-            Self::Ssechat | Self::Hono => format!("/sse?id={}&name={}", encode(&user.id), encode(&user.name)),
-            Self::Nchan => format!("/sub?id={}", encode(room)),
+            Self::Ssechat if versioned => format!("/sse?{user_query}&rooms={}", rooms.join(",")),
+            Self::Ssechat | Self::Hono => format!("/sse?{user_query}"),
+            Self::Nchan => {
+                let channels: Vec<String> = rooms.iter().map(|room| encode(room)).collect();
+                format!("/sub?id={}", channels.join(","))
+            }
         }
     }
 
-    /// The request that posts `text` as `user`.
-    pub fn post_request(self, room: &str, user: &User, text: &str) -> PostRequest {
+    /// The request that posts `text` in `room` as `user`; `versioned` as in
+    /// [`Target::stream_path`].
+    pub fn post_request(self, room: &str, versioned: bool, user: &User, text: &str) -> PostRequest {
         const FORM: &str = "application/x-www-form-urlencoded";
         match self {
             Self::Ssechat => PostRequest {
                 path: "/message".into(),
                 content_type: FORM,
-                body: format!("message={}", encode(text)).into_bytes(),
+                body: if versioned {
+                    format!("message={}&room={}", encode(text), encode(room)).into_bytes()
+                } else {
+                    format!("message={}", encode(text)).into_bytes()
+                },
             },
             Self::Hono => PostRequest {
                 path: "/message".into(),
@@ -204,11 +217,22 @@ mod tests {
     #[test]
     fn posts_are_encoded_as_each_server_expects() {
         let user = User { id: "a-1".into(), name: "pub 0".into() };
-        let ssechat = Target::Ssechat.post_request("room", &user, "lt.1");
+        let ssechat = Target::Ssechat.post_request("room", false, &user, "lt.1");
         assert_eq!(ssechat.body, b"message=lt%2E1");
-        let hono = Target::Hono.post_request("room", &user, "hi");
+        let in_a_room = Target::Ssechat.post_request("room-3", true, &user, "lt.1");
+        assert_eq!(in_a_room.body, b"message=lt%2E1&room=room%2D3");
+        let hono = Target::Hono.post_request("room", false, &user, "hi");
         assert_eq!(hono.body, b"message=hi&id=a%2D1&name=pub%200");
-        let nchan = Target::Nchan.post_request("room", &user, "hi");
+        let nchan = Target::Nchan.post_request("room", false, &user, "hi");
         assert_eq!((nchan.path.as_str(), nchan.body.as_slice()), ("/pub?id=room", &b"hi"[..]));
+    }
+
+    #[test]
+    fn streams_ask_for_their_rooms_as_each_server_expects() {
+        let user = User { id: "a".into(), name: "b".into() };
+        let rooms = vec!["room-1".to_owned(), "room-2".to_owned()];
+        assert_eq!(Target::Ssechat.stream_path(&rooms, true, &user), "/sse?id=a&name=b&rooms=room-1,room-2");
+        assert_eq!(Target::Ssechat.stream_path(&rooms[..1], false, &user), "/sse?id=a&name=b");
+        assert_eq!(Target::Nchan.stream_path(&rooms, true, &user), "/sub?id=room%2D1,room%2D2");
     }
 }

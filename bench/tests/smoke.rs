@@ -7,6 +7,7 @@
 use bench::{
     context::RunContext,
     http::Endpoint,
+    rooms::RoomLayout,
     scenario::{self, FanoutSettings, Setup},
     target::Target,
     usage::ServerProcesses,
@@ -49,9 +50,13 @@ async fn start_ssechat() -> TestServer {
 }
 
 fn setup(addr: SocketAddr, target: Target) -> Setup {
+    setup_in(addr, target, RoomLayout::new("room".into(), 1, 1))
+}
+
+fn setup_in(addr: SocketAddr, target: Target, rooms: RoomLayout) -> Setup {
     let endpoint = Endpoint::parse(&format!("http://{addr}")).expect("a loopback URL");
     Setup {
-        context: Arc::new(RunContext::new(vec![endpoint], target, "room".into(), 100).expect("one server")),
+        context: Arc::new(RunContext::new(vec![endpoint], target, rooms, 100).expect("one server")),
         server: ServerProcesses::new(vec![std::process::id()]),
         connect_timeout: PATIENCE,
         drain_timeout: PATIENCE,
@@ -60,6 +65,27 @@ fn setup(addr: SocketAddr, target: Target) -> Setup {
         // The tests' own runtime: no thread of their own for so few publishers.
         publishing: tokio::runtime::Handle::current(),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_of_several_rooms_get_exactly_their_rooms_messages_in_seq_order() {
+    let server = start_ssechat().await;
+    let rooms = RoomLayout::new("room".into(), 6, 3);
+    let setup = setup_in(server.running.local_addr(), Target::Ssechat, rooms);
+    let settings = FanoutSettings {
+        subscribers: 60,
+        publishers: 6,
+        rate: None,
+        duration: PATIENCE,
+        messages: Some(300),
+    };
+    let report = scenario::fanout(&setup, settings).await;
+    assert!(report.passed, "{report}");
+    let step = &report.steps[0];
+    assert_eq!(step.posts.acknowledged, 300, "{report}");
+    // Each publisher posts 50 in its own room; each stream follows 3 of the 6 rooms.
+    assert_eq!(step.delivered_events, 60 * 3 * 50, "{report}");
+    assert_eq!((step.lost, step.duplicated, step.out_of_order), (0, 0, 0), "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,7 @@ use bench::{
     http::{self, Endpoint, StreamRequest},
     latency::Histogram,
     publisher::{Pacing, Publisher},
+    rooms::RoomLayout,
     target::{Target, User},
 };
 use clap::Parser;
@@ -111,8 +112,13 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<Outcome, String> {
     let endpoint = Endpoint::parse(&cli.url).map_err(|error| error.to_string())?;
-    let mut context = RunContext::new(vec![endpoint.clone()], Target::Ssechat, "room".into(), 1_000)
-        .map_err(|error| error.to_string())?;
+    let mut context = RunContext::new(
+        vec![endpoint.clone()],
+        Target::Ssechat,
+        RoomLayout::new("general".into(), 1, 1),
+        1_000,
+    )
+    .map_err(|error| error.to_string())?;
     context.message_padding = cli.message_padding;
     let context = Arc::new(context);
 
@@ -176,7 +182,8 @@ async fn run(cli: Cli) -> Result<Outcome, String> {
 /// messages arrived; the instant it had them all, or `None` if not by `deadline`.
 async fn replay(endpoint: Endpoint, index: usize, history: u64, deadline: Instant) -> Option<Instant> {
     let user = User::new(format!("replayer{index}"));
-    let path = format!("{}&last_event_id=0", Target::Ssechat.stream_path("room", &user));
+    let path =
+        format!("{}&last_event_id=0", Target::Ssechat.stream_path(&["general".to_owned()], false, &user));
     let opened =
         http::open_stream(&endpoint, StreamRequest { path_and_query: &path, cookie: None }).await.ok()?;
     let (socket, mut body) = (opened.socket, opened.body);
