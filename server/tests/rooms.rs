@@ -327,3 +327,45 @@ async fn each_room_owes_its_own_history_gap() {
     assert_eq!(replayed, [first_b, a[2], a[3], a[4]], "b lost nothing: no gap for it");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn switching_lists_is_no_leave_and_no_join_in_the_rooms_on_both() {
+    let server = TestServer::start_with(|config| config.leave_grace_ms = 500).await;
+    let (mut bob, _) = join_rooms(&server, "bob", None, "b,a").await;
+    let (old, cookie) = join_rooms(&server, "ann", None, "a,b").await;
+    assert_eq!(bob.next_named("new-user").await.json()["room"], "b");
+    assert_eq!(bob.next_named("new-user").await.json()["room"], "a");
+    // The new list first, then the old stream goes: b and c stay, a is left.
+    let (_new, _) = join_rooms(&server, "ann", Some(&cookie), "b,c").await;
+    drop(old);
+    let left = bob.next_named("user-leave").await;
+    assert_eq!(
+        left.json(),
+        json!({"room": "a", "id": "ann", "name": "ann"}),
+        "a is left after the grace period"
+    );
+    // Nothing about ann in b, for longer than the grace period.
+    let quiet = bob.try_next_event(Duration::from_millis(1_500)).await;
+    assert!(quiet.as_ref().is_none_or(|event| event.json()["id"] != "ann"), "{quiet:?}");
+    let (_, users) = get_json(&server, "/users?room=b").await;
+    assert_eq!(users["users"].as_array().unwrap().len(), 2);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_room_is_large_or_not_on_its_own() {
+    let server = TestServer::start_with(|config| config.large_room_threshold = 2).await;
+    let (_a, _) = join_rooms(&server, "a", None, "big,small").await;
+    let (_b, _) = join_rooms(&server, "b", None, "big").await;
+    let (_c, _) = join_rooms(&server, "c", None, "big").await;
+    let mut d = SseClient::connect(&server, Connect::new("d", "d").rooms("small,big")).await;
+    let small = d.next_event().await;
+    assert_eq!((small.event.as_str(), small.json()["room"].clone()), ("all-users", json!("small")));
+    assert_eq!(small.json()["users"].as_array().unwrap().len(), 2, "small has a and d: not large");
+    let big = d.next_event().await;
+    assert_eq!((big.event.as_str(), big.json()["room"].clone()), ("all-users", json!("big")));
+    let presence = d.next_event().await;
+    assert_eq!(presence.event, "presence", "big has 4 users, above the threshold of 2");
+    assert_eq!((presence.json()["room"].clone(), presence.json()["count"].clone()), (json!("big"), json!(4)));
+    server.shutdown().await;
+}
