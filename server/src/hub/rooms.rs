@@ -174,12 +174,17 @@ impl Rooms {
                 roster.ring().forget_through(first.seq - 1);
             }
         }
-        // In order of first appearance; a batch usually holds one room or a few.
-        let mut by_room: Vec<(RoomName, Vec<&ChatMessage>)> = Vec::new();
+        // In order of first appearance (the order does not matter: the cut moves only once
+        // all are on their rings). A batch of a busy server holds hundreds of rooms.
+        let mut by_room: Vec<(&RoomName, Vec<&ChatMessage>)> = Vec::new();
+        let mut index: HashMap<&RoomName, usize> = HashMap::new();
         for message in messages.iter().filter(|message| message.seq > *cut) {
-            match by_room.iter_mut().find(|(room, _)| *room == message.room) {
-                Some((_, list)) => list.push(message),
-                None => by_room.push((message.room.clone(), vec![message])),
+            match index.get(&message.room) {
+                Some(&at) => by_room[at].1.push(message),
+                None => {
+                    index.insert(&message.room, by_room.len());
+                    by_room.push((&message.room, vec![message]));
+                }
             }
         }
         let frames: Vec<(Ring, Frame)> = by_room
