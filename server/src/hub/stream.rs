@@ -277,6 +277,16 @@ impl EventStream {
             return Some(opening);
         }
         loop {
+            // Frames held back for the cut were taken off their rings: no ring will wake the
+            // stream for them. Draining again waits for the batch being put on its rings
+            // (see `drain_rooms`), then writes them.
+            if self.followed.iter().any(|followed| followed.held.is_some()) {
+                match self.drain(None) {
+                    Ok(Some(chunk)) => return Some(chunk),
+                    Ok(None) => continue,
+                    Err(Lagged) => return self.drop_slow_client(),
+                }
+            }
             tokio::select! {
                 biased;
                 () = self.shutdown.as_mut() => return None,
