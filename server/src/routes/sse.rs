@@ -112,9 +112,6 @@ fn refusal(error: OpenError) -> ApiError {
             retry_after: Duration::from_secs(5),
         },
         OpenError::TooManyRooms => ApiError::Conflict("too many rooms"),
-        OpenError::RoomsNotShared => ApiError::NotImplemented(
-            "instances that share a Redis share the room general only: follow general",
-        ),
         OpenError::ServerFull => ApiError::Unavailable {
             reason: "the server is at its connection limit: retry shortly",
             retry_after: Duration::from_secs(5),
