@@ -480,3 +480,37 @@ async fn a_departure_nobody_carried_out_is_carried_out_by_the_heartbeats() {
     assert_eq!(left.json()["id"], "lost");
     assert_eq!(user_ids(&b).await, ["watcher"]);
 }
+
+#[tokio::test]
+async fn a_room_departure_nobody_carried_out_is_carried_out_by_the_heartbeats_room_by_room() {
+    use app::protocol::{RoomName, UserId, UserName};
+    use server::hub::ClusterPresence;
+
+    let redis = RedisProcess::start();
+    let b = instance(&redis).await;
+    let (mut watcher, _) = join(&b, "watcher", "Watcher").await;
+    let mut side = SseClient::connect(&b, Connect::new("side", "Side").rooms("side")).await;
+    assert_eq!(side.status, StatusCode::OK);
+    // A user follows general and side, then closes their last stream in side, and the
+    // instance that closed it is gone before it carries out the departure. Its other stream,
+    // in general, stays open (and its instance is never taken for dead: it never beat).
+    let presence = ClusterPresence::connect(&redis.url(), PREFIX).await.expect("connect to Redis");
+    let (roamer, name) = (UserId::parse("roamer").unwrap(), UserName::parse("Roamer").unwrap());
+    let (general, both) = (RoomName::general(), [RoomName::general(), RoomName::parse("side").unwrap()]);
+    let (in_both, in_general) = (presence.stream_id(), presence.stream_id());
+    let joined = presence.open(&in_both, &roamer, &name, None, 5, &both).await.unwrap().unwrap();
+    let session = joined.new_session.expect("the first stream binds the id");
+    let again = presence.open(&in_general, &roamer, &name, Some(&session), 5, &[general]).await.unwrap();
+    assert!(again.is_ok());
+    assert_eq!(side.next_named("new-user").await.json()["id"], "roamer");
+    assert!(presence.close(&in_both).await.unwrap().is_some(), "the last stream in side");
+    drop(presence);
+
+    let left = side.next_named("user-leave").await;
+    assert_eq!(left.json(), json!({"room": "side", "id": "roamer", "name": "Roamer"}));
+    assert!(
+        leaves_during(&mut watcher, Duration::from_millis(300)).await.is_empty(),
+        "roamer stays in general"
+    );
+    assert_eq!(user_ids(&b).await, ["watcher", "roamer"]);
+}

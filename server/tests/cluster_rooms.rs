@@ -177,8 +177,19 @@ async fn instances_share_every_room_each_with_its_own_joins_messages_and_members
         assert_eq!(page, json!({"messages": [hello], "more": false}));
     }
 
+    // An instance that starts now reads every room as it stands.
+    let c = instance(&redis, |_| {}).await;
+    wait_for_rooms(&c, &expected).await;
+    assert_eq!(room_users(&c, "b").await, ["ann", "bob"]);
+    let (_cy, _, listed) = join_rooms(&c, "cy", None, "a,c").await;
+    assert_eq!(listed, [vec!["ann", "cy"], vec!["bob", "cy"]]);
+    for (client, room) in [(&mut ann, "a"), (&mut bob, "c")] {
+        let joined = client.next_named("new-user").await;
+        assert_eq!(joined.json(), json!({"room": room, "id": "cy", "name": "cy"}));
+    }
+
     // Nobody heard of a join in a room they do not follow.
-    for (client, expected_joins) in [(&mut ann, 1), (&mut bob, 0)] {
+    for (client, expected_joins) in [(&mut ann, 2), (&mut bob, 1)] {
         assert!(presence_during(client, Duration::from_millis(300)).await.is_empty());
         assert_eq!(client.raw.matches("event: new-user").count(), expected_joins, "{}", client.raw);
         assert!(!client.raw.contains("\"room\":\"general\""), "{}", client.raw);
@@ -269,4 +280,52 @@ async fn the_room_limit_counts_rooms_created_on_every_instance() {
     let (_w, _, _) = join_rooms(&a, "w", None, "r3").await;
     let refused = SseClient::connect(&b, Connect::new("v", "v").rooms("r4")).await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "general, r1 (its message) and r3 exist");
+}
+
+#[tokio::test]
+async fn a_killed_instance_has_its_users_leave_every_room_they_followed() {
+    use std::{
+        io::{BufRead, BufReader},
+        process::{Command, Stdio},
+    };
+    let redis = RedisProcess::start();
+    let b = instance(&redis, |_| {}).await;
+    let (mut in_a, _, _) = join_rooms(&b, "in-a", None, "a").await;
+    let (mut in_b, _, _) = join_rooms(&b, "in-b", None, "b").await;
+
+    let data = tempfile::tempdir().unwrap();
+    let mut killed = Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["--addr", "127.0.0.1:0", "--leave-grace-ms", "100", "--instance-timeout-ms", "2000"])
+        .args(["--redis-url", &redis.url(), "--session-secret", SECRET, "--data-dir"])
+        .arg(data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(killed.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.trim().strip_prefix("ssechat listening on ").unwrap().to_owned();
+    let response = reqwest::Client::new()
+        .get(format!("{base}/sse?id=doomed&name=Doomed&rooms=a,b,c"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut doomed = SseClient::from_response(response);
+    assert_eq!(doomed.next_event().await.event, "all-users");
+    for (watcher, room) in [(&mut in_a, "a"), (&mut in_b, "b")] {
+        let joined = watcher.next_named("new-user").await;
+        assert_eq!(joined.json(), json!({"room": room, "id": "doomed", "name": "Doomed"}));
+    }
+    wait_for_rooms(&b, &[("general", 0), ("a", 2), ("b", 2), ("c", 1)]).await;
+
+    killed.kill().unwrap(); // SIGKILL: no goodbye
+    killed.wait().unwrap();
+    for (watcher, room) in [(&mut in_a, "a"), (&mut in_b, "b")] {
+        let left = watcher.next_named("user-leave").await;
+        assert_eq!(left.json(), json!({"room": room, "id": "doomed", "name": "Doomed"}));
+    }
+    wait_for_rooms(&b, &[("general", 0), ("a", 1), ("b", 1)]).await;
+    // The id is free again.
+    let (_doomed_again, _, _) = join_rooms(&b, "doomed", None, "general").await;
 }
