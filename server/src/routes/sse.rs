@@ -212,7 +212,7 @@ pub async fn open_stream(
             return Ok(unavailable_keeping_the_binding(
                 &state,
                 new_session.as_ref(),
-                "the chat's shared room is slow to answer: retry shortly",
+                "the chat's shared rooms are slow to answer: retry shortly",
             ));
         }
         Err(error) => return Err(refusal(error)),
