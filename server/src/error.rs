@@ -33,9 +33,6 @@ pub enum ApiError {
     RateLimited { retry_after: Duration },
     #[error("{reason}")]
     Unavailable { reason: &'static str, retry_after: Duration },
-    /// Something the protocol has that this server's setup cannot do.
-    #[error("{0}")]
-    NotImplemented(&'static str),
 }
 
 impl ApiError {
@@ -48,7 +45,6 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         }
     }
 

@@ -54,7 +54,7 @@ pub enum StartError {
     Secret(#[from] session::SecretError),
     #[error("cannot open the message store: {0}")]
     Store(#[from] StoreError),
-    #[error("cannot reach the shared room: {0}")]
+    #[error("cannot reach the shared rooms: {0}")]
     Cluster(#[from] hub::ClusterError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
@@ -140,7 +140,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             let cluster = hub::ClusterPresence::connect(url, &config.redis_prefix).await?;
             Box::new(SharedPresence::start(
                 cluster,
-                rooms.general(),
+                rooms.clone(),
                 &settings,
                 Arc::clone(&metrics),
                 shutdown.clone(),

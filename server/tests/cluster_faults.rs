@@ -292,9 +292,10 @@ async fn a_frozen_redis_neither_loses_nor_invents_streams_when_its_scripts_are_r
 
 #[tokio::test]
 async fn an_instance_whose_clock_is_ten_seconds_off_is_not_taken_for_dead() {
-    use app::protocol::{UserId, UserName};
+    use app::protocol::{RoomName, UserId, UserName};
     use server::hub::ClusterPresence;
 
+    let general = [RoomName::general()];
     let redis = RedisProcess::start();
     let b = instance(&redis).await;
     let (mut watcher, _) = join(&b, "watcher", "Watcher").await;
@@ -309,7 +310,8 @@ async fn an_instance_whose_clock_is_ten_seconds_off_is_not_taken_for_dead() {
             .expect("connect to Redis")
             .with_clock_offset(offset_ms);
         let (user, name) = (UserId::parse(id).unwrap(), UserName::parse(id).unwrap());
-        let admitted = skewed.open(&skewed.stream_id(), &user, &name, None, 5).await.expect("Redis answers");
+        let admitted =
+            skewed.open(&skewed.stream_id(), &user, &name, None, 5, &general).await.expect("Redis answers");
         assert!(admitted.is_ok(), "{id} joins");
         beating.push(tokio::spawn(async move {
             let mut ticks = tokio::time::interval(timeout / 3);
@@ -347,70 +349,80 @@ async fn times_out_while_frozen<T>(
 
 #[tokio::test]
 async fn presence_scripts_retried_after_a_timeout_change_nothing_the_second_time() {
-    use app::protocol::{UserId, UserName};
+    use app::protocol::{RoomName, UserId, UserName};
     use server::hub::ClusterPresence;
 
     let redis = RedisProcess::start();
     let b = instance(&redis).await;
     let (_watcher, _) = join(&b, "watcher", "Watcher").await;
+    let general = [RoomName::general()];
     let presence = ClusterPresence::connect(&redis.url(), PREFIX).await.expect("connect to Redis");
     let user = |id: &str| (UserId::parse(id).unwrap(), UserName::parse(id).unwrap());
 
     // Carol, two tabs. The first tab's close times out; its retry must not count it twice.
     let (carol, carol_name) = user("carol");
     let (first_tab, second_tab) = (presence.stream_id(), presence.stream_id());
-    let joined = presence.open(&first_tab, &carol, &carol_name, None, 5).await.unwrap().unwrap();
+    let joined = presence.open(&first_tab, &carol, &carol_name, None, 5, &general).await.unwrap().unwrap();
     let session = joined.new_session.expect("carol's first stream binds her id");
-    let again = presence.open(&second_tab, &carol, &carol_name, Some(&session), 5).await.unwrap();
+    let again = presence.open(&second_tab, &carol, &carol_name, Some(&session), 5, &general).await.unwrap();
     assert!(again.is_ok(), "carol's second tab opens");
-    times_out_while_frozen(&redis, presence.close(&first_tab, &carol)).await;
-    assert_eq!(presence.close(&first_tab, &carol).await.unwrap(), None, "carol has a tab left");
+    times_out_while_frozen(&redis, presence.close(&first_tab)).await;
+    assert_eq!(presence.close(&first_tab).await.unwrap(), None, "carol has a tab left");
 
     // Erin's open times out; its retry answers as the first run did: she joined.
     let (erin, erin_name) = user("erin");
     let erins = presence.stream_id();
-    times_out_while_frozen(&redis, presence.open(&erins, &erin, &erin_name, None, 5)).await;
-    let retried = presence.open(&erins, &erin, &erin_name, None, 5).await.unwrap();
+    times_out_while_frozen(&redis, presence.open(&erins, &erin, &erin_name, None, 5, &general)).await;
+    let retried = presence.open(&erins, &erin, &erin_name, None, 5, &general).await.unwrap();
     assert!(retried.is_ok_and(|admitted| admitted.new_session.is_some()), "the retry reports the join");
 
     // Dave's open times out and is given up: closing it leaves nothing behind, and his
     // departure goes through.
     let (dave, dave_name) = user("dave");
     let daves = presence.stream_id();
-    times_out_while_frozen(&redis, presence.open(&daves, &dave, &dave_name, None, 5)).await;
-    let token = presence.close(&daves, &dave).await.unwrap().expect("it was dave's only stream");
-    assert_eq!(presence.close(&daves, &dave).await.unwrap(), Some(token), "a retried close answers the same");
+    times_out_while_frozen(&redis, presence.open(&daves, &dave, &dave_name, None, 5, &general)).await;
+    let token = presence.close(&daves).await.unwrap().expect("it was dave's only stream");
+    assert_eq!(presence.close(&daves).await.unwrap(), Some(token), "a retried close answers the same");
     presence.expire(&dave, token).await.unwrap();
     wait_for_users(&b, &["watcher", "carol", "erin"]).await;
 
     // An open that reaches Redis only after its stream was closed changes nothing.
     let late = presence.stream_id();
-    assert_eq!(presence.close(&late, &dave).await.unwrap(), None);
-    let refused = presence.open(&late, &dave, &dave_name, None, 5).await.unwrap();
+    assert_eq!(presence.close(&late).await.unwrap(), None);
+    let refused = presence.open(&late, &dave, &dave_name, None, 5, &general).await.unwrap();
     assert!(refused.is_err(), "a closed stream does not open");
     assert_eq!(user_ids(&b).await, ["watcher", "carol", "erin"]);
 }
 
-/// Joins `id` to the shared room behind the instances' backs, as another instance would: the
-/// user, the room, and the log entry.
+/// Binds `ARGV[2]` and joins it to `general` behind the instances' backs, as another instance
+/// would: the identity, the room, and the log entries. `ARGV[1]` is the presence prefix,
+/// `ARGV[3]` the binding.
 const GHOST_JOIN: &str = r#"
-local no = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], 'name', ARGV[1], 'binding', ARGV[2], 'token', redis.call('INCR', KEYS[3]), 'no', no)
-redis.call('ZADD', KEYS[4], no, ARGV[1])
-redis.call('XADD', KEYS[5], '*', 'n', redis.call('INCR', KEYS[6]), 't', 'join', 'id', ARGV[1], 'name', ARGV[1], 'binding', ARGV[2], 'no', no)
+local function join(P, id, binding)
+  local token = redis.call('INCR', P .. ':tokens')
+  local no = redis.call('INCR', P .. ':joins')
+  redis.call('HSET', P .. ':id:' .. id, 'name', id, 'binding', binding, 'token', token, 'no', no, 'r:general', token)
+  redis.call('ZADD', P .. ':ids', no, id)
+  redis.call('XADD', P .. ':log', '*', 'n', redis.call('INCR', P .. ':logno'), 't', 'bind', 'id', id, 'name', id, 'binding', binding, 'no', no)
+  no = redis.call('INCR', P .. ':joins')
+  redis.call('ZADD', P .. ':members:general', no, id)
+  redis.call('SADD', P .. ':rooms', 'general')
+  redis.call('XADD', P .. ':log', '*', 'n', redis.call('INCR', P .. ':logno'), 't', 'join', 'room', 'general', 'id', id, 'name', id, 'binding', binding, 'no', no)
+end
 "#;
 
-/// In one step, so that no reader of the log sees between: `ARGV[1]` leaves, `ARGV[2]` joins,
-/// and the log is trimmed to its last entry, as when a reader falls behind the log's length.
+/// In one step, so that no reader of the log sees between: `ARGV[2]` leaves `general` and is
+/// unbound, `ARGV[3]` joins, and the log is trimmed to its last entry, as when a reader falls
+/// behind the log's length.
 const LEAVE_JOIN_AND_TRIM: &str = r#"
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('XADD', KEYS[5], '*', 'n', redis.call('INCR', KEYS[6]), 't', 'leave', 'id', ARGV[1])
-local no = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[7], 'name', ARGV[2], 'binding', ARGV[3], 'token', redis.call('INCR', KEYS[3]), 'no', no)
-redis.call('ZADD', KEYS[4], no, ARGV[2])
-redis.call('XADD', KEYS[5], '*', 'n', redis.call('INCR', KEYS[6]), 't', 'join', 'id', ARGV[2], 'name', ARGV[2], 'binding', ARGV[3], 'no', no)
-redis.call('XTRIM', KEYS[5], 'MAXLEN', 1)
+local P = ARGV[1]
+redis.call('DEL', P .. ':id:' .. ARGV[2])
+redis.call('ZREM', P .. ':ids', ARGV[2])
+redis.call('ZREM', P .. ':members:general', ARGV[2])
+redis.call('XADD', P .. ':log', '*', 'n', redis.call('INCR', P .. ':logno'), 't', 'leave', 'room', 'general', 'id', ARGV[2])
+redis.call('XADD', P .. ':log', '*', 'n', redis.call('INCR', P .. ':logno'), 't', 'unbind', 'id', ARGV[2])
+join(P, ARGV[3], ARGV[4])
+redis.call('XTRIM', P .. ':log', 'MAXLEN', 1)
 "#;
 
 #[tokio::test]
@@ -421,15 +433,10 @@ async fn a_mirror_that_lost_log_entries_reads_the_room_again_and_misses_no_leave
     let b = instance(&redis).await;
     let (mut watcher, _) = join(&b, "watcher", "Watcher").await;
     let mut conn = redis_conn(&redis).await;
-    let key = |name: &str| format!("{PREFIX}:{name}");
+    let presence_prefix = format!("{PREFIX}:presence");
 
-    let _: () = ::redis::Script::new(GHOST_JOIN)
-        .key(key("user:ghost"))
-        .key(key("joins"))
-        .key(key("tokens"))
-        .key(key("room"))
-        .key(key("log"))
-        .key(key("logno"))
+    let _: () = ::redis::Script::new(&format!("{GHOST_JOIN}join(ARGV[1], ARGV[2], ARGV[3])"))
+        .arg(&presence_prefix)
         .arg("ghost")
         .arg(Binding::random().to_text())
         .invoke_async(&mut conn)
@@ -437,14 +444,8 @@ async fn a_mirror_that_lost_log_entries_reads_the_room_again_and_misses_no_leave
         .expect("ghost joins");
     assert_eq!(watcher.next_named("new-user").await.json()["id"], "ghost");
 
-    let _: () = ::redis::Script::new(LEAVE_JOIN_AND_TRIM)
-        .key(key("user:ghost"))
-        .key(key("joins"))
-        .key(key("tokens"))
-        .key(key("room"))
-        .key(key("log"))
-        .key(key("logno"))
-        .key(key("user:spectre"))
+    let _: () = ::redis::Script::new(&format!("{GHOST_JOIN}{LEAVE_JOIN_AND_TRIM}"))
+        .arg(&presence_prefix)
         .arg("ghost")
         .arg("spectre")
         .arg(Binding::random().to_text())
@@ -459,7 +460,7 @@ async fn a_mirror_that_lost_log_entries_reads_the_room_again_and_misses_no_leave
 
 #[tokio::test]
 async fn a_departure_nobody_carried_out_is_carried_out_by_the_heartbeats() {
-    use app::protocol::{UserId, UserName};
+    use app::protocol::{RoomName, UserId, UserName};
     use server::hub::ClusterPresence;
 
     let redis = RedisProcess::start();
@@ -467,14 +468,49 @@ async fn a_departure_nobody_carried_out_is_carried_out_by_the_heartbeats() {
     let (mut watcher, _) = join(&b, "watcher", "Watcher").await;
     // An instance closes the user's last stream, and is gone before it expires the user (or
     // its retries gave up, or the answer that named the departure was lost).
+    let general = [RoomName::general()];
     let presence = ClusterPresence::connect(&redis.url(), PREFIX).await.expect("connect to Redis");
     let (lost, name) = (UserId::parse("lost").unwrap(), UserName::parse("Lost").unwrap());
     let stream = presence.stream_id();
-    assert!(presence.open(&stream, &lost, &name, None, 5).await.unwrap().is_ok());
-    assert!(presence.close(&stream, &lost).await.unwrap().is_some(), "it was the last stream");
+    assert!(presence.open(&stream, &lost, &name, None, 5, &general).await.unwrap().is_ok());
+    assert!(presence.close(&stream).await.unwrap().is_some(), "it was the last stream");
     drop(presence);
 
     let left = watcher.next_named("user-leave").await;
     assert_eq!(left.json()["id"], "lost");
     assert_eq!(user_ids(&b).await, ["watcher"]);
+}
+
+#[tokio::test]
+async fn a_room_departure_nobody_carried_out_is_carried_out_by_the_heartbeats_room_by_room() {
+    use app::protocol::{RoomName, UserId, UserName};
+    use server::hub::ClusterPresence;
+
+    let redis = RedisProcess::start();
+    let b = instance(&redis).await;
+    let (mut watcher, _) = join(&b, "watcher", "Watcher").await;
+    let mut side = SseClient::connect(&b, Connect::new("side", "Side").rooms("side")).await;
+    assert_eq!(side.status, StatusCode::OK);
+    // A user follows general and side, then closes their last stream in side, and the
+    // instance that closed it is gone before it carries out the departure. Its other stream,
+    // in general, stays open (and its instance is never taken for dead: it never beat).
+    let presence = ClusterPresence::connect(&redis.url(), PREFIX).await.expect("connect to Redis");
+    let (roamer, name) = (UserId::parse("roamer").unwrap(), UserName::parse("Roamer").unwrap());
+    let (general, both) = (RoomName::general(), [RoomName::general(), RoomName::parse("side").unwrap()]);
+    let (in_both, in_general) = (presence.stream_id(), presence.stream_id());
+    let joined = presence.open(&in_both, &roamer, &name, None, 5, &both).await.unwrap().unwrap();
+    let session = joined.new_session.expect("the first stream binds the id");
+    let again = presence.open(&in_general, &roamer, &name, Some(&session), 5, &[general]).await.unwrap();
+    assert!(again.is_ok());
+    assert_eq!(side.next_named("new-user").await.json()["id"], "roamer");
+    assert!(presence.close(&in_both).await.unwrap().is_some(), "the last stream in side");
+    drop(presence);
+
+    let left = side.next_named("user-leave").await;
+    assert_eq!(left.json(), json!({"room": "side", "id": "roamer", "name": "Roamer"}));
+    assert!(
+        leaves_during(&mut watcher, Duration::from_millis(300)).await.is_empty(),
+        "roamer stays in general"
+    );
+    assert_eq!(user_ids(&b).await, ["watcher", "roamer"]);
 }

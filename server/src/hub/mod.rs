@@ -57,7 +57,7 @@ pub struct HubConfig {
     pub max_streams_per_user: usize,
     pub stream_buffer: usize,
     pub large_room_threshold: usize,
-    /// With a shared room: an instance silent this long is taken for dead.
+    /// With shared rooms: an instance silent this long is taken for dead.
     pub instance_timeout: Duration,
     /// Most rooms that may exist at once, `general` included.
     pub max_rooms: usize,
@@ -69,13 +69,11 @@ pub enum OpenError {
     Refused(Refusal),
     ServerFull,
     ShuttingDown,
-    /// The shared room (Redis) cannot be reached.
+    /// The shared rooms (Redis) cannot be reached.
     RoomUnavailable,
     /// The stream's rooms would make more than `--max-rooms`.
     TooManyRooms,
-    /// The instances sharing a Redis share `general` only (so far).
-    RoomsNotShared,
-    /// The shared room took the join, but this instance's mirror of it did not show it in
+    /// The shared rooms took the join, but this instance's mirror of them did not show it in
     /// time. The id is bound (to `new_session`, when this stream bound it) for the grace
     /// period, so the refusal must carry the cookie, or the client's retry is a 409.
     JoinNotMirrored {
@@ -205,7 +203,7 @@ impl Hub {
         Ok(OpenedStream { user: admission.user, new_session: admission.new_session, stream })
     }
 
-    /// Whether this instance can serve: not shutting down, and its shared room reachable.
+    /// Whether this instance can serve: not shutting down, and its shared rooms reachable.
     pub fn is_ready(&self) -> bool {
         !self.inner.shutdown.is_cancelled() && self.inner.presence.is_healthy()
     }

@@ -2,8 +2,9 @@
 //! the one place messages enter them: [`Rooms::publish`], the store's feed.
 //!
 //! A room exists from its first join while it has users or messages (`general` always);
-//! [`Rooms::enter`] creates what a stream's list names, refusing past `--max-rooms`, and
-//! [`Rooms::remove_if_unused`] lets a room go when its last user left and it never had a
+//! [`Rooms::enter`] creates what a stream's list names, refusing past `--max-rooms` (instances
+//! sharing a Redis check the limit there, and their mirror creates rooms with
+//! [`Rooms::get_or_create_decided`]), and [`Rooms::remove_if_unused`] lets a room go when its last user left and it never had a
 //! message.
 //!
 //! **One order for several rooms.** `seq` is one sequence over every room, and a stream that
@@ -142,6 +143,16 @@ impl Rooms {
         }
         let rosters = names.iter().map(|name| self.room_or_new(&mut rooms, name)).collect();
         Ok(enter(rosters))
+    }
+
+    /// The room of this name, created if it does not exist, whatever `--max-rooms` says. For
+    /// the shared presence's mirror only ([`super::SharedPresence`]): it applies joins the
+    /// instances sharing a Redis already decided together, having checked the limit across
+    /// all of them there, while this instance's own count of rooms may lag behind theirs (a
+    /// leave not applied yet). Checking again here would refuse a join the other instances
+    /// already announce.
+    pub(crate) fn get_or_create_decided(&self, name: &RoomName) -> Roster {
+        self.room_or_new(&mut lock(&self.inner.rooms), name)
     }
 
     /// Lets a room go once nobody is in it and it never had a message (a stream that follows

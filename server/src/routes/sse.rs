@@ -112,9 +112,6 @@ fn refusal(error: OpenError) -> ApiError {
             retry_after: Duration::from_secs(5),
         },
         OpenError::TooManyRooms => ApiError::Conflict("too many rooms"),
-        OpenError::RoomsNotShared => ApiError::NotImplemented(
-            "instances that share a Redis share the room general only: follow general",
-        ),
         OpenError::ServerFull => ApiError::Unavailable {
             reason: "the server is at its connection limit: retry shortly",
             retry_after: Duration::from_secs(5),
@@ -215,7 +212,7 @@ pub async fn open_stream(
             return Ok(unavailable_keeping_the_binding(
                 &state,
                 new_session.as_ref(),
-                "the chat's shared room is slow to answer: retry shortly",
+                "the chat's shared rooms are slow to answer: retry shortly",
             ));
         }
         Err(error) => return Err(refusal(error)),

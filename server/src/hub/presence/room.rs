@@ -138,6 +138,12 @@ impl Room {
         self.members.contains_key(id)
     }
 
+    /// Everyone with their position in join order, in join order: a position names one stay
+    /// in the room, so a user who left and came back is told apart by it.
+    pub fn join_nos(&self) -> impl Iterator<Item = (&UserId, JoinNo)> + '_ {
+        self.order.iter().map(|(join_no, id)| (id, *join_no))
+    }
+
     /// The user a session speaks for, if its binding is the current one.
     pub fn authorize(&self, session: &Session) -> Option<&User> {
         self.members
@@ -200,7 +206,7 @@ impl Room {
         self.record_join(user, binding, join_no, 1)
     }
 
-    /// A join decided elsewhere (by the shared store, when instances share one room), applied
+    /// A join decided elsewhere (by the shared store, when instances share their rooms), applied
     /// to this instance's copy of the room. Joins arrive in the store's order, so every
     /// instance announces the same changes the same way. A repeat is ignored.
     pub fn apply_join(&mut self, user: User, binding: Binding, join_no: JoinNo) -> Announce {

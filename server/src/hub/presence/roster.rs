@@ -1,6 +1,7 @@
 //! This instance's view of who is in one room: the [`Room`] behind its lock, and the
-//! announcing of each change of it on the room's ring. Both kinds of presence keep one: a local room
-//! changes it as it decides, a shared room as its mirror applies the membership log.
+//! announcing of each change of it on the room's ring. Both kinds of presence keep one per room:
+//! a local presence changes it as it decides, a shared one as its mirror applies the
+//! membership log.
 //!
 //! Presence changes are put on the ring under the room lock, so the ring's order of presence
 //! events is the order the room changed in, and a stream subscribes under the same lock
@@ -8,12 +9,9 @@
 //! held for plain data only, never across an `.await`.
 
 use super::room::{Announce, JoinNo, Room};
-use crate::{
-    hub::{
-        Frame, Ring, lock,
-        ring::{Encoded, encode_event},
-    },
-    session::Session,
+use crate::hub::{
+    Frame, Ring, lock,
+    ring::{Encoded, encode_event},
 };
 use app::protocol::{Dialect, ServerEvent, User, UserId};
 use std::sync::{
@@ -114,11 +112,6 @@ impl Roster {
             let bytes = encode_event(self.inner.ring.room(), &ServerEvent::Presence(summary));
             self.inner.ring.send(Frame::Summary { bytes });
         }
-    }
-
-    /// The user a session speaks for, if the session is current.
-    pub(crate) fn authorize(&self, session: &Session) -> Option<User> {
-        self.lock().authorize(session).cloned()
     }
 
     pub(crate) fn len(&self) -> usize {

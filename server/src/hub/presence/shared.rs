@@ -1,26 +1,30 @@
-//! Presence shared by every instance on one Redis: the shared room ([`ClusterPresence`])
-//! decides each join and leave, and this instance's [`Roster`] is a mirror of it, kept by
-//! applying the membership log in order ([`run_mirror`]). This module drives the Redis client:
-//! admitting through it, closing through it with retries, beating for this instance and
-//! reaping dead ones ([`run_heartbeat`]).
+//! Presence shared by every instance on one Redis: Redis decides each binding, join and leave
+//! ([`ClusterPresence`]), and this instance keeps a mirror of what it decided: its own copy of
+//! the identities (to authorize sessions and count users) and of every room, the rosters of
+//! [`Rooms`], kept by applying the membership log in order ([`run_mirror`]). The mirror creates
+//! a room when its first join arrives (the limit on rooms was checked in Redis, across
+//! instances) and lets it go when its last user left and it never had a message, as
+//! [`super::LocalPresence`] does. This module drives the Redis client: admitting through it,
+//! closing through it with retries, beating for this instance and reaping dead ones
+//! ([`run_heartbeat`]).
 
 use super::{
-    Admission, OpenError, OpenRequest, Presence, Roster,
-    cluster::{ClusterError, ClusterPresence, LogEntry, LogPosition, StreamId},
-    room::{Announce, Room},
+    Admission, OpenError, OpenRequest, Presence, RoomView,
+    cluster::{ClusterError, ClusterPresence, LogEntry, LogPosition, Scope, StreamId},
+    room::{JoinNo, Room},
 };
 use crate::{
-    hub::HubConfig,
+    hub::{HubConfig, Rooms, lock},
     metrics::Metrics,
-    session::{Binding, Session},
+    session::Session,
 };
-use app::protocol::{ServerEvent, User, UserId, UserName};
+use app::protocol::{RoomName, ServerEvent, User, UserId};
 use futures_util::future::BoxFuture;
 use redis::aio::MultiplexedConnection;
 use std::{
     collections::HashMap,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -30,11 +34,11 @@ use tokio_util::sync::CancellationToken;
 
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 pub(super) const RETRY_MAX: Duration = Duration::from_secs(2);
-/// Attempts before a change of the shared room is given up (about a minute of outage); the
-/// heartbeat reaper is the backstop for what is given up.
+/// Attempts before a change of the shared rooms is given up (about a minute of outage); the
+/// heartbeat's backstop carries out what is given up.
 pub(super) const RETRY_ATTEMPTS: usize = 40;
 
-/// The room every instance on one Redis shares. Its background tasks (the mirror and the
+/// The rooms every instance on one Redis shares. Its background tasks (the mirror and the
 /// heartbeat) run from [`SharedPresence::start`] until shutdown.
 pub struct SharedPresence {
     inner: Arc<SharedInner>,
@@ -42,31 +46,38 @@ pub struct SharedPresence {
 
 struct SharedInner {
     cluster: ClusterPresence,
-    roster: Roster,
+    /// This instance's rooms, which the mirror keeps: their rosters are its copy of each room.
+    rooms: Rooms,
+    /// This instance's copy of who holds which `id`: a room nobody is told about, as in
+    /// [`super::LocalPresence`].
+    identities: Mutex<Room>,
     leave_grace: Duration,
     /// An instance silent this long is taken for dead.
     instance_timeout: Duration,
-    /// Bumped each time the mirror of the shared room applies log entries.
+    /// Bumped each time the mirror applies log entries.
     mirror_applied: watch::Sender<u64>,
-    /// False while the shared room cannot be reached.
+    /// False while the shared rooms cannot be reached.
     healthy: AtomicBool,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 }
 
 impl SharedPresence {
-    /// Shares the room with every instance on the same Redis, from now on: starts mirroring
-    /// it into `roster`, and beating for this instance.
+    /// Shares the rooms with every instance on the same Redis, from now on: starts mirroring
+    /// them into `rooms`, and beating for this instance. `--max-rooms` (in `config`) is
+    /// checked in Redis, across instances.
     pub fn start(
         cluster: ClusterPresence,
-        roster: Roster,
+        rooms: Rooms,
         config: &HubConfig,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Self {
         let inner = Arc::new(SharedInner {
-            cluster,
-            roster,
+            cluster: cluster.with_max_rooms(config.max_rooms),
+            rooms,
+            // Never large: it announces nothing, so it has nothing to summarise.
+            identities: Mutex::new(Room::new(usize::MAX)),
             leave_grace: config.leave_grace,
             instance_timeout: config.instance_timeout,
             mirror_applied: watch::Sender::new(0),
@@ -82,20 +93,15 @@ impl SharedPresence {
 
 impl Presence for SharedPresence {
     fn open<'a>(&'a self, request: OpenRequest<'a>) -> BoxFuture<'a, Result<Admission, OpenError>> {
-        // Shared presence keeps one room so far: `general`.
-        if !matches!(request.rooms, [room] if room.is_general()) {
-            return Box::pin(std::future::ready(Err(OpenError::RoomsNotShared)));
-        }
-        let OpenRequest { id, name, session, max_streams_per_user, version_1, .. } = request;
-        Box::pin(self.inner.open(id, name, session, max_streams_per_user, version_1))
+        Box::pin(self.inner.open(request))
     }
 
     fn authorize(&self, session: &Session) -> Option<User> {
-        self.inner.roster.authorize(session)
+        lock(&self.inner.identities).authorize(session).cloned()
     }
 
     fn users_online(&self) -> usize {
-        self.inner.roster.len()
+        lock(&self.inner.identities).len()
     }
 
     fn is_healthy(&self) -> bool {
@@ -104,21 +110,16 @@ impl Presence for SharedPresence {
 }
 
 impl SharedInner {
-    async fn open(
-        self: &Arc<Self>,
-        id: UserId,
-        name: UserName,
-        session: Option<&Session>,
-        max_streams_per_user: usize,
-        version_1: bool,
-    ) -> Result<Admission, OpenError> {
+    async fn open(self: &Arc<Self>, request: OpenRequest<'_>) -> Result<Admission, OpenError> {
+        let OpenRequest { id, name, session, max_streams_per_user, rooms, version_1 } = request;
         let stream = self.cluster.stream_id();
-        let admitted = match self.cluster.open(&stream, &id, &name, session, max_streams_per_user).await {
+        let opened = self.cluster.open(&stream, &id, &name, session, max_streams_per_user, rooms).await;
+        let admitted = match opened {
             Ok(Ok(admitted)) => admitted,
-            Ok(Err(refusal)) => return Err(OpenError::Refused(refusal)),
+            Ok(Err(refusal)) => return Err(refusal),
             Err(error) => {
                 self.metrics.redis_error();
-                tracing::warn!(%error, "the shared room is unavailable");
+                tracing::warn!(%error, "the shared rooms are unavailable");
                 // Redis may have admitted the stream all the same (only its answer was lost):
                 // close it, or it would count for this user for ever. Closing a stream that
                 // was never opened changes nothing, and keeps it from opening later.
@@ -126,23 +127,20 @@ impl SharedInner {
                 return Err(OpenError::RoomUnavailable);
             }
         };
-        // From here the shared room counts this stream: the hold takes it back if we fail.
+        // From here the shared rooms count this stream: the hold takes it back if we fail.
         let hold = SharedHold { presence: Arc::clone(self), id: admitted.user.id.clone(), stream };
-        // The newcomer must be in its own `all-users`: wait for the mirror to apply its join.
+        // The newcomer must be in its own `all-users` of each room: wait for the mirror to
+        // apply its joins.
         let mut applied = self.mirror_applied.subscribe();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
-            {
-                let room = self.roster.lock();
-                if room.contains(&admitted.user.id) {
-                    let view = self.roster.view(&room, &admitted.user.id, version_1);
-                    return Ok(Admission {
-                        user: admitted.user,
-                        new_session: admitted.new_session,
-                        views: vec![view],
-                        hold: Box::new(hold),
-                    });
-                }
+            if let Some(views) = self.views(&admitted.user.id, rooms, version_1) {
+                return Ok(Admission {
+                    user: admitted.user,
+                    new_session: admitted.new_session,
+                    views,
+                    hold: Box::new(hold),
+                });
             }
             if tokio::time::timeout_at(deadline, applied.changed()).await.is_err() {
                 return Err(OpenError::JoinNotMirrored { new_session: admitted.new_session });
@@ -150,56 +148,101 @@ impl SharedInner {
         }
     }
 
-    /// Closes a stream in the shared room, retrying through an outage (closing is idempotent),
-    /// and carries out the user's departure after the grace period when it was the last.
+    /// A stream's view of each of `rooms`, once this instance's copy shows `id` in every one:
+    /// each taken under its room's lock, as the mirror announces under it.
+    fn views(&self, id: &UserId, rooms: &[RoomName], version_1: bool) -> Option<Vec<RoomView>> {
+        rooms
+            .iter()
+            .map(|name| {
+                let roster = self.rooms.get(name)?;
+                let room = roster.lock();
+                let view = room.contains(id).then(|| roster.view(&room, id, version_1));
+                drop(room);
+                view
+            })
+            .collect()
+    }
+
+    /// Closes a stream in the shared rooms, retrying through an outage (closing is
+    /// idempotent), and carries out the departures it starts (from each room it was the
+    /// user's last stream in, from the identity when it was their last) after the grace period.
     fn close_stream(self: &Arc<Self>, id: UserId, stream: StreamId) {
         let presence = Arc::clone(self);
         tokio::spawn(async move {
-            if let Some(Some(token)) = presence.retry(|| presence.cluster.close(&stream, &id)).await {
+            if let Some(Some(token)) = presence.retry(|| presence.cluster.close(&stream)).await {
                 tokio::time::sleep(presence.leave_grace).await;
                 presence.retry(|| presence.cluster.expire(&id, token)).await;
             }
         });
     }
 
-    /// Applies entries of the shared room's log and announces what they change, in log order.
+    /// Applies entries of the membership log and announces what they change, in log order.
     fn apply_log(&self, entries: Vec<LogEntry>) {
-        let mut room = self.roster.lock();
         for entry in entries {
-            if let Some((user, announce, joined)) = apply(&mut room, entry) {
-                let event = if joined { ServerEvent::NewUser(user) } else { ServerEvent::UserLeave(user) };
-                self.roster.announce(&room, announce, event);
-            }
+            self.apply(entry);
         }
-        drop(room);
         self.mirror_applied.send_modify(|applied| *applied += 1);
     }
 
-    /// Makes this instance's room the shared room as read whole (`members`, the join of each):
-    /// whoever is here but not there, or there under another binding (left and came back
-    /// meanwhile), leaves; then the joins apply, repeats being ignored. For a mirror that
-    /// starts, or that lost log entries and cannot know which.
-    fn resync_log(&self, members: Vec<LogEntry>) {
-        let gone: Vec<LogEntry> = {
-            let room = self.roster.lock();
-            let bindings: HashMap<&UserId, Binding> = members
-                .iter()
-                .filter_map(|entry| match entry {
-                    LogEntry::Join { user, binding, .. } => Some((&user.id, *binding)),
-                    LogEntry::Leave { .. } => None,
-                })
-                .collect();
-            room.users()
-                .into_iter()
-                .filter(|user| match bindings.get(&user.id) {
-                    None => true,
-                    Some(binding) => {
-                        room.authorize(&Session { id: user.id.clone(), binding: *binding }).is_none()
+    /// Applies one log entry to this instance's identities or to its room, creating the room
+    /// at its first join and letting it go after its last leave when it never had a message.
+    /// A room is changed and announced under its lock, never under the rooms' (whose lock is
+    /// taken before a room's, see [`Rooms::enter`]).
+    fn apply(&self, entry: LogEntry) {
+        match entry {
+            LogEntry::Join { scope: Scope::Identities, user, binding, join_no } => {
+                lock(&self.identities).apply_join(user, binding, join_no);
+            }
+            LogEntry::Leave { scope: Scope::Identities, id } => {
+                lock(&self.identities).apply_leave(&id);
+            }
+            LogEntry::Join { scope: Scope::Room(name), user, binding, join_no } => {
+                let roster = self.rooms.get_or_create_decided(&name);
+                let mut room = roster.lock();
+                let announce = room.apply_join(user.clone(), binding, join_no);
+                roster.announce(&room, announce, ServerEvent::NewUser(user));
+            }
+            LogEntry::Leave { scope: Scope::Room(name), id } => {
+                let Some(roster) = self.rooms.get(&name) else { return };
+                let left = {
+                    let mut room = roster.lock();
+                    let left = room.apply_leave(&id);
+                    if let Some((user, announce)) = left.clone() {
+                        roster.announce(&room, announce, ServerEvent::UserLeave(user));
                     }
-                })
-                .map(|user| LogEntry::Leave { id: user.id })
+                    left.is_some()
+                };
+                if left {
+                    self.rooms.remove_if_unused(&name);
+                }
+            }
+        }
+    }
+
+    /// Makes this instance's copies the shared ones as read whole (`members`, a join for each
+    /// identity and each user of each room): whoever is here but not there, or there since
+    /// another join (left and came back meanwhile, as its place in join order tells), leaves;
+    /// then the joins apply, repeats being ignored. For a mirror that starts, or that lost log
+    /// entries and cannot know which.
+    fn resync_log(&self, members: Vec<LogEntry>) {
+        let mut there: HashMap<&Scope, HashMap<&UserId, JoinNo>> = HashMap::new();
+        for entry in &members {
+            if let LogEntry::Join { scope, user, join_no, .. } = entry {
+                there.entry(scope).or_default().insert(&user.id, *join_no);
+            }
+        }
+        let stale = |scope: Scope, room: &Room| -> Vec<LogEntry> {
+            let there = there.get(&scope);
+            room.join_nos()
+                .filter(|(id, join_no)| there.and_then(|users| users.get(id)) != Some(join_no))
+                .map(|(id, _)| LogEntry::Leave { scope: scope.clone(), id: id.clone() })
                 .collect()
         };
+        let mut gone = stale(Scope::Identities, &lock(&self.identities));
+        for roster in self.rooms.all() {
+            let scope = Scope::Room(roster.ring().room().clone());
+            gone.extend(stale(scope, &roster.lock()));
+        }
         self.apply_log(gone.into_iter().chain(members).collect());
     }
 
@@ -215,7 +258,7 @@ impl SharedInner {
                 Ok(value) => return Some(value),
                 Err(error) => {
                     self.metrics.redis_error();
-                    tracing::debug!(%error, "a change of the shared room failed; retrying");
+                    tracing::debug!(%error, "a change of the shared rooms failed; retrying");
                 }
             }
             tokio::select! {
@@ -224,12 +267,12 @@ impl SharedInner {
             }
             wait = (wait * 2).min(RETRY_MAX);
         }
-        tracing::warn!("gave up recording a change of the shared room");
+        tracing::warn!("gave up recording a change of the shared rooms");
         None
     }
 }
 
-/// One stream counted in the shared room.
+/// One stream counted in the shared rooms.
 struct SharedHold {
     presence: Arc<SharedInner>,
     id: UserId,
@@ -248,21 +291,10 @@ impl Drop for SharedHold {
     }
 }
 
-/// Applies one log entry to this instance's room; what the roster must announce.
-fn apply(room: &mut Room, entry: LogEntry) -> Option<(User, Announce, bool)> {
-    match entry {
-        LogEntry::Join { user, binding, join_no } => {
-            let announce = room.apply_join(user.clone(), binding, join_no);
-            Some((user, announce, true))
-        }
-        LogEntry::Leave { id } => room.apply_leave(&id).map(|(user, announce)| (user, announce, false)),
-    }
-}
-
-/// Keeps this instance's room a mirror of the shared one: reads the room once, then applies
-/// the membership log in order, resuming from the last applied entry after any failure. When
-/// entries were lost (trimmed before this mirror read them: it fell more than
-/// [`super::cluster::LOG_MAXLEN`] behind), it reads the whole room again and applies the
+/// Keeps this instance's identities and rooms a mirror of the shared ones: reads them once,
+/// then applies the membership log in order, resuming from the last applied entry after any
+/// failure. When entries were lost (trimmed before this mirror read them: it fell more than
+/// [`super::cluster::LOG_MAXLEN`] behind), it reads them whole again and applies the
 /// difference, joins and leaves alike.
 async fn run_mirror(presence: Arc<SharedInner>) {
     let (cluster, shutdown) = (&presence.cluster, presence.shutdown.clone());
@@ -287,7 +319,7 @@ async fn run_mirror(presence: Arc<SharedInner>) {
                     if !after.advance(&raw) {
                         tracing::warn!(
                             "membership log entries were trimmed before this instance read them; \
-                             reading the whole room again"
+                             reading the whole rooms again"
                         );
                         lost = true;
                         break;
@@ -309,7 +341,7 @@ async fn run_mirror(presence: Arc<SharedInner>) {
             Ok(()) => backoff = RETRY_FIRST,
             Err(error) => {
                 presence.metrics.redis_error();
-                tracing::warn!(%error, "reading the shared room failed; retrying");
+                tracing::warn!(%error, "reading the shared rooms failed; retrying");
                 reader = None;
                 tokio::select! {
                     () = shutdown.cancelled() => return,
@@ -332,12 +364,12 @@ async fn run_heartbeat(presence: Arc<SharedInner>) {
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        // Later than the instance that closed the last stream would expire the user, so that
-        // the backstop only does what that instance did not.
+        // Later than the instance that closed a user's last stream in a room would carry out
+        // the departure, so that the backstop only does what that instance did not.
         match presence.cluster.heartbeat(timeout, timeout + presence.leave_grace).await {
             Ok(orphaned) => {
                 if !presence.healthy.swap(true, Ordering::Relaxed) {
-                    tracing::info!("the shared room is reachable again");
+                    tracing::info!("the shared rooms are reachable again");
                 }
                 for (id, token) in orphaned {
                     let presence = Arc::clone(&presence);
@@ -350,7 +382,7 @@ async fn run_heartbeat(presence: Arc<SharedInner>) {
             Err(error) => {
                 presence.metrics.redis_error();
                 if presence.healthy.swap(false, Ordering::Relaxed) {
-                    tracing::error!(%error, "the shared room is unreachable");
+                    tracing::error!(%error, "the shared rooms are unreachable");
                 }
             }
         }
