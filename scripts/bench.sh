@@ -178,8 +178,8 @@ trap 'stop_server' EXIT
 trap 'exit 130' INT TERM
 
 # The flags every ssechat instance runs with here: rate limits out of the way (configuration,
-# not a special build) and room for every stream.
-ssechat_bench_args=(--rate-burst 1000000 --rate-per-sec 1000000 --addr-rate-burst 1000000 --addr-rate-per-sec 1000000 --max-streams 100000 --max-connections 120000 --max-streams-per-addr 100000 --new-ids-per-addr-per-min 1000000)
+# not a special build) and room for every stream and every room.
+ssechat_bench_args=(--rate-burst 1000000 --rate-per-sec 1000000 --addr-rate-burst 1000000 --addr-rate-per-sec 1000000 --max-streams 100000 --max-connections 120000 --max-streams-per-addr 100000 --new-ids-per-addr-per-min 1000000 --max-rooms 2000)
 
 # Starts a fresh server of kind $1 for scenario $2: sets server_pid, server_pids, server_urls.
 start_server() {
