@@ -13,6 +13,9 @@
 //! browser's, or inert ones on the server) as context. [`reconnect`]'s rules are plain Rust that
 //! `client/` drives.
 
+// The router's nested view types are deep.
+#![recursion_limit = "256"]
+
 pub mod protocol;
 
 #[cfg(feature = "hydrate")]
@@ -26,11 +29,17 @@ pub mod model;
 mod reconnect;
 
 use components::{ChatPage, NotFound};
-use leptos::{either::Either, prelude::*};
+use leptos::prelude::*;
 use leptos_meta::MetaTags;
-use model::ChatSignals;
+use leptos_router::{
+    components::{ParentRoute, Route, Router, Routes},
+    hooks::use_location,
+    path,
+};
 #[cfg(not(feature = "hydrate"))]
 use model::{ChatActions, ResizeWatch};
+use model::{ChatSignals, rooms::room_from_path};
+use protocol::RoomName;
 
 /// The HTML document around [`App`]: rendered by the server only, never hydrated.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -53,16 +62,21 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// The whole application: the chat page at `/`, "not found" anywhere else. The server asks it
-/// for its routes (`generate_route_list(App)`); with no router there are none, and `leptos_axum`
-/// then serves it at `/`.
+/// The whole application: the chat at `/` (the room `general`) and `/r/NAME` (any other room),
+/// "not found" anywhere else. The server asks it for its routes (`generate_route_list(App)`),
+/// so both addresses are served as pages; back and forward move between rooms without leaving
+/// the page, since both are children of one route that holds the chat.
 #[component]
 pub fn App() -> impl IntoView {
-    let page = if is_root_path() {
-        provide_chat();
-        Either::Left(view! { <ChatPage/> })
-    } else {
-        Either::Right(view! { <NotFound/> })
+    let page = view! {
+        <Router>
+            <Routes fallback=|| view! { <NotFound/> }>
+                <ParentRoute path=path!("") view=ChatRoute>
+                    <Route path=path!("") view=|| ()/>
+                    <Route path=path!("r/:name") view=|| ()/>
+                </ParentRoute>
+            </Routes>
+        </Router>
     };
     // The meta tags render into `<head>`, never into the body that the browser hydrates, so the
     // browser's tree is the same without them.
@@ -75,11 +89,36 @@ pub fn App() -> impl IntoView {
     page
 }
 
+/// A chat address: the chat page showing the room it names, or "not found" (a 404) when what
+/// follows `/r/` is no room name. The room shown later follows the address (see `ChatPage`);
+/// this decides once, at load, whether there is a chat at all.
+#[component]
+fn ChatRoute() -> impl IntoView {
+    match room_from_path(&use_location().pathname.get_untracked()) {
+        Some(Ok(room)) => {
+            provide_chat(room);
+            view! { <ChatPage/> }.into_any()
+        }
+        _ => {
+            not_found_status();
+            view! { <NotFound/> }.into_any()
+        }
+    }
+}
+
+/// Answers the page being rendered with 404 (the server build; nothing to do in the browser).
+fn not_found_status() {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(http::StatusCode::NOT_FOUND);
+    }
+}
+
 /// Gives the chat page its state, its actions, its clock and its watch on element sizes, as
 /// context: in the browser those of `client`, which also starts the browser side; on the server
 /// inert ones, since the server only renders the join form and never runs the page.
-fn provide_chat() {
-    let chat = ChatSignals::new();
+fn provide_chat(room: RoomName) {
+    let chat = ChatSignals::new(room);
     provide_context(chat);
     #[cfg(feature = "hydrate")]
     let (actions, clock, resizes) = (client::start(chat), client::clock(), client::resize_watch());
@@ -88,21 +127,4 @@ fn provide_chat() {
     provide_context(actions);
     provide_context(clock);
     provide_context(resizes);
-}
-
-/// Whether this page is the chat's own address, `/` (with or without a query).
-fn is_root_path() -> bool {
-    // `leptos_axum` gives the request as a full URL on a made-up host (`http://leptos.dev/…`).
-    #[cfg(feature = "ssr")]
-    let path = use_context::<leptos_router::location::RequestUrl>().map(|url| {
-        let url = url.as_ref();
-        let path =
-            url.split_once("://").map_or(url, |(_, rest)| rest.find('/').map_or("/", |at| &rest[at..]));
-        path.split(['?', '#']).next().unwrap_or_default().to_owned()
-    });
-    #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
-    let path = web_sys::window().and_then(|window| window.location().pathname().ok());
-    #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
-    let path: Option<String> = None;
-    path.is_none_or(|path| path.is_empty() || path == "/")
 }

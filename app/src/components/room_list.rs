@@ -1,0 +1,248 @@
+//! The rooms: the sidebar of the rooms this browser follows ([`RoomList`]), each a link to its
+//! address with its unread count and a mark when a message there mentions the viewer; a form
+//! to join or create a room by name (checked with the protocol's rules before anything is
+//! asked); and "Browse rooms", the server's list (`GET /rooms`) with each room's people. Above
+//! the conversation, [`RoomHeader`] names the room shown and offers to leave it.
+//!
+//! Joining a room is going to its address: the page follows the address (see `chat_page.rs`),
+//! so a link, the form, back and forward all take the same path.
+
+use super::{join_form::NameError, user_list::grouped};
+use crate::{
+    model::{
+        ChatActions, ChatSignals, FollowedRoom,
+        rooms::{parse_room, room_path},
+    },
+    protocol::{RoomList as ServerRooms, RoomName},
+};
+use leptos::{ev::SubmitEvent, html, prelude::*};
+use leptos_router::hooks::use_navigate;
+
+/// The sidebar: the rooms followed, the join form, the server's rooms. `on_open` is called when
+/// a room is opened from here (narrow screens fold the panel then).
+#[component]
+pub fn RoomList(#[prop(into)] on_open: Callback<()>) -> impl IntoView {
+    let chat = ChatSignals::expect();
+    let current = Memo::new(move |_| chat.current.get());
+    let rooms = move || chat.followed.with(|followed| followed.rooms().to_vec());
+    view! {
+        <div class="room-list">
+            <h2 id="room-list-title">"Rooms"</h2>
+            <ul data-testid="room-list" aria-labelledby="room-list-title">
+                <For
+                    each=rooms
+                    key=|room| (room.name.clone(), room.unread, room.mentioned)
+                    let:room
+                >
+                    {room_entry(room, current, on_open)}
+                </For>
+            </ul>
+            {move || {
+                chat.room_error
+                    .get()
+                    .map(|error| {
+                        view! {
+                            <p data-testid="room-error" class="error" role="alert">
+                                {error}
+                            </p>
+                        }
+                    })
+            }}
+            <JoinRoom on_open/>
+            <BrowseRooms on_open/>
+        </div>
+    }
+}
+
+/// One followed room: its link, its unread count and its mention mark.
+fn room_entry(room: FollowedRoom, current: Memo<RoomName>, on_open: Callback<()>) -> AnyView {
+    let FollowedRoom { name, unread, mentioned } = room;
+    let href = room_path(&name);
+    let label = name.to_string();
+    let data_room = label.clone();
+    let is_current = {
+        let name = name.clone();
+        move || current.with(|current| *current == name)
+    };
+    let is_current_too = is_current.clone();
+    view! {
+        <li data-testid="room" data-room=data_room class:current=is_current>
+            <a
+                href=href
+                aria-current=move || is_current_too().then_some("page")
+                on:click=move |_| on_open.run(())
+            >
+                <span class="room-name">
+                    <span aria-hidden="true">"# "</span>
+                    {label}
+                </span>
+                {mentioned
+                    .then(|| {
+                        view! {
+                            <span data-testid="room-mention" class="mention" title="You were mentioned">
+                                "@"
+                                <span class="sr-only">" mentions you"</span>
+                            </span>
+                        }
+                    })}
+                {(unread > 0)
+                    .then(|| {
+                        view! {
+                            <span data-testid="room-unread" class="unread">
+                                {grouped(u64::from(unread))}
+                                <span class="sr-only">" unread"</span>
+                            </span>
+                        }
+                    })}
+            </a>
+        </li>
+    }
+    .into_any()
+}
+
+/// Join or create a room by name: the name is checked with the protocol's rules here, and the
+/// room's address does the rest.
+#[component]
+fn JoinRoom(on_open: Callback<()>) -> impl IntoView {
+    let input: NodeRef<html::Input> = NodeRef::new();
+    let error = RwSignal::new(None::<String>);
+    let navigate = use_navigate();
+    let submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        let Some(field) = input.get() else { return };
+        match parse_room(&field.value()) {
+            Ok(room) => {
+                error.set(None);
+                field.set_value("");
+                on_open.run(());
+                navigate(&room_path(&room), Default::default());
+            }
+            Err(reason) => error.set(Some(reason)),
+        }
+    };
+    view! {
+        <form data-testid="join-room" class="join-room" on:submit=submit>
+            <label for="room-name">"Join or create a room"</label>
+            <div class="join-row">
+                <input
+                    id="room-name"
+                    name="room"
+                    type="text"
+                    autocomplete="off"
+                    spellcheck="false"
+                    placeholder="room-name"
+                    node_ref=input
+                    aria-invalid=move || if error.with(Option::is_some) { "true" } else { "false" }
+                    aria-describedby=move || error.with(Option::is_some).then_some("room-name-error")
+                />
+                <button type="submit" class="secondary">"Join"</button>
+            </div>
+            <NameError id="room-name-error" error=error/>
+        </form>
+    }
+}
+
+/// "Browse rooms": the server's rooms, most recently active first, with their people.
+#[component]
+fn BrowseRooms(on_open: Callback<()>) -> impl IntoView {
+    let list_rooms = ChatActions::expect().list_rooms;
+    let open = RwSignal::new(false);
+    let list = RwSignal::new(None::<Result<ServerRooms, String>>);
+    let load = move || {
+        list.set(None);
+        let reply = list_rooms.run(());
+        leptos::task::spawn_local(async move {
+            let answer = reply.await;
+            let _ = list.try_set(Some(answer));
+        });
+    };
+    let toggle = move |_| {
+        let opening = !open.get_untracked();
+        open.set(opening);
+        if opening {
+            load();
+        }
+    };
+    view! {
+        <div class="browse-rooms">
+            <button
+                type="button"
+                class="secondary"
+                data-testid="browse-rooms"
+                aria-expanded=move || if open.get() { "true" } else { "false" }
+                aria-controls="server-rooms"
+                on:click=toggle
+            >
+                {move || if open.get() { "Hide the server's rooms" } else { "Browse rooms" }}
+            </button>
+            <div id="server-rooms">
+                {move || open.get().then(|| view! { <div>{move || server_rooms(list.get(), on_open)}</div> })}
+            </div>
+        </div>
+    }
+}
+
+/// The server's rooms as listed, or where the list stands.
+fn server_rooms(list: Option<Result<ServerRooms, String>>, on_open: Callback<()>) -> AnyView {
+    match list {
+        None => view! { <p class="sample" role="status">"Loading…"</p> }.into_any(),
+        Some(Err(reason)) => view! { <p class="error" role="alert">{reason}</p> }.into_any(),
+        Some(Ok(list)) => {
+            let rooms = list
+                .rooms
+                .into_iter()
+                .map(|room| {
+                    let people = if room.users == 1 {
+                        "1 person".to_owned()
+                    } else {
+                        format!("{} people", grouped(room.users))
+                    };
+                    let activity = if room.last_seq.is_some() { "active" } else { "no messages yet" };
+                    view! {
+                        <li data-testid="server-room" data-room=room.room.to_string()>
+                            <a href=room_path(&room.room) on:click=move |_| on_open.run(())>
+                                <span aria-hidden="true">"# "</span>
+                                {room.room.to_string()}
+                            </a>
+                            <span class="room-meta">{format!("{people} · {activity}")}</span>
+                        </li>
+                    }
+                })
+                .collect_view();
+            view! { <ul data-testid="server-rooms" aria-label="The server's rooms">{rooms}</ul> }.into_any()
+        }
+    }
+}
+
+/// The room shown: its name, and a way to stop following it (not the last room followed: a
+/// page always follows one).
+#[component]
+pub fn RoomHeader() -> impl IntoView {
+    let chat = ChatSignals::expect();
+    let leave_room = ChatActions::expect().leave_room;
+    let current = Memo::new(move |_| chat.current.get());
+    let alone = move || chat.followed.with(|followed| followed.rooms().len() <= 1);
+    view! {
+        <div class="room-header">
+            <h2 data-testid="room-title">
+                <span aria-hidden="true">"# "</span>
+                {move || current.get().to_string()}
+            </h2>
+            {move || {
+                (!alone())
+                    .then(|| {
+                        view! {
+                            <button
+                                type="button"
+                                class="secondary"
+                                data-testid="leave-room"
+                                on:click=move |_| leave_room.run(current.get_untracked())
+                            >
+                                "Leave room"
+                            </button>
+                        }
+                    })
+            }}
+        </div>
+    }
+}
