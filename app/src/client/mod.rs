@@ -60,6 +60,7 @@ pub fn start(chat: ChatSignals) -> ChatActions {
     // Nothing shows the rooms before joining, so this changes nothing the server rendered.
     chat.followed.set(rooms::stored());
     session.open_room(chat.current.get_untracked());
+    chat.followed.with_untracked(rooms::remember);
     let names = Memo::new(move |_| chat.followed.with(Followed::names));
     Effect::new(move |previous: Option<Vec<RoomName>>| {
         let now = names.get();
