@@ -1,8 +1,8 @@
 //! The page, put together: a header with the app's name, the connection's state and (once
-//! joined) the rooms and people toggles and the account menu; then either the join form or the
+//! joined) the people toggle and the account menu; then either the join form or the
 //! chat: the rooms followed ([`RoomList`]) and the people of the room shown beside the
-//! conversation (folded away behind the toggles on narrow screens), the room's messages and its
-//! composer.
+//! conversation (folded away behind toggles on narrow screens: the people's in the header, the
+//! rooms' in the room's own header), the room's messages and its composer.
 //!
 //! The address names the room shown: a change of address (a link, back, forward) asks the
 //! browser side to open that room, and when the browser side shows another room (one left, one
@@ -82,32 +82,6 @@ pub fn ChatPage() -> impl IntoView {
                             view! {
                                 <button
                                     type="button"
-                                    class="rooms-toggle secondary"
-                                    data-testid="rooms-toggle"
-                                    node_ref=rooms_toggle
-                                    aria-controls="rooms"
-                                    aria-expanded=move || if rooms_open.get() { "true" } else { "false" }
-                                    on:click=move |_| {
-                                        people_open.set(false);
-                                        rooms_open.update(|open| *open = !*open);
-                                    }
-                                >
-                                    "Rooms"
-                                    {move || {
-                                        let unread = unread_elsewhere();
-                                        (unread > 0)
-                                            .then(|| {
-                                                view! {
-                                                    <span class="unread">
-                                                        {grouped(unread)}
-                                                        <span class="sr-only">" unread"</span>
-                                                    </span>
-                                                }
-                                            })
-                                    }}
-                                </button>
-                                <button
-                                    type="button"
                                     class="people-toggle secondary"
                                     data-testid="people-toggle"
                                     node_ref=people_toggle
@@ -152,7 +126,12 @@ pub fn ChatPage() -> impl IntoView {
                                         rooms_open.set(false);
                                     }
                                 >
-                                    <RoomHeader/>
+                                    <RoomHeader
+                                        rooms_open
+                                        people_open
+                                        toggle=rooms_toggle
+                                        unread_elsewhere=Signal::derive(unread_elsewhere)
+                                    />
                                     <ConnectionError error=chat.connection_error on_start_over=start_over/>
                                     {move || {
                                         let room = current.get();

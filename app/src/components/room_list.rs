@@ -215,15 +215,52 @@ fn server_rooms(list: Option<Result<ServerRooms, String>>, on_open: Callback<()>
 }
 
 /// The room shown: its name, and a way to stop following it (not the last room followed: a
-/// page always follows one).
+/// page always follows one). On narrow screens it also holds the toggle of the rooms panel,
+/// with the count of messages unread elsewhere.
 #[component]
-pub fn RoomHeader() -> impl IntoView {
+pub fn RoomHeader(
+    /// Whether the rooms panel is unfolded (narrow screens).
+    rooms_open: RwSignal<bool>,
+    /// Folded when the rooms panel opens: one panel at a time.
+    people_open: RwSignal<bool>,
+    /// The toggle, so Escape can put the focus back on it.
+    toggle: NodeRef<html::Button>,
+    #[prop(into)] unread_elsewhere: Signal<u64>,
+) -> impl IntoView {
     let chat = ChatSignals::expect();
     let leave_room = ChatActions::expect().leave_room;
     let current = Memo::new(move |_| chat.current.get());
     let alone = move || chat.followed.with(|followed| followed.rooms().len() <= 1);
     view! {
         <div class="room-header">
+            <button
+                type="button"
+                class="rooms-toggle secondary"
+                data-testid="rooms-toggle"
+                node_ref=toggle
+                aria-controls="rooms"
+                aria-expanded=move || if rooms_open.get() { "true" } else { "false" }
+                on:click=move |ev| {
+                    // The conversation around it folds the panels on a click.
+                    ev.stop_propagation();
+                    people_open.set(false);
+                    rooms_open.update(|open| *open = !*open);
+                }
+            >
+                "Rooms"
+                {move || {
+                    let unread = unread_elsewhere.get();
+                    (unread > 0)
+                        .then(|| {
+                            view! {
+                                <span class="unread">
+                                    {grouped(unread)}
+                                    <span class="sr-only">" unread"</span>
+                                </span>
+                            }
+                        })
+                }}
+            </button>
             <h2 data-testid="room-title">
                 <span aria-hidden="true">"# "</span>
                 {move || current.get().to_string()}

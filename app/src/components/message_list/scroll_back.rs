@@ -15,7 +15,7 @@ use crate::{
     model::{ChatActions, ScrollBack, Timeline},
     protocol::RoomName,
 };
-use leptos::{html, prelude::*};
+use leptos::{html, prelude::*, wasm_bindgen::JsCast, web_sys};
 
 /// How close to the top (in pixels) the reader must be for the older page to be asked for.
 const NEAR_TOP_PX: i32 = 200;
@@ -50,7 +50,7 @@ impl Reader {
             timeline,
             state,
             far_up: RwSignal::new(false),
-            messages: ChatActions::expect().messages,
+            actions: ChatActions::expect(),
         }
     }
 
@@ -125,25 +125,28 @@ impl Reader {
             state.loading = true;
             state.error = None;
         });
-        let reply = self.messages.run((self.room.get_value(), Some(before)));
+        let reply = self.actions.messages.run((self.room.get_value(), Some(before)));
         leptos::task::spawn_local(async move {
             let page = reply.await;
-            // The list may be gone by now (another room is shown): the page still goes into
-            // the room's timeline, which outlives the list.
-            let from_bottom =
-                self.list.try_get_untracked().flatten().map(|list| list.scroll_height() - list.scroll_top());
+            // Where the message the reader saw first stands now: the rows go in above it, and
+            // the list scrolls by as much as it moves. (Not measured from the bottom: new
+            // messages may arrive there meanwhile.) The list may be gone by now (another room
+            // is shown): the page still goes into the room's timeline, which outlives it.
+            let anchor = self.list.try_get_untracked().flatten().and_then(|list| row_offset(&list, before));
             match page {
                 Ok(page) => {
-                    let _ = self.timeline.try_update(|timeline| timeline.add_older(page.messages));
+                    let added = self.timeline.try_update(|timeline| timeline.add_older(page.messages));
                     let _ = self.state.try_update(|state| {
                         state.loading = false;
                         state.more = page.more;
                     });
-                    // Once the rows are in, put back what the reader was looking at.
-                    if let Some(from_bottom) = from_bottom {
+                    if let (Some(anchor), Some(1..)) = (anchor, added) {
+                        // Once the rows are in, put back what the reader was looking at.
                         request_animation_frame(move || {
-                            if let Some(Some(list)) = self.list.try_get_untracked() {
-                                list.set_scroll_top(list.scroll_height() - from_bottom);
+                            if let Some(Some(list)) = self.list.try_get_untracked()
+                                && let Some(now) = row_offset(&list, before)
+                            {
+                                list.set_scroll_top(list.scroll_top() + (now - anchor));
                             }
                         });
                     }
@@ -166,7 +169,7 @@ impl Reader {
             follower.jump_to_bottom();
             return;
         }
-        let reply = self.messages.run((self.room.get_value(), None));
+        let reply = self.actions.messages.run((self.room.get_value(), None));
         leptos::task::spawn_local(async move {
             if let Ok(page) = reply.await {
                 let _ = self.timeline.try_update(|timeline| timeline.restart(page.messages));
@@ -175,4 +178,10 @@ impl Reader {
             }
         });
     }
+}
+
+/// How far down its offset parent the row of message `seq` is, if it is shown.
+fn row_offset(list: &web_sys::Element, seq: u64) -> Option<i32> {
+    let row = list.query_selector(&format!("li[data-seq=\"{seq}\"]")).ok().flatten()?;
+    Some(row.dyn_into::<web_sys::HtmlElement>().ok()?.offset_top())
 }
