@@ -33,8 +33,7 @@ pub struct Reader {
     timeline: RwSignal<Timeline>,
     state: RwSignal<ScrollBack>,
     far_up: RwSignal<bool>,
-    messages:
-        Callback<(RoomName, Option<u64>), crate::model::Reply<Result<crate::protocol::MessagesPage, String>>>,
+    actions: ChatActions,
 }
 
 impl Reader {
