@@ -32,7 +32,7 @@ use components::{ChatPage, NotFound};
 use leptos::prelude::*;
 use leptos_meta::MetaTags;
 use leptos_router::{
-    components::{ParentRoute, Route, Router, Routes},
+    components::{Route, Router, Routes},
     hooks::use_location,
     path,
 };
@@ -63,18 +63,22 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 }
 
 /// The whole application: the chat at `/` (the room `general`) and `/r/NAME` (any other room),
-/// "not found" anywhere else. The server asks it for its routes (`generate_route_list(App)`),
-/// so both addresses are served as pages; back and forward move between rooms without leaving
-/// the page, since both are children of one route that holds the chat.
+/// "not found" anywhere else.
+///
+/// The routes are declared for the server, which asks for them (`generate_route_list(App)`)
+/// and so serves both addresses as pages; their views are empty. The page itself is rendered
+/// beside them, from the address, because the router hydrates what is under `Routes`
+/// asynchronously, and that second, async copy of every view of the chat (hydrate code is
+/// generic over each view's type) doubled the wasm. Moving between rooms (links, back,
+/// forward) changes only the address, which the chat page follows.
 #[component]
 pub fn App() -> impl IntoView {
     let page = view! {
         <Router>
-            <Routes fallback=|| view! { <NotFound/> }>
-                <ParentRoute path=path!("") view=ChatRoute>
-                    <Route path=path!("") view=|| ()/>
-                    <Route path=path!("r/:name") view=|| ()/>
-                </ParentRoute>
+            <Page/>
+            <Routes fallback=|| ()>
+                <Route path=path!("") view=|| ()/>
+                <Route path=path!("r/:name") view=|| ()/>
             </Routes>
         </Router>
     };
@@ -89,11 +93,11 @@ pub fn App() -> impl IntoView {
     page
 }
 
-/// A chat address: the chat page showing the room it names, or "not found" (a 404) when what
-/// follows `/r/` is no room name. The room shown later follows the address (see `ChatPage`);
-/// this decides once, at load, whether there is a chat at all.
+/// The page for the address at load: the chat showing the room it names, or "not found" (a
+/// 404 from the server) for any other address, `/r/` followed by something that is not a room
+/// name included. Decided once: later moves stay between rooms, or load another page.
 #[component]
-fn ChatRoute() -> impl IntoView {
+fn Page() -> impl IntoView {
     match room_from_path(&use_location().pathname.get_untracked()) {
         Some(Ok(room)) => {
             provide_chat(room);
