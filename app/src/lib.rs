@@ -29,7 +29,7 @@ pub mod model;
 mod reconnect;
 
 use components::{ChatPage, NotFound};
-use leptos::prelude::*;
+use leptos::{either::Either, prelude::*};
 use leptos_meta::MetaTags;
 use leptos_router::{
     components::{Route, Router, Routes},
@@ -101,11 +101,11 @@ fn Page() -> impl IntoView {
     match room_from_path(&use_location().pathname.get_untracked()) {
         Some(Ok(room)) => {
             provide_chat(room);
-            view! { <ChatPage/> }.into_any()
+            Either::Left(view! { <ChatPage/> })
         }
         _ => {
             not_found_status();
-            view! { <NotFound/> }.into_any()
+            Either::Right(view! { <NotFound/> })
         }
     }
 }

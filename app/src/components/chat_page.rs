@@ -24,7 +24,7 @@ use crate::{
     },
     protocol::ChatMessage,
 };
-use leptos::{ev, html, prelude::*};
+use leptos::{either::Either, ev, html, prelude::*};
 use leptos_router::{NavigateOptions, hooks::use_location, hooks::use_navigate};
 
 /// The one page of the app.
@@ -97,26 +97,25 @@ pub fn ChatPage() -> impl IntoView {
                                 </button>
                                 <AccountMenu me=chat.me on_rename=rename on_leave=leave/>
                             }
-                                .into_any()
                         })
                 }}
             </header>
             {move || {
                 if joined.get() {
-                        view! {
+                        Either::Left(view! {
                             <div
                                 class="chat"
                                 class:people-open=move || people_open.get()
                                 class:rooms-open=move || rooms_open.get()
                             >
                                 <nav id="rooms" class="rooms-panel" aria-labelledby="room-list-title">
-                                    <RoomList on_open=Callback::new(move |()| rooms_open.set(false))/>
+                                    <RoomList current on_open=Callback::new(move |()| rooms_open.set(false))/>
                                 </nav>
                                 <aside id="people" class="sidebar" aria-labelledby="user-list-title">
                                     {move || {
                                         let room = current.get();
                                         let roster = RwSignal::from(chat.room(&room).roster);
-                                        view! { <UserList room roster me=chat.me/> }.into_any()
+                                        view! { <UserList room roster me=chat.me/> }
                                     }}
                                 </aside>
                                 <main
@@ -127,6 +126,7 @@ pub fn ChatPage() -> impl IntoView {
                                     }
                                 >
                                     <RoomHeader
+                                        current
                                         rooms_open
                                         people_open
                                         toggle=rooms_toggle
@@ -150,14 +150,12 @@ pub fn ChatPage() -> impl IntoView {
                                                 on_sent=sent
                                             />
                                         }
-                                            .into_any()
                                     }}
                                 </main>
                             </div>
-                        }
-                            .into_any()
+                        })
                 } else {
-                        view! {
+                        Either::Right(view! {
                             <main class="join">
                                 <JoinForm
                                     action=path.clone()
@@ -166,8 +164,7 @@ pub fn ChatPage() -> impl IntoView {
                                     info=chat.join_info
                                 />
                             </main>
-                        }
-                            .into_any()
+                        })
                 }
             }}
         </div>

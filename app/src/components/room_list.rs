@@ -15,15 +15,18 @@ use crate::{
     },
     protocol::{RoomList as ServerRooms, RoomName},
 };
-use leptos::{ev::SubmitEvent, html, prelude::*};
+use leptos::{either::EitherOf3, ev::SubmitEvent, html, prelude::*};
 use leptos_router::hooks::use_navigate;
 
 /// The sidebar: the rooms followed, the join form, the server's rooms. `on_open` is called when
 /// a room is opened from here (narrow screens fold the panel then).
 #[component]
-pub fn RoomList(#[prop(into)] on_open: Callback<()>) -> impl IntoView {
+pub fn RoomList(
+    /// The room shown.
+    current: Memo<RoomName>,
+    #[prop(into)] on_open: Callback<()>,
+) -> impl IntoView {
     let chat = ChatSignals::expect();
-    let current = Memo::new(move |_| chat.current.get());
     let rooms = move || chat.followed.with(|followed| followed.rooms().to_vec());
     view! {
         <div class="room-list">
@@ -55,7 +58,7 @@ pub fn RoomList(#[prop(into)] on_open: Callback<()>) -> impl IntoView {
 }
 
 /// One followed room: its link, its unread count and its mention mark.
-fn room_entry(room: FollowedRoom, current: Memo<RoomName>, on_open: Callback<()>) -> AnyView {
+fn room_entry(room: FollowedRoom, current: Memo<RoomName>, on_open: Callback<()>) -> impl IntoView {
     let FollowedRoom { name, unread, mentioned } = room;
     let href = room_path(&name);
     let label = name.to_string();
@@ -97,7 +100,6 @@ fn room_entry(room: FollowedRoom, current: Memo<RoomName>, on_open: Callback<()>
             </a>
         </li>
     }
-    .into_any()
 }
 
 /// Join or create a room by name: the name is checked with the protocol's rules here, and the
@@ -183,10 +185,10 @@ fn BrowseRooms(on_open: Callback<()>) -> impl IntoView {
 }
 
 /// The server's rooms as listed, or where the list stands.
-fn server_rooms(list: Option<Result<ServerRooms, String>>, on_open: Callback<()>) -> AnyView {
+fn server_rooms(list: Option<Result<ServerRooms, String>>, on_open: Callback<()>) -> impl IntoView {
     match list {
-        None => view! { <p class="sample" role="status">"Loading…"</p> }.into_any(),
-        Some(Err(reason)) => view! { <p class="error" role="alert">{reason}</p> }.into_any(),
+        None => EitherOf3::A(view! { <p class="sample" role="status">"Loading…"</p> }),
+        Some(Err(reason)) => EitherOf3::B(view! { <p class="error" role="alert">{reason}</p> }),
         Some(Ok(list)) => {
             let rooms = list
                 .rooms
@@ -209,7 +211,9 @@ fn server_rooms(list: Option<Result<ServerRooms, String>>, on_open: Callback<()>
                     }
                 })
                 .collect_view();
-            view! { <ul data-testid="server-rooms" aria-label="The server's rooms">{rooms}</ul> }.into_any()
+            EitherOf3::C(
+                view! { <ul data-testid="server-rooms" aria-label="The server's rooms">{rooms}</ul> },
+            )
         }
     }
 }
@@ -219,6 +223,8 @@ fn server_rooms(list: Option<Result<ServerRooms, String>>, on_open: Callback<()>
 /// with the count of messages unread elsewhere.
 #[component]
 pub fn RoomHeader(
+    /// The room shown.
+    current: Memo<RoomName>,
     /// Whether the rooms panel is unfolded (narrow screens).
     rooms_open: RwSignal<bool>,
     /// Folded when the rooms panel opens: one panel at a time.
@@ -229,7 +235,6 @@ pub fn RoomHeader(
 ) -> impl IntoView {
     let chat = ChatSignals::expect();
     let leave_room = ChatActions::expect().leave_room;
-    let current = Memo::new(move |_| chat.current.get());
     let alone = move || chat.followed.with(|followed| followed.rooms().len() <= 1);
     view! {
         <div class="room-header">

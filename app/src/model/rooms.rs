@@ -167,19 +167,21 @@ impl FollowedRoom {
     }
 }
 
-/// Whether `text` mentions `name`: the name, in any case, not inside a longer word (`@Ann`,
-/// `Ann,` and `ann` mention Ann; `Annabel` does not).
+/// Whether `text` mentions `name`: the name, with ASCII letters in any case, not inside a
+/// longer word (`@Ann`, `Ann,` and `ann` mention Ann; `Annabel` does not). ASCII folding only:
+/// full Unicode case tables would cost the browser's bundle more than they are worth here.
 pub fn mentions(text: &str, name: &str) -> bool {
-    let name = name.trim().to_lowercase();
-    if name.is_empty() {
+    let name = name.trim().as_bytes();
+    let text = text.as_bytes();
+    if name.is_empty() || name.len() > text.len() {
         return false;
     }
-    let text = text.to_lowercase();
-    let word_char = |c: char| c.is_alphanumeric() || c == '_';
-    text.match_indices(&name).any(|(at, _)| {
-        let before = text[..at].chars().next_back();
-        let after = text[at + name.len()..].chars().next();
-        !before.is_some_and(word_char) && !after.is_some_and(word_char)
+    // A byte of a word: ASCII letters, digits, `_`, and any byte of a non-ASCII character.
+    let word_byte = |byte: u8| byte.is_ascii_alphanumeric() || byte == b'_' || byte >= 0x80;
+    (0..=text.len() - name.len()).any(|at| {
+        text[at..at + name.len()].eq_ignore_ascii_case(name)
+            && !at.checked_sub(1).is_some_and(|before| word_byte(text[before]))
+            && !text.get(at + name.len()).is_some_and(|&after| word_byte(after))
     })
 }
 
@@ -274,6 +276,8 @@ mod tests {
         assert!(mentions("ANN, look", "ann"));
         assert!(mentions("ask ann", "Ann"));
         assert!(mentions("thanks Zoë", "zoë"));
+        assert!(mentions("Zoë!", "Zoë"));
+        assert!(!mentions("Zoëlle", "Zoë"));
         assert!(!mentions("Annabel is here", "Ann"));
         assert!(!mentions("joanna", "Ann"));
         assert!(!mentions("anything", " "));

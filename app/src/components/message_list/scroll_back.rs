@@ -15,7 +15,7 @@ use crate::{
     model::{ChatActions, ScrollBack, Timeline},
     protocol::RoomName,
 };
-use leptos::{html, prelude::*, wasm_bindgen::JsCast, web_sys};
+use leptos::{either::Either, html, prelude::*, wasm_bindgen::JsCast, web_sys};
 
 /// How close to the top (in pixels) the reader must be for the older page to be asked for.
 const NEAR_TOP_PX: i32 = 200;
@@ -61,13 +61,13 @@ impl Reader {
     /// The line above the oldest message: what scrolling up does, loading, a failure with a way
     /// to try again, or the start of the room. It is one line whatever it says, so a page
     /// starting to load moves nothing.
-    pub fn status(self) -> Option<AnyView> {
+    pub fn status(self) -> Option<impl IntoView> {
         let ScrollBack { more, loading, error } = self.state.get();
         if self.timeline.with(Timeline::is_empty) {
             return None;
         }
         Some(match error {
-            Some(error) if !loading => view! {
+            Some(error) if !loading => Either::Left(view! {
                 <li data-testid="history-status" class="notice history">
                     <span role="alert">{error}</span>
                     " "
@@ -75,8 +75,7 @@ impl Reader {
                         "Try again"
                     </button>
                 </li>
-            }
-            .into_any(),
+            }),
             _ => {
                 let text = if loading {
                     "Loading older messages…"
@@ -85,7 +84,7 @@ impl Reader {
                 } else {
                     "This is the start of the room."
                 };
-                view! { <li data-testid="history-status" class="notice history">{text}</li> }.into_any()
+                Either::Right(view! { <li data-testid="history-status" class="notice history">{text}</li> })
             }
         })
     }
