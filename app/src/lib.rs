@@ -31,11 +31,7 @@ mod reconnect;
 use components::{ChatPage, NotFound};
 use leptos::{either::Either, prelude::*};
 use leptos_meta::MetaTags;
-use leptos_router::{
-    components::{Route, Router, Routes},
-    hooks::use_location,
-    path,
-};
+use leptos_router::{components::Router, hooks::use_location};
 #[cfg(not(feature = "hydrate"))]
 use model::{ChatActions, ResizeWatch};
 use model::{ChatSignals, rooms::room_from_path};
@@ -65,21 +61,20 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 /// The whole application: the chat at `/` (the room `general`) and `/r/NAME` (any other room),
 /// "not found" anywhere else.
 ///
-/// The routes are declared for the server, which asks for them (`generate_route_list(App)`)
-/// and so serves both addresses as pages; their views are empty. The page itself is rendered
-/// beside them, from the address, because the router hydrates what is under `Routes`
-/// asynchronously, and that second, async copy of every view of the chat (hydrate code is
-/// generic over each view's type) doubled the wasm. Moving between rooms (links, back,
-/// forward) changes only the address, which the chat page follows.
+/// The page is rendered from the address ([`Page`]), inside the `Router`, which keeps the
+/// address (links, back, forward) that the chat page follows. The routes are declared for the
+/// server alone, which asks for them (`generate_route_list(App)`) and so serves both addresses
+/// as pages: only while it generates that list are they rendered, with empty views. The browser
+/// never renders them, so its wasm carries neither the route matcher nor the router's
+/// asynchronous hydration: under `Routes` every view of the chat would be hydrated by a second,
+/// async copy of its code (hydrate code is generic over each view's type), which doubled the
+/// wasm.
 #[component]
 pub fn App() -> impl IntoView {
     let page = view! {
         <Router>
             <Page/>
-            <Routes fallback=|| ()>
-                <Route path=path!("") view=|| ()/>
-                <Route path=path!("r/:name") view=|| ()/>
-            </Routes>
+            <RouteList/>
         </Router>
     };
     // The meta tags render into `<head>`, never into the body that the browser hydrates, so the
@@ -91,6 +86,27 @@ pub fn App() -> impl IntoView {
         (view! { <Stylesheet id="leptos" href="/pkg/ssechat.css"/> <Title text=model::ROOM_NAME/> }, page)
     };
     page
+}
+
+/// The chat's addresses, declared for the server's list of pages (see [`App`]): rendered only
+/// while that list is generated, and never built for the browser.
+#[component]
+fn RouteList() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    {
+        use leptos_router::{
+            components::{Route, Routes},
+            path,
+        };
+        leptos_router::RouteList::is_generating().then(|| {
+            view! {
+                <Routes fallback=|| ()>
+                    <Route path=path!("") view=|| ()/>
+                    <Route path=path!("r/:name") view=|| ()/>
+                </Routes>
+            }
+        })
+    }
 }
 
 /// The page for the address at load: the chat showing the room it names, or "not found" (a
