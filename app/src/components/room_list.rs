@@ -15,7 +15,12 @@ use crate::{
     },
     protocol::{RoomList as ServerRooms, RoomName},
 };
-use leptos::{either::EitherOf3, ev::SubmitEvent, html, prelude::*};
+use leptos::{
+    either::EitherOf3,
+    ev::{MouseEvent, SubmitEvent},
+    html,
+    prelude::*,
+};
 use leptos_router::hooks::use_navigate;
 
 /// The sidebar: the rooms followed, the join form, the server's rooms. `on_open` is called when
@@ -28,6 +33,7 @@ pub fn RoomList(
 ) -> impl IntoView {
     let chat = ChatSignals::expect();
     let rooms = move || chat.followed.with(|followed| followed.rooms().to_vec());
+    let go = follow_link(on_open);
     view! {
         <div class="room-list">
             <h2 id="room-list-title">"Rooms"</h2>
@@ -37,7 +43,7 @@ pub fn RoomList(
                     key=|room| (room.name.clone(), room.unread, room.mentioned)
                     let:room
                 >
-                    {room_entry(room, current, on_open)}
+                    {room_entry(room, current, go)}
                 </For>
             </ul>
             {move || {
@@ -52,15 +58,20 @@ pub fn RoomList(
                     })
             }}
             <JoinRoom on_open/>
-            <BrowseRooms on_open/>
+            <BrowseRooms go/>
         </div>
     }
 }
 
 /// One followed room: its link, its unread count and its mention mark.
-fn room_entry(room: FollowedRoom, current: Memo<RoomName>, on_open: Callback<()>) -> impl IntoView {
+fn room_entry(
+    room: FollowedRoom,
+    current: Memo<RoomName>,
+    go: Callback<(MouseEvent, String)>,
+) -> impl IntoView {
     let FollowedRoom { name, unread, mentioned } = room;
     let href = room_path(&name);
+    let to = href.clone();
     let label = name.to_string();
     let data_room = label.clone();
     let is_current = {
@@ -73,7 +84,7 @@ fn room_entry(room: FollowedRoom, current: Memo<RoomName>, on_open: Callback<()>
             <a
                 href=href
                 aria-current=move || is_current_too().then_some("page")
-                on:click=move |_| on_open.run(())
+                on:click=move |ev| go.run((ev, to.clone()))
             >
                 <span class="room-name">
                     <span aria-hidden="true">"# "</span>
@@ -100,6 +111,23 @@ fn room_entry(room: FollowedRoom, current: Memo<RoomName>, on_open: Callback<()>
             </a>
         </li>
     }
+}
+
+/// What a click on a room's link does: a plain click moves the address in this page (which
+/// the chat follows) and folds the panel; with a modifier key the browser does what it would
+/// (a new tab, a new window). Done here rather than left to the router's own handling of link
+/// clicks, which did not move the address once the routes were no longer rendered in the
+/// browser (see `App` in `lib.rs`); `use_navigate` does.
+fn follow_link(on_open: Callback<()>) -> Callback<(MouseEvent, String)> {
+    let navigate = use_navigate();
+    Callback::new(move |(ev, path): (MouseEvent, String)| {
+        if ev.button() != 0 || ev.ctrl_key() || ev.meta_key() || ev.shift_key() || ev.alt_key() {
+            return;
+        }
+        ev.prevent_default();
+        on_open.run(());
+        navigate(&path, Default::default());
+    })
 }
 
 /// Join or create a room by name: the name is checked with the protocol's rules here, and the
@@ -146,7 +174,7 @@ fn JoinRoom(on_open: Callback<()>) -> impl IntoView {
 
 /// "Browse rooms": the server's rooms, most recently active first, with their people.
 #[component]
-fn BrowseRooms(on_open: Callback<()>) -> impl IntoView {
+fn BrowseRooms(go: Callback<(MouseEvent, String)>) -> impl IntoView {
     let list_rooms = ChatActions::expect().list_rooms;
     let open = RwSignal::new(false);
     let list = RwSignal::new(None::<Result<ServerRooms, String>>);
@@ -178,14 +206,17 @@ fn BrowseRooms(on_open: Callback<()>) -> impl IntoView {
                 {move || if open.get() { "Hide the server's rooms" } else { "Browse rooms" }}
             </button>
             <div id="server-rooms">
-                {move || open.get().then(|| view! { <div>{move || server_rooms(list.get(), on_open)}</div> })}
+                {move || open.get().then(|| view! { <div>{move || server_rooms(list.get(), go)}</div> })}
             </div>
         </div>
     }
 }
 
 /// The server's rooms as listed, or where the list stands.
-fn server_rooms(list: Option<Result<ServerRooms, String>>, on_open: Callback<()>) -> impl IntoView {
+fn server_rooms(
+    list: Option<Result<ServerRooms, String>>,
+    go: Callback<(MouseEvent, String)>,
+) -> impl IntoView {
     match list {
         None => EitherOf3::A(view! { <p class="sample" role="status">"Loading…"</p> }),
         Some(Err(reason)) => EitherOf3::B(view! { <p class="error" role="alert">{reason}</p> }),
@@ -199,10 +230,11 @@ fn server_rooms(list: Option<Result<ServerRooms, String>>, on_open: Callback<()>
                     } else {
                         format!("{} people", grouped(room.users))
                     };
+                    let to = room_path(&room.room);
                     let activity = if room.last_seq.is_some() { "active" } else { "no messages yet" };
                     view! {
                         <li data-testid="server-room" data-room=room.room.to_string()>
-                            <a href=room_path(&room.room) on:click=move |_| on_open.run(())>
+                            <a href=to.clone() on:click=move |ev| go.run((ev, to.clone()))>
                                 <span aria-hidden="true">"# "</span>
                                 {room.room.to_string()}
                             </a>
