@@ -17,6 +17,14 @@ use std::{future::Future, pin::Pin};
 /// the browser's one thread, so it need not be `Send`).
 pub type Reply<T> = Pin<Box<dyn Future<Output = T>>>;
 
+/// An action that asks the server for something: `In` says what, and the reply is the answer
+/// or why it could not be had, as a sentence.
+pub type Request<In, T> = Callback<In, Reply<Result<T, String>>>;
+
+/// What a send comes to: the message as stored (when the answer could be read), or why it was
+/// not sent.
+pub type Sent = Result<Option<ChatMessage>, SendFailure>;
+
 /// The page's actions. Copying it is shallow: every field is a handle to one stored callback.
 #[derive(Debug, Clone, Copy)]
 pub struct ChatActions {
@@ -36,15 +44,15 @@ pub struct ChatActions {
     pub leave_room: Callback<RoomName>,
     /// Posts a message in a room: `Ok` carries it as stored (when the answer could be read),
     /// `Err` says why it was not sent.
-    pub send: Callback<(RoomName, MessageText), Reply<Result<Option<ChatMessage>, SendFailure>>>,
+    pub send: Callback<(RoomName, MessageText), Reply<Sent>>,
     /// A page of the whole user list of a large room, after this cursor (from the start when
     /// `None`), or why it could not be had.
-    pub page_users: Callback<(RoomName, Option<String>), Reply<Result<UsersPage, String>>>,
+    pub page_users: Request<(RoomName, Option<String>), UsersPage>,
     /// A page of a room's history before this `seq` (the newest when `None`), or why it could
     /// not be had.
-    pub messages: Callback<(RoomName, Option<u64>), Reply<Result<MessagesPage, String>>>,
+    pub messages: Request<(RoomName, Option<u64>), MessagesPage>,
     /// Every room of the server, or why the list could not be had.
-    pub list_rooms: Callback<(), Reply<Result<RoomList, String>>>,
+    pub list_rooms: Request<(), RoomList>,
 }
 
 impl ChatActions {
