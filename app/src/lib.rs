@@ -13,7 +13,7 @@
 //! browser's, or inert ones on the server) as context. [`reconnect`]'s rules are plain Rust that
 //! `client/` drives.
 
-// The router's nested view types are deep.
+// The chat page's view types nest deeply (a view type is its whole tree).
 #![recursion_limit = "256"]
 
 pub mod protocol;

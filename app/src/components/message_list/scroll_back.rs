@@ -24,6 +24,8 @@ const KEEP_AT_BOTTOM: usize = 300;
 const TRIM_FROM: usize = 600;
 /// Further from the bottom than this many screens, "Jump to the newest" shows.
 const FAR_UP_SCREENS: i32 = 3;
+/// How many frames reading back waits for the rows it added to be laid out.
+const FRAMES_TO_WAIT: u32 = 30;
 
 /// Reads one room's history back into its list. Copying it is shallow.
 #[derive(Clone, Copy)]
@@ -139,14 +141,7 @@ impl Reader {
                         state.more = page.more;
                     });
                     if let (Some(anchor), Some(1..)) = (anchor, added) {
-                        // Once the rows are in, put back what the reader was looking at.
-                        request_animation_frame(move || {
-                            if let Some(Some(list)) = self.list.try_get_untracked()
-                                && let Some(now) = row_offset(&list, before)
-                            {
-                                list.set_scroll_top(list.scroll_top() + (now - anchor));
-                            }
-                        });
+                        self.keep_in_place(before, anchor, FRAMES_TO_WAIT);
                     }
                 }
                 Err(reason) => {
@@ -155,6 +150,21 @@ impl Reader {
                         state.error = Some(reason);
                     });
                 }
+            }
+        });
+    }
+
+    /// Once the rows read back are in, scrolls by as much as the row of message `seq` moved
+    /// from `anchor`, so what the reader was looking at stays put. Rows above it were added, so
+    /// it must move: until it has (the view may not have caught up with the timeline by the next
+    /// frame on a busy machine), this looks again on each frame, `frames` more times.
+    fn keep_in_place(self, seq: u64, anchor: i32, frames: u32) {
+        request_animation_frame(move || {
+            let Some(Some(list)) = self.list.try_get_untracked() else { return };
+            match row_offset(&list, seq) {
+                Some(now) if now != anchor => list.set_scroll_top(list.scroll_top() + (now - anchor)),
+                Some(_) if frames > 0 => self.keep_in_place(seq, anchor, frames - 1),
+                _ => {}
             }
         });
     }
