@@ -239,24 +239,26 @@ test.describe("reading back", () => {
     const history = bob.page.locator(ROOMS.history);
 
     for (let round = 0; round < 10; round++) {
-      const first = bob.messages.first();
-      const firstText = await first.locator('[data-testid="message-text"]').textContent();
+      const firstText = await bob.messages.first().locator('[data-testid="message-text"]').textContent();
       if (firstText === "old message 001") break;
+      // The reader's eye: the message after the oldest (the oldest itself loses its author line
+      // once older messages by the same author go above it).
+      const watchedText = await bob.messages.nth(1).locator('[data-testid="message-text"]').textContent();
       const count = await bob.messages.count();
-      // Scroll to the top, as a reader would, and note where the oldest message is.
+      // Scroll to the top, as a reader would, and note where the watched message is.
       const before = await bob.messageList.evaluate((list) => {
         list.scrollTop = 0;
         list.dispatchEvent(new Event("scroll"));
-        const item = list.querySelector('li[data-testid="message"]')!;
+        const item = list.querySelectorAll('li[data-testid="message"]')[1];
         return item.getBoundingClientRect().top - list.getBoundingClientRect().top;
       });
       await expect.poll(() => bob.messages.count(), { message: `round ${round}: older messages come` }).toBeGreaterThan(count);
       await expect(history).not.toHaveText(/Loading/);
       // What the reader was looking at stays where it was.
-      const oldFirst = bob.message(firstText!);
+      const watched = bob.message(watchedText!);
       await expect
         .poll(() =>
-          oldFirst.evaluate((item) => {
+          watched.evaluate((item) => {
             const list = item.closest("ol")!;
             return Math.round(item.getBoundingClientRect().top - list.getBoundingClientRect().top);
           }),

@@ -160,6 +160,13 @@ impl Timeline {
         self.messages.first_key_value().map(|(&seq, _)| seq)
     }
 
+    /// The `seq` of the message after the oldest shown: where the reader's eye stays while a
+    /// page goes in above (the oldest itself may lose its author line, as it now continues the
+    /// page's last message, and so move).
+    pub fn second_oldest_seq(&self) -> Option<u64> {
+        self.messages.keys().nth(1).copied()
+    }
+
     /// The number of messages shown.
     pub fn len(&self) -> usize {
         self.messages.len()

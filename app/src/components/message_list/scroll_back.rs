@@ -128,11 +128,13 @@ impl Reader {
         let reply = self.actions.messages.run((self.room.get_value(), Some(before)));
         leptos::task::spawn_local(async move {
             let page = reply.await;
-            // Where the message the reader saw first stands now: the rows go in above it, and
-            // the list scrolls by as much as it moves. (Not measured from the bottom: new
+            // Where the message after the oldest stands now (see `second_oldest_seq`): the rows
+            // go in above it, and the list scrolls by as much as it moves. (Not measured from the bottom: new
             // messages may arrive there meanwhile.) The list may be gone by now (another room
             // is shown): the page still goes into the room's timeline, which outlives it.
-            let anchor = self.list.try_get_untracked().flatten().and_then(|list| row_offset(&list, before));
+            let steady =
+                self.timeline.try_with_untracked(Timeline::second_oldest_seq).flatten().unwrap_or(before);
+            let anchor = self.list.try_get_untracked().flatten().and_then(|list| row_offset(&list, steady));
             match page {
                 Ok(page) => {
                     let added = self.timeline.try_update(|timeline| timeline.add_older(page.messages));
@@ -141,7 +143,7 @@ impl Reader {
                         state.more = page.more;
                     });
                     if let (Some(anchor), Some(1..)) = (anchor, added) {
-                        self.keep_in_place(before, anchor, FRAMES_TO_WAIT);
+                        self.keep_in_place(steady, anchor, FRAMES_TO_WAIT);
                     }
                 }
                 Err(reason) => {
