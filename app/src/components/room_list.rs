@@ -203,7 +203,8 @@ fn BrowseRooms(go: Callback<(MouseEvent, String)>) -> impl IntoView {
                 aria-controls="server-rooms"
                 on:click=toggle
             >
-                {move || if open.get() { "Hide the server's rooms" } else { "Browse rooms" }}
+                // The same words open or shut: `aria-expanded` says which, and the list shows it.
+                "Browse rooms"
             </button>
             <div id="server-rooms">
                 {move || open.get().then(|| view! { <div>{move || server_rooms(list.get(), go)}</div> })}
