@@ -296,3 +296,15 @@ test("the people list is the room's own", async ({ openChat }) => {
   await expect(alice.message("back in general")).toHaveCount(0);
   await expect(entry(alice, "general").locator(ROOMS.unread)).toHaveText(/^1\b/);
 });
+
+test("a post refused as not in the room says so and keeps the draft for a retry", async ({ openChat }) => {
+  const alice = await joined(openChat, "Alice");
+  await joinRoom(alice, "late");
+  await alice.page.route("**/message", (route) => route.fulfill({ status: 403, body: "not in room" }), { times: 1 });
+  await alice.send("first try");
+  await expect(alice.composerError).toHaveText(/not in this room yet.*try again/i);
+  await expect(alice.composerInput).toHaveValue("first try");
+  await alice.page.locator('[data-testid="composer-retry"]').click();
+  await alice.expectMessage("first try", "Alice", true);
+  await expect(alice.composerError).toHaveCount(0);
+});
