@@ -13,6 +13,9 @@
 //! browser's, or inert ones on the server) as context. [`reconnect`]'s rules are plain Rust that
 //! `client/` drives.
 
+// The chat page's view types nest deeply (a view type is its whole tree).
+#![recursion_limit = "256"]
+
 pub mod protocol;
 
 #[cfg(feature = "hydrate")]
@@ -28,9 +31,11 @@ mod reconnect;
 use components::{ChatPage, NotFound};
 use leptos::{either::Either, prelude::*};
 use leptos_meta::MetaTags;
-use model::ChatSignals;
+use leptos_router::{components::Router, hooks::use_location};
 #[cfg(not(feature = "hydrate"))]
 use model::{ChatActions, ResizeWatch};
+use model::{ChatSignals, rooms::room_from_path};
+use protocol::RoomName;
 
 /// The HTML document around [`App`]: rendered by the server only, never hydrated.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -53,16 +58,24 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// The whole application: the chat page at `/`, "not found" anywhere else. The server asks it
-/// for its routes (`generate_route_list(App)`); with no router there are none, and `leptos_axum`
-/// then serves it at `/`.
+/// The whole application: the chat at `/` (the room `general`) and `/r/NAME` (any other room),
+/// "not found" anywhere else.
+///
+/// The page is rendered from the address ([`Page`]), inside the `Router`, which keeps the
+/// address (links, back, forward) that the chat page follows. The routes are declared for the
+/// server alone, which asks for them (`generate_route_list(App)`) and so serves both addresses
+/// as pages: only while it generates that list are they rendered, with empty views. The browser
+/// never renders them, so its wasm carries neither the route matcher nor the router's
+/// asynchronous hydration: under `Routes` every view of the chat would be hydrated by a second,
+/// async copy of its code (hydrate code is generic over each view's type), which doubled the
+/// wasm.
 #[component]
 pub fn App() -> impl IntoView {
-    let page = if is_root_path() {
-        provide_chat();
-        Either::Left(view! { <ChatPage/> })
-    } else {
-        Either::Right(view! { <NotFound/> })
+    let page = view! {
+        <Router>
+            <Page/>
+            <RouteList/>
+        </Router>
     };
     // The meta tags render into `<head>`, never into the body that the browser hydrates, so the
     // browser's tree is the same without them.
@@ -75,11 +88,57 @@ pub fn App() -> impl IntoView {
     page
 }
 
+/// The chat's addresses, declared for the server's list of pages (see [`App`]): rendered only
+/// while that list is generated, and never built for the browser.
+#[component]
+fn RouteList() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    {
+        use leptos_router::{
+            components::{Route, Routes},
+            path,
+        };
+        leptos_router::RouteList::is_generating().then(|| {
+            view! {
+                <Routes fallback=|| ()>
+                    <Route path=path!("") view=|| ()/>
+                    <Route path=path!("r/:name") view=|| ()/>
+                </Routes>
+            }
+        })
+    }
+}
+
+/// The page for the address at load: the chat showing the room it names, or "not found" (a
+/// 404 from the server) for any other address, `/r/` followed by something that is not a room
+/// name included. Decided once: later moves stay between rooms, or load another page.
+#[component]
+fn Page() -> impl IntoView {
+    match room_from_path(&use_location().pathname.get_untracked()) {
+        Some(Ok(room)) => {
+            provide_chat(room);
+            Either::Left(view! { <ChatPage/> })
+        }
+        _ => {
+            not_found_status();
+            Either::Right(view! { <NotFound/> })
+        }
+    }
+}
+
+/// Answers the page being rendered with 404 (the server build; nothing to do in the browser).
+fn not_found_status() {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(http::StatusCode::NOT_FOUND);
+    }
+}
+
 /// Gives the chat page its state, its actions, its clock and its watch on element sizes, as
 /// context: in the browser those of `client`, which also starts the browser side; on the server
 /// inert ones, since the server only renders the join form and never runs the page.
-fn provide_chat() {
-    let chat = ChatSignals::new();
+fn provide_chat(room: RoomName) {
+    let chat = ChatSignals::new(room);
     provide_context(chat);
     #[cfg(feature = "hydrate")]
     let (actions, clock, resizes) = (client::start(chat), client::clock(), client::resize_watch());
@@ -88,21 +147,4 @@ fn provide_chat() {
     provide_context(actions);
     provide_context(clock);
     provide_context(resizes);
-}
-
-/// Whether this page is the chat's own address, `/` (with or without a query).
-fn is_root_path() -> bool {
-    // `leptos_axum` gives the request as a full URL on a made-up host (`http://leptos.dev/…`).
-    #[cfg(feature = "ssr")]
-    let path = use_context::<leptos_router::location::RequestUrl>().map(|url| {
-        let url = url.as_ref();
-        let path =
-            url.split_once("://").map_or(url, |(_, rest)| rest.find('/').map_or("/", |at| &rest[at..]));
-        path.split(['?', '#']).next().unwrap_or_default().to_owned()
-    });
-    #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
-    let path = web_sys::window().and_then(|window| window.location().pathname().ok());
-    #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
-    let path: Option<String> = None;
-    path.is_none_or(|path| path.is_empty() || path == "/")
 }

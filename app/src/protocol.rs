@@ -438,12 +438,19 @@ impl ServerEvent {
             let RoomUsers { room, users } = parse(event, data)?;
             Ok((room, users))
         }
+        /// The room and the value of an event that carries one. Read as two plain structs
+        /// (serde ignores the fields it does not know) rather than through `InRoom`'s
+        /// `#[serde(flatten)]`, whose buffering decoder the browser would otherwise ship.
         fn in_room<T: serde::de::DeserializeOwned>(
             event: &'static str,
             data: &str,
         ) -> Result<(RoomName, T), DecodeError> {
-            let InRoom { room, data } = parse(event, data)?;
-            Ok((room, data))
+            #[derive(Deserialize)]
+            struct RoomOf {
+                room: RoomName,
+            }
+            let RoomOf { room } = parse(event, data)?;
+            Ok((room, parse(event, data)?))
         }
         Ok(match name {
             Self::ALL_USERS => {

@@ -169,3 +169,50 @@ test("the whole chat works by keyboard, with a visible focus", async ({ openChat
   await page.keyboard.press("Escape");
   await expect(alice.userList).toBeHidden();
 });
+
+test("axe finds no serious or critical violation in the rooms states, desktop or phone", async ({ openChat }, testInfo) => {
+  const alice = await joined(openChat, "Alice");
+  const bob = await joined(openChat, "Bob");
+  const joinRoom = async (chat: ChatPage, room: string) => {
+    await chat.page.getByLabel("Join or create a room", { exact: true }).fill(room);
+    await chat.page.locator('form[data-testid="join-room"]').getByRole("button", { name: "Join" }).click();
+    await expect(chat.page.locator('[data-testid="room-title"]')).toHaveText(`# ${room}`);
+  };
+  await joinRoom(alice, "design");
+  await joinRoom(bob, "design");
+  await alice.page.locator('[data-testid="room-list"] a[href="/"]').click();
+  await expect(alice.page.locator('[data-testid="room-title"]')).toHaveText("# general");
+  await bob.send("Alice, the mockups are ready");
+  const design = alice.page.locator('li[data-testid="room"][data-room="design"]');
+  await expect(design.locator('[data-testid="room-unread"]')).toBeVisible();
+  await expect(design.locator('[data-testid="room-mention"]')).toBeVisible();
+
+  for (const [size, viewport] of [
+    ["desktop", DESKTOP],
+    ["phone", PHONE],
+  ] as const) {
+    await alice.page.setViewportSize(viewport);
+    if (size === "phone") {
+      await alice.page.locator('[data-testid="rooms-toggle"]').click();
+      await expect(alice.page.locator('[data-testid="room-list"]')).toBeVisible();
+    }
+    await expectNoSeriousViolations(alice.page, testInfo, `rooms with unread and a mention (${size})`);
+    await alice.page.getByLabel("Join or create a room", { exact: true }).fill("Not A Room");
+    await alice.page.getByLabel("Join or create a room", { exact: true }).press("Enter");
+    await expect(alice.page.locator('[data-testid="room-name-error"]')).toBeVisible();
+    await expectNoSeriousViolations(alice.page, testInfo, `room name refused (${size})`);
+    await alice.page.locator('[data-testid="browse-rooms"]').click();
+    await expect(alice.page.locator('li[data-testid="server-room"]')).toHaveCount(2);
+    await expectNoSeriousViolations(alice.page, testInfo, `browse rooms (${size})`);
+    await alice.page.locator('[data-testid="browse-rooms"]').click();
+    if (size === "phone") {
+      await alice.page.keyboard.press("Escape");
+      await expect(alice.page.locator('[data-testid="room-list"]')).toBeHidden();
+      await expect(alice.page.locator('[data-testid="rooms-toggle"]')).toBeFocused();
+    }
+  }
+  await expect(alice.page.locator('[data-testid="room-list"] a[aria-current="page"]')).toHaveText(/general/);
+  const missing = await alice.page.goto("/r/Not-A-Room");
+  expect(missing?.status()).toBe(404);
+  await expectNoSeriousViolations(alice.page, testInfo, "room not found");
+});

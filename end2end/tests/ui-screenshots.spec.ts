@@ -78,3 +78,46 @@ test("screenshots of the chat at desktop and phone widths in light and dark", as
   await expectCspClean(alice);
   await expectCspClean(visitor);
 });
+
+test("screenshots of the rooms: the sidebar with unread counts, browsing rooms, the phone's folded panel", async ({
+  openChat,
+}, testInfo) => {
+  const alice = await joined(openChat, "Alice");
+  const bob = await joined(openChat, "Bob");
+  const joinRoom = async (room: string, chat = alice) => {
+    await chat.page.getByLabel("Join or create a room", { exact: true }).fill(room);
+    await chat.page.locator('form[data-testid="join-room"]').getByRole("button", { name: "Join" }).click();
+    await expect(chat.page.locator('[data-testid="room-title"]')).toHaveText(`# ${room}`);
+  };
+  for (const room of ["design", "release-2026", "random"]) await joinRoom(room);
+  await joinRoom("design", bob);
+  await alice.page.locator('[data-testid="room-list"] a[href="/"]').click();
+  await expect(alice.page.locator('[data-testid="room-title"]')).toHaveText("# general");
+  await postAs(alice, ["Morning all."]);
+  await bob.send("The mockups are up.");
+  await bob.send("Alice, could you review them today?");
+  const design = alice.page.locator('li[data-testid="room"][data-room="design"]');
+  await expect(design.locator('[data-testid="room-unread"]')).toHaveText(/^2\b/);
+  await expect(design.locator('[data-testid="room-mention"]')).toBeVisible();
+
+  for (const scheme of ["light", "dark"] as const) {
+    await alice.page.emulateMedia({ colorScheme: scheme });
+    await alice.page.setViewportSize(DESKTOP);
+    await screenshot(alice.page, testInfo, `desktop-${scheme}-rooms-unread`);
+    await alice.page.locator('[data-testid="browse-rooms"]').click();
+    await expect(alice.page.locator('li[data-testid="server-room"]')).toHaveCount(4);
+    await screenshot(alice.page, testInfo, `desktop-${scheme}-browse-rooms`);
+    await alice.page.locator('[data-testid="browse-rooms"]').click();
+
+    await alice.page.setViewportSize(PHONE);
+    await expect(alice.page.locator('[data-testid="room-list"]')).toBeHidden();
+    await screenshot(alice.page, testInfo, `phone-${scheme}-rooms-folded`);
+    await alice.page.locator('[data-testid="rooms-toggle"]').click();
+    await expect(alice.page.locator('[data-testid="room-list"]')).toBeVisible();
+    await expect(alice.page.locator('[data-testid="room-list"]')).toBeInViewport();
+    await screenshot(alice.page, testInfo, `phone-${scheme}-rooms-open`);
+    await alice.page.locator('[data-testid="rooms-toggle"]').click();
+    await expect(alice.page.locator('[data-testid="room-list"]')).toBeHidden();
+  }
+  await expectCspClean(alice);
+});

@@ -326,3 +326,19 @@ async fn one_address_cannot_multiply_the_post_rate_with_several_ids() {
     );
     assert!(fourth.headers().contains_key("retry-after"));
 }
+
+#[tokio::test]
+async fn a_room_address_is_a_page_and_one_with_a_bad_name_is_not_found() {
+    let server = TestServer::start().await;
+    for path in ["/", "/r/general", "/r/dev-ops_2"] {
+        let page = http().get(server.url(path)).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "{path}");
+        assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"), "{path}");
+        assert!(page.headers().contains_key("content-security-policy"), "{path}");
+    }
+    for path in ["/r/Bad!", "/r/UPPER", "/r/a.b", "/r/this-name-is-far-longer-than-thirty-two"] {
+        let page = http().get(server.url(path)).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::NOT_FOUND, "{path}");
+        assert!(page.text().await.unwrap().contains("Page not found"), "{path}");
+    }
+}

@@ -1,5 +1,9 @@
-//! The stream: one `EventSource` on `/sse?id=…&name=…`, whose named events are decoded with the
-//! protocol's own [`ServerEvent::decode`] and applied to the page ([`super::state`]). The rules
+//! The stream: one `EventSource` per tab on `/sse?id=…&name=…&rooms=…`, following every room
+//! this browser follows (protocol version 2), whose named events are decoded with the
+//! protocol's own [`ServerEvent::decode_v2`] and applied to the room they name
+//! ([`super::state`]). One `Last-Event-ID` resumes every room at once. When the rooms followed
+//! change, the session opens a new `Connection` with the new list and the last `seq` (then
+//! drops this one): the server sees no leave and no join in the rooms on both lists. The rules
 //! of reconnecting (backoff with jitter, what each answer means, `Retry-After`, silence) are
 //! plain Rust in [`crate::reconnect`]; this module drives them with the browser's timers.
 //!
@@ -37,8 +41,8 @@
 
 use super::{http, identity, state, with_reason};
 use crate::{
-    model::{ChatSignals, ConnectionState, capitalised},
-    protocol::{ServerEvent, User},
+    model::{ChatSignals, ConnectionState, capitalised, rooms::SERVER_FULL},
+    protocol::{RoomName, ServerEvent, User},
     reconnect::{self, Backoff, Next, Silence},
 };
 use gloo_timers::callback::{Interval, Timeout};
@@ -63,6 +67,11 @@ pub struct Start {
     pub last_seq: Option<u64>,
     /// Whether a 409 may just mean that the server still holds the id this page let go of.
     pub patient: bool,
+    /// The rooms this stream follows.
+    pub rooms: Vec<RoomName>,
+    /// Those the previous stream did not follow: the ones given up if the server has no room
+    /// for more (`409 too many rooms`).
+    pub added: Vec<RoomName>,
 }
 
 /// An open (or reopening) stream for one joined user. Dropping it closes the stream and stops
@@ -75,10 +84,14 @@ pub struct Connection {
 impl Connection {
     /// Opens the stream for `me` (the page already shows the `connecting` state).
     pub fn open(chat: ChatSignals, me: User, start: Start) -> Self {
+        let rooms: Vec<&str> = start.rooms.iter().map(RoomName::as_str).collect();
+        let rooms = rooms.join(",");
+        // Room names are `[a-z0-9_-]`: nothing in them needs escaping.
         let url = format!(
-            "/sse?id={}&name={}",
+            "/sse?id={}&name={}&rooms={}",
             String::from(js_sys::encode_uri_component(me.id.as_str())),
             String::from(js_sys::encode_uri_component(me.name.as_str())),
+            rooms,
         );
         let inner = Rc::new(Inner {
             chat,
@@ -92,6 +105,7 @@ impl Connection {
             silence: Cell::new(Silence::default()),
             last_seq: Cell::new(start.last_seq),
             patient_until: Cell::new(if start.patient { js_sys::Date::now() + PATIENCE_MS } else { 0.0 }),
+            added: start.added,
         });
         let watch = Watch::start(&inner);
         if !browser_is_online() {
@@ -145,6 +159,8 @@ struct Inner {
     last_seq: Cell<Option<u64>>,
     /// Until when (`Date.now()`) a 409 means "not yet" rather than "no": see [`Start::patient`].
     patient_until: Cell<f64>,
+    /// See [`Start::added`].
+    added: Vec<RoomName>,
 }
 
 impl Inner {
@@ -200,12 +216,12 @@ impl Inner {
             return;
         };
         self.mark_live();
-        match ServerEvent::decode(name, &data) {
-            Ok(event) => {
+        match ServerEvent::decode_v2(name, &data) {
+            Ok((room, event)) => {
                 if let Some(seq) = event.sse_id() {
                     self.last_seq.set(self.last_seq.get().max(Some(seq)));
                 }
-                state::apply(&self.chat, event);
+                state::apply(&self.chat, &room, event);
             }
             // One malformed event is no reason to drop the stream: skip it and say so.
             Err(error) => logging::warn!("ssechat: ignoring an event: {error}"),
@@ -376,13 +392,45 @@ impl Inner {
         wait
     }
 
-    /// A refusal retrying cannot change (409: the id or name is held in another browser).
+    /// A refusal retrying cannot change (409: the id or name is held in another browser, or
+    /// the server has no room for another room).
     fn refuse(&self, reason: &str) {
         self.stopped.set(true);
+        if reason.contains("too many rooms") && self.give_up_new_rooms() {
+            return;
+        }
         let sentence = "This name is already in use in another browser, so this page cannot join the chat \
                         with it.";
         self.chat.connection_error.set(Some(with_reason(sentence, reason)));
         self.set_status(ConnectionState::Refused);
+    }
+
+    /// `409 too many rooms`: the rooms this stream added are given up (all but `general` when
+    /// it added none, as after a reload with rooms that are gone), and the page says why. The
+    /// session then opens a stream for what is left. Returns whether any room was given up.
+    fn give_up_new_rooms(&self) -> bool {
+        let chat = self.chat;
+        let mut changed = false;
+        chat.followed.maybe_update(|followed| {
+            let mut doomed = self.added.clone();
+            if doomed.is_empty() {
+                doomed = followed.names().into_iter().filter(|room| !room.is_general()).collect();
+                changed |= followed.follow(RoomName::general()) == Ok(true);
+            }
+            for room in &doomed {
+                changed |= followed.unfollow(room);
+            }
+            changed
+        });
+        if !changed {
+            return false;
+        }
+        let first = chat.followed.with_untracked(|followed| followed.first());
+        if !chat.followed.with_untracked(|followed| followed.contains(&chat.current.get_untracked())) {
+            chat.current.set(first);
+        }
+        chat.room_error.set(Some(SERVER_FULL.to_owned()));
+        true
     }
 
     /// The server refused the id or name as invalid (400): forget the name, so a reload does not

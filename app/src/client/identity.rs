@@ -2,32 +2,12 @@
 //! name it last joined with (`ssechat.name`), so a reload rejoins as the same user. Storage can
 //! be missing or full (private windows, quotas); then the id lives only as long as the page.
 
+use super::storage::{read, remove, write};
 use crate::protocol::{UserId, UserName};
 use wasm_bindgen::JsValue;
 
 const ID_KEY: &str = "ssechat.id";
 const NAME_KEY: &str = "ssechat.name";
-
-fn storage() -> Option<web_sys::Storage> {
-    web_sys::window()?.local_storage().ok().flatten()
-}
-
-fn read(key: &str) -> Option<String> {
-    storage()?.get_item(key).ok().flatten()
-}
-
-fn write(key: &str, value: &str) {
-    if let Some(storage) = storage() {
-        // A full or disabled storage only costs us remembering: the chat works without it.
-        let _ = storage.set_item(key, value);
-    }
-}
-
-fn remove(key: &str) {
-    if let Some(storage) = storage() {
-        let _ = storage.remove_item(key);
-    }
-}
 
 /// This browser's id: the stored one if it is valid, else a new one, stored for next time.
 pub fn user_id() -> UserId {

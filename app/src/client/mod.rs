@@ -2,8 +2,8 @@
 //! ([`identity`]), the `EventSource` connection ([`connection`]), how its events change the
 //! page ([`state`]), the tab's title ([`tab`]), the clock and locale of message times
 //! ([`time`]), the `ResizeObserver` behind the page's watch on element sizes ([`resize`]), and
-//! the plain requests: posting messages ([`post`]) and paging the user list
-//! ([`users`]), both over [`http`]. [`Session`] ties them to the page; [`start`] turns it into
+//! the plain requests: posting messages ([`post`]), paging the user list ([`users`]) and the
+//! rooms' requests and stored list ([`rooms`]), over [`http`] and [`storage`]. [`Session`] ties them to the page; [`start`] turns it into
 //! the page's [`ChatActions`], which the components call without knowing this module. It never
 //! runs on the server.
 //!
@@ -16,20 +16,31 @@
 //! has let the old one go, asking again on every 409 until then ([`connection`]'s patient
 //! start). Others see the old name leave and the new one join; this page keeps its
 //! conversation and continues after the last message it had.
+//!
+//! ## Rooms
+//!
+//! The page follows a set of rooms ([`Followed`], stored by [`rooms`]) with one stream. When
+//! the set changes (a room joined or left, the address naming a new room, a room the server
+//! had no place for), [`Session::rooms_changed`] opens a stream for the new set, resuming from
+//! the last `seq`, and then drops the old one. A resumed stream brings no history of a room it
+//! did not follow before, so a room followed meanwhile gets its newest messages from
+//! `GET /messages`.
 
 mod connection;
 mod http;
 mod identity;
 mod post;
 mod resize;
+mod rooms;
 mod state;
+mod storage;
 mod tab;
 mod time;
 mod users;
 
 use crate::{
-    model::{ChatActions, ChatSignals, ConnectionState, Notice, Reply, Roster, Timeline, capitalised},
-    protocol::{User, UserName},
+    model::{ChatActions, ChatSignals, ConnectionState, Followed, Notice, Reply, capitalised},
+    protocol::{RoomName, User, UserName},
 };
 use connection::{Connection, Start};
 use leptos::prelude::*;
@@ -38,12 +49,28 @@ pub use resize::resize_watch;
 pub use time::clock;
 
 /// Starts the browser side of the chat page and returns the page's actions. Called once, while
-/// the page is built: its effect runs after hydration (effects never run on the server, and the
-/// first run comes after the server's DOM has been adopted); it marks the page interactive,
-/// keeps the tab's title, and rejoins a stored name (a reload is the same user). The page's
-/// cleanup closes the stream.
+/// the page is built. It follows the rooms stored at the last visit and the one the address
+/// names at once, before the first stream opens. Its effect runs after hydration (effects never
+/// run on the server, and the first run comes after the server's DOM has been adopted); it
+/// marks the page interactive, keeps the tab's title, and rejoins a stored name (a reload is the
+/// same user). Another effect follows changes of the rooms followed. The page's cleanup closes
+/// the stream.
 pub fn start(chat: ChatSignals) -> ChatActions {
     let session = Session::new(chat);
+    // Nothing shows the rooms before joining, so this changes nothing the server rendered.
+    chat.followed.set(rooms::stored());
+    session.open_room(chat.current.get_untracked());
+    chat.followed.with_untracked(rooms::remember);
+    let names = Memo::new(move |_| chat.followed.with(Followed::names));
+    Effect::new(move |previous: Option<Vec<RoomName>>| {
+        let now = names.get();
+        if let Some(previous) = previous
+            && previous != now
+        {
+            untrack(|| session.rooms_changed(&previous, &now));
+        }
+        now
+    });
     Effect::new(move |_| {
         untrack(|| {
             mark_hydrated();
@@ -57,10 +84,18 @@ pub fn start(chat: ChatSignals) -> ChatActions {
         rename: Callback::new(move |name| session.rename(name)),
         leave: Callback::new(move |()| session.leave()),
         start_over: Callback::new(move |()| session.start_over()),
-        send: Callback::new(|text| Box::pin(async move { post::send_message(&text).await }) as Reply<_>),
-        page_users: Callback::new(|after: Option<String>| {
-            Box::pin(async move { users::page(after.as_deref()).await }) as Reply<_>
+        open_room: Callback::new(move |room| session.open_room(room)),
+        leave_room: Callback::new(move |room| session.leave_room(room)),
+        send: Callback::new(|(room, text): (RoomName, _)| {
+            Box::pin(async move { post::send_message(&room, &text).await }) as Reply<_>
         }),
+        page_users: Callback::new(|(room, after): (RoomName, Option<String>)| {
+            Box::pin(async move { users::page(&room, after.as_deref()).await }) as Reply<_>
+        }),
+        messages: Callback::new(|(room, before): (RoomName, Option<u64>)| {
+            Box::pin(async move { rooms::messages(&room, before).await }) as Reply<_>
+        }),
+        list_rooms: Callback::new(|()| Box::pin(rooms::list()) as Reply<_>),
     }
 }
 
@@ -106,13 +141,23 @@ impl Session {
         chat.connection_error.set(None);
         chat.join_error.set(None);
         chat.join_info.set(None);
-        chat.roster.set(Roster::default());
-        chat.timeline.set(Timeline::default());
+        chat.forget_rooms();
+        chat.followed.update(Followed::reset_news);
         chat.status.set(ConnectionState::Connecting);
         chat.me.set(Some(me.clone()));
-        let start = Start { last_seq: None, patient: self.released_an_id.get_value() };
+        let rooms = chat.followed.with_untracked(Followed::names);
+        let start =
+            Start { last_seq: None, patient: self.released_an_id.get_value(), rooms, added: Vec::new() };
         // Replacing the previous connection drops it, which closes its stream.
         self.connection.set_value(Some(Connection::open(chat, me, start)));
+        // A fresh stream opens with each room's recent history, which is not news: the news
+        // starts after the newest message the server has now.
+        leptos::task::spawn_local(async move {
+            if let Ok(list) = rooms::list().await {
+                let newest = list.rooms.iter().filter_map(|room| room.last_seq).max().unwrap_or(0);
+                let _ = chat.followed.try_update(|followed| followed.news_after(newest));
+            }
+        });
     }
 
     /// Speaks under a new name from now on: a new id, joined once the old one is let go (see the
@@ -128,9 +173,15 @@ impl Session {
         chat.connection_error.set(None);
         chat.status.set(ConnectionState::Connecting);
         chat.me.set(Some(me.clone()));
-        chat.timeline.update(|timeline| timeline.add_notice(Notice::Renamed(me.name.clone())));
+        let current = chat.room(&chat.current.get_untracked());
+        current.timeline.update(|timeline| timeline.add_notice(Notice::Renamed(me.name.clone())));
         self.released_an_id.set_value(true);
-        self.connection.set_value(Some(Connection::open(chat, me, Start { last_seq, patient: true })));
+        if let Some(seq) = last_seq {
+            chat.followed.update(|followed| followed.news_after(seq));
+        }
+        let rooms = chat.followed.with_untracked(Followed::names);
+        let start = Start { last_seq, patient: true, rooms, added: Vec::new() };
+        self.connection.set_value(Some(Connection::open(chat, me, start)));
     }
 
     /// Leaves the room: closes the stream (the server announces the leave after its grace
@@ -143,8 +194,8 @@ impl Session {
         let chat = self.chat;
         chat.me.set(None);
         chat.connection_error.set(None);
-        chat.roster.set(Roster::default());
-        chat.timeline.set(Timeline::default());
+        chat.forget_rooms();
+        chat.followed.update(Followed::reset_news);
         chat.unread.set(0);
         chat.join_info.set(Some("You left the chat. Join again whenever you like.".to_owned()));
     }
@@ -156,6 +207,92 @@ impl Session {
         identity::forget();
         self.chat.connection_error.set(None);
         self.chat.me.set(None);
+    }
+
+    /// The address names `room`: follow it unless that would be one room too many (then say
+    /// so, and show a room already followed), and show it.
+    pub fn open_room(self, room: RoomName) {
+        let chat = self.chat;
+        let mut refused = None;
+        chat.followed.maybe_update(|followed| match followed.follow(room.clone()) {
+            Ok(new) => new,
+            Err(sentence) => {
+                refused = Some(sentence);
+                false
+            }
+        });
+        if let Some(sentence) = refused {
+            chat.room_error.set(Some(sentence.to_owned()));
+            if !chat.followed.with_untracked(|followed| followed.contains(&chat.current.get_untracked())) {
+                chat.current.set(chat.followed.with_untracked(Followed::first));
+            }
+            return;
+        }
+        if chat.current.get_untracked() != room {
+            chat.room_error.set(None);
+            chat.current.set(room.clone());
+        }
+        chat.followed.maybe_update(|followed| followed.mark_read(&room));
+    }
+
+    /// Stops following `room`; if it was shown, the first room followed is shown instead.
+    pub fn leave_room(self, room: RoomName) {
+        let chat = self.chat;
+        let left = chat.followed.try_maybe_update(|followed| {
+            let left = followed.unfollow(&room);
+            (left, left)
+        });
+        if left == Some(true) && chat.current.get_untracked() == room {
+            chat.current.set(chat.followed.with_untracked(Followed::first));
+        }
+    }
+
+    /// The rooms followed went from `previous` to `now`: remember them, let go of the rooms
+    /// left, and, once joined, follow the new set with a new stream that resumes where the old
+    /// one was (see the module's documentation).
+    fn rooms_changed(self, previous: &[RoomName], now: &[RoomName]) {
+        let chat = self.chat;
+        chat.followed.with_untracked(rooms::remember);
+        for room in previous.iter().filter(|room| !now.contains(room)) {
+            chat.forget_room(room);
+        }
+        let Some(me) = chat.me.get_untracked() else { return };
+        let Some(last_seq) =
+            self.connection.with_value(|connection| connection.as_ref().map(Connection::last_seq))
+        else {
+            return;
+        };
+        let added: Vec<RoomName> = now.iter().filter(|room| !previous.contains(room)).cloned().collect();
+        if let Some(seq) = last_seq {
+            // Whatever the new stream brings after this is news.
+            chat.followed.update(|followed| followed.news_after(seq));
+        }
+        let start = Start { last_seq, patient: false, rooms: now.to_vec(), added: added.clone() };
+        // The new stream opens before the old one is dropped, so the rooms on both lists see
+        // no leave and no join.
+        let connection = Connection::open(chat, me, start);
+        self.connection.set_value(Some(connection));
+        for room in added {
+            self.load_newest(room);
+        }
+    }
+
+    /// Shows the newest messages of a room followed while the stream was open.
+    fn load_newest(self, room: RoomName) {
+        let chat = self.chat;
+        leptos::task::spawn_local(async move {
+            let Ok(page) = rooms::messages(&room, None).await else { return };
+            if !chat.followed.with_untracked(|followed| followed.contains(&room)) {
+                return;
+            }
+            let state = chat.room(&room);
+            state.scroll_back.update(|scroll_back| scroll_back.more = page.more);
+            state.timeline.update(|timeline| {
+                for message in page.messages {
+                    timeline.add_message(message);
+                }
+            });
+        });
     }
 
     /// Closes the stream, if any. Safe to call more than once and during cleanup.

@@ -1,17 +1,22 @@
-//! Sending a message: `POST /message` with a JSON body `{"message": "…"}`. The author comes from
+//! Sending a message: `POST /message` with a JSON body `{"message": "…", "room": "…"}`. The author comes from
 //! the session cookie, which the browser sends by itself (same origin), so the body carries the
 //! text alone. A refusal comes back as a sentence for people, never a status code.
 
 use super::{http, with_reason};
 use crate::{
     model::SendFailure,
-    protocol::{ChatMessage, MessageText, PostMessage},
+    protocol::{ChatMessage, MessageText, PostMessage, RoomName},
 };
 
-/// Posts `text`. `Ok` carries the message as stored (with its `seq`) when the answer could be
+/// Posts `text` in `room`. `Ok` carries the message as stored (with its `seq`) when the answer could be
 /// read; `Err` says why it was not sent.
-pub async fn send_message(text: &MessageText) -> Result<Option<ChatMessage>, SendFailure> {
-    let body = PostMessage { message: text.as_str().to_owned(), id: None, name: None, room: None };
+pub async fn send_message(room: &RoomName, text: &MessageText) -> Result<Option<ChatMessage>, SendFailure> {
+    let body = PostMessage {
+        message: text.as_str().to_owned(),
+        id: None,
+        name: None,
+        room: Some(room.as_str().to_owned()),
+    };
     let body = serde_json::to_string(&body).unwrap_or_default();
     let Some(response) = http::fetch("POST", "/message", Some(&body), None).await else {
         return Err(SendFailure {
@@ -36,6 +41,11 @@ pub async fn send_message(text: &MessageText) -> Result<Option<ChatMessage>, Sen
 fn refusal(status: u16, reason: &str, retry_after_secs: Option<u32>) -> String {
     match status {
         400 => with_reason("The chat did not accept this message.", reason),
+        // The stream that follows the room is still opening (or was refused): the page
+        // follows it again on its own, so trying again shortly helps.
+        403 if reason.contains("not in room") => "You are not in this room yet, so the message was not \
+                                                  sent. Wait a moment for the connection, then try again."
+            .to_owned(),
         403 => "This browser is no longer signed in to the chat, so the message was not sent. \
                 Reload the page to join again."
             .to_owned(),

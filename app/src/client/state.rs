@@ -1,60 +1,74 @@
 //! How each server event changes what the page shows: the one place that maps the protocol's
-//! events onto the page's signals ([`ChatSignals`]). The rules themselves (one entry per user,
-//! messages de-duplicated and ordered by `seq`) live in `Roster` and `Timeline`, next to the
-//! views that show them. A message from someone else that arrives while the tab is hidden
-//! counts as unread (see `super::tab`).
+//! events onto the page's signals ([`ChatSignals`]), each in the room the event names. The
+//! rules themselves (one entry per user, messages de-duplicated and ordered by `seq`, what
+//! counts as unread) live in `Roster`, `Timeline` and `Followed`, next to the views that show
+//! them. A message from someone else counts as unread in its room's sidebar entry when another
+//! room is shown, and in the tab's title while the tab is hidden (see `super::tab`).
 
 use crate::{
-    model::{ChatSignals, Notice},
-    protocol::ServerEvent,
+    model::{ChatSignals, Notice, rooms::mentions},
+    protocol::{RoomName, ServerEvent},
 };
 use leptos::prelude::*;
 
-/// Applies one decoded event.
-pub fn apply(chat: &ChatSignals, event: ServerEvent) {
+/// Applies one decoded event about `room`. Events about a room no longer followed (the old
+/// stream's last words after leaving it) are dropped.
+pub fn apply(chat: &ChatSignals, room: &RoomName, event: ServerEvent) {
+    if !chat.followed.with_untracked(|followed| followed.contains(room)) {
+        return;
+    }
+    let state = chat.room(room);
     match event {
         ServerEvent::AllUsers(users) | ServerEvent::Users(users) => {
-            chat.roster.update(|roster| roster.replace(users));
+            state.roster.update(|roster| roster.replace(users));
         }
         ServerEvent::NewUser(user) => {
             // A join that a snapshot already showed is neither re-rendered nor announced.
             let name = user.name.clone();
             let mut added = false;
-            chat.roster.maybe_update(|roster| {
+            state.roster.maybe_update(|roster| {
                 added = roster.add(user);
                 added
             });
             if added {
-                chat.timeline.update(|timeline| timeline.add_notice(Notice::Joined(name)));
+                state.timeline.update(|timeline| timeline.add_notice(Notice::Joined(name)));
             }
         }
         ServerEvent::UserLeave(user) => {
             let mut removed = false;
-            chat.roster.maybe_update(|roster| {
+            state.roster.maybe_update(|roster| {
                 removed = roster.remove(&user.id).is_some();
                 removed
             });
             if removed {
-                chat.timeline.update(|timeline| timeline.add_notice(Notice::Left(user.name)));
+                state.timeline.update(|timeline| timeline.add_notice(Notice::Left(user.name)));
             }
         }
         ServerEvent::Message(message) => {
-            let by_me = chat.me.with_untracked(|me| me.as_ref().is_some_and(|me| me.id == message.id));
+            let (by_me, mentions_me) = chat.me.with_untracked(|me| match me {
+                Some(me) => (me.id == message.id, mentions(message.message.as_str(), me.name.as_str())),
+                None => (false, false),
+            });
+            let seq = message.seq;
             let mut added = false;
-            chat.timeline.maybe_update(|timeline| {
+            state.timeline.maybe_update(|timeline| {
                 added = timeline.add_message(message);
                 added
             });
+            let shown = chat.current.with_untracked(|current| current == room);
+            if added && !by_me && !shown {
+                chat.followed.maybe_update(|followed| followed.count_unread(room, seq, mentions_me));
+            }
             if added && !by_me && super::tab::is_hidden() {
                 chat.unread.update(|unread| *unread += 1);
             }
         }
         ServerEvent::HistoryGap(_) => {
-            chat.timeline.update(|timeline| timeline.add_notice(Notice::Gap));
+            state.timeline.update(|timeline| timeline.add_notice(Notice::Gap));
         }
         ServerEvent::Presence(presence) => {
             let me = chat.me.with_untracked(|me| me.as_ref().map(|me| me.id.clone()));
-            chat.roster.update(|roster| roster.apply_presence(presence, me.as_ref()));
+            state.roster.update(|roster| roster.apply_presence(presence, me.as_ref()));
         }
     }
 }

@@ -1,15 +1,16 @@
-//! Paging the whole user list of a large room: `GET /users?after=CURSOR&limit=N`. The stream
-//! only samples a large room; this is how the people panel shows everyone when asked.
+//! Paging the whole user list of a large room: `GET /users?room=R&after=CURSOR&limit=N`. The
+//! stream only samples a large room; this is how the people panel shows everyone when asked.
 
 use super::http;
-use crate::protocol::UsersPage;
+use crate::protocol::{RoomName, UsersPage};
 
 /// Users asked for per page.
 const PAGE_LEN: u32 = 100;
 
-/// The page after `after` (from the start when `None`), or why it could not be had.
-pub async fn page(after: Option<&str>) -> Result<UsersPage, String> {
-    let mut url = format!("/users?limit={PAGE_LEN}");
+/// The page of `room`'s users after `after` (from the start when `None`), or why it could not
+/// be had.
+pub async fn page(room: &RoomName, after: Option<&str>) -> Result<UsersPage, String> {
+    let mut url = format!("/users?room={room}&limit={PAGE_LEN}");
     if let Some(after) = after {
         url.push_str("&after=");
         url.push_str(&String::from(js_sys::encode_uri_component(after)));

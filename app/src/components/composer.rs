@@ -3,13 +3,14 @@
 //! would arrive unseen) and text the server would take (the protocol's own parser says so); a
 //! counter appears near the length limit.
 //!
-//! The draft stays in the text area until the server has stored the message: a send that fails
+//! Each room has its own draft (kept in the room's state), so switching rooms loses nothing
+//! typed. The draft stays in the text area until the server has stored the message: a send that fails
 //! leaves it there, says why in a sentence, and offers to try again (after the wait a 429 asks
 //! for).
 
 use crate::{
     model::{ChatActions, ConnectionState, SendFailure},
-    protocol::{ChatMessage, MESSAGE_MAX_CHARS, MessageText},
+    protocol::{ChatMessage, MESSAGE_MAX_CHARS, MessageText, RoomName},
 };
 use leptos::{
     ev::{KeyboardEvent, SubmitEvent},
@@ -24,10 +25,14 @@ const COUNTER_FROM: usize = MESSAGE_MAX_CHARS * 9 / 10;
 /// its broadcast is still on the way (the timeline de-duplicates by `seq`).
 #[component]
 pub fn Composer(
+    /// Where messages go.
+    room: RoomName,
+    /// The room's draft.
+    draft: RwSignal<String>,
     #[prop(into)] status: Signal<ConnectionState>,
     #[prop(into)] on_sent: Callback<ChatMessage>,
 ) -> impl IntoView {
-    let draft = RwSignal::new(String::new());
+    let room = StoredValue::new(room);
     let sending = RwSignal::new(false);
     let failure = RwSignal::new(None::<SendFailure>);
     // Set while a 429's `Retry-After` runs: sending again now would only be refused again.
@@ -49,10 +54,11 @@ pub fn Composer(
             return;
         };
         sending.set(true);
-        let outcome = post.run(text);
+        let outcome = post.run((room.get_value(), text));
         leptos::task::spawn_local(async move {
             let outcome = outcome.await;
-            // The composer may be gone by now (the user left): nothing left to update.
+            // The composer may be gone by now (the user left, or another room is shown):
+            // nothing left to update.
             if sending.try_set(false).is_some() {
                 return;
             }

@@ -1,5 +1,6 @@
 //! The join form: pick a name, press Join. It is a real `<form method="get">`, so it works even
-//! before the page is interactive: a submission that happens before hydration loads `/?name=…`,
+//! before the page is interactive: a submission that happens before hydration loads the same
+//! address with `?name=…`,
 //! and the browser side joins with that name once it starts (see `Session` in `client/`).
 
 use crate::{model::parse_name, protocol::UserName};
@@ -9,6 +10,9 @@ use leptos::{ev::SubmitEvent, html, prelude::*};
 /// here, before any request, in the same words the server would use.
 #[component]
 pub fn JoinForm(
+    /// The page's own address, where a submission before hydration goes (`?name=…`), so the
+    /// room asked for stays.
+    action: String,
     #[prop(into)] on_join: Callback<UserName>,
     /// Why the last attempt to join failed: a name the parser refused, or the server's reason.
     error: RwSignal<Option<String>>,
@@ -33,7 +37,7 @@ pub fn JoinForm(
     };
 
     view! {
-        <form data-testid="join-form" class="join-form" method="get" action="/" on:submit=submit>
+        <form data-testid="join-form" class="join-form" method="get" action=action on:submit=submit>
             {move || {
                 info.get().map(|info| view! { <p data-testid="join-info" class="info" role="status">{info}</p> })
             }}

@@ -6,25 +6,31 @@
 //!
 //! The list follows new messages while the reader is at its bottom ([`follow`]). Someone who
 //! scrolled up to read is left where they are, and a "N new messages" button takes them down
-//! when they want.
+//! when they want. Scrolling to the top reads the room's history back, a page at a time
+//! ([`scroll_back`]); far up, "Jump to the newest" takes the reader back down.
 
 mod follow;
+mod scroll_back;
 
 use super::links::{Piece, split_links};
 use crate::{
-    model::{Line, Notice, Shown, Timeline, time, time::Clock},
-    protocol::{User, UserId},
+    model::{Line, Notice, ScrollBack, Shown, Timeline, time, time::Clock},
+    protocol::{RoomName, User, UserId},
 };
 use follow::BottomFollower;
 use leptos::{either::Either, html, prelude::*};
+use scroll_back::Reader;
 
 /// How often relative times ("2 min ago") are brought up to date.
 const CLOCK_TICK: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// The conversation list and its "new messages" button.
+/// One room's conversation list, its "new messages" and "jump to the newest" buttons.
 #[component]
 pub fn MessageList(
-    #[prop(into)] timeline: Signal<Timeline>,
+    room: RoomName,
+    /// Written too: pages read back go into it.
+    timeline: RwSignal<Timeline>,
+    scroll_back: RwSignal<ScrollBack>,
     #[prop(into)] me: Signal<Option<User>>,
 ) -> impl IntoView {
     let list: NodeRef<html::Ol> = NodeRef::new();
@@ -33,7 +39,8 @@ pub fn MessageList(
     // Who "me" is does not change while a message is shown: a new name is a new id, and messages
     // already shown stay the viewer's own.
     let my_id = move || me.with_untracked(|me| me.as_ref().map(|me| me.id.clone()));
-    let follower = BottomFollower::new(list, timeline, move |author| my_id().as_ref() == Some(author));
+    let follower = BottomFollower::new(list, timeline.into(), move |author| my_id().as_ref() == Some(author));
+    let reader = Reader::new(list, room, timeline, scroll_back);
 
     view! {
         <div class="messages">
@@ -44,8 +51,12 @@ pub fn MessageList(
                 aria-live="polite"
                 aria-label="Messages"
                 tabindex="0"
-                on:scroll=move |_| follower.on_scroll()
+                on:scroll=move |_| {
+                    follower.on_scroll();
+                    reader.on_scroll(follower);
+                }
             >
+                {move || reader.status()}
                 <For each=move || timeline.with(Timeline::rows) key=|row| row.key let:row>
                     {match row.line {
                         Line::Message(shown) => {
@@ -72,6 +83,22 @@ pub fn MessageList(
                                 } else {
                                     format!("{count} new messages")
                                 }}
+                                <span aria-hidden="true">" ↓"</span>
+                            </button>
+                        }
+                    })
+            }}
+            {move || {
+                (reader.far_up() && follower.unseen() == 0)
+                    .then(|| {
+                        view! {
+                            <button
+                                type="button"
+                                data-testid="jump-to-newest"
+                                class="new-messages"
+                                on:click=move |_| reader.jump_to_newest(follower)
+                            >
+                                "Jump to the newest"
                                 <span aria-hidden="true">" ↓"</span>
                             </button>
                         }

@@ -12,7 +12,8 @@
 //! [`crate::model::time::Clock`] and [`crate::model::ResizeWatch`].
 //!
 //! [`ChatPage`] puts the page together: the header ([`status`], [`account`]), the join form
-//! ([`join_form`]), the people panel ([`user_list`]), the conversation ([`message_list`], whose
+//! ([`join_form`]), the rooms sidebar and the room's header ([`room_list`]), the people panel
+//! ([`user_list`]), the conversation ([`message_list`], whose
 //! links come from [`links`]) and the [`composer`]. [`NotFound`] is for any other address.
 
 mod account;
@@ -22,6 +23,7 @@ mod join_form;
 mod links;
 mod message_list;
 mod not_found;
+mod room_list;
 mod status;
 mod user_list;
 

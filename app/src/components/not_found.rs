@@ -1,5 +1,5 @@
-//! The page for any address but `/`: a short "not found" with the way back to the chat. The
-//! server answers those addresses with 404.
+//! The page for any address that is not a chat's (`/`, `/r/NAME` with a valid name): a short
+//! "not found" with the way back to the chat. The server answers those addresses with 404.
 
 use leptos::prelude::*;
 
@@ -10,7 +10,7 @@ pub fn NotFound() -> impl IntoView {
         <main class="not-found">
             <h1>"Page not found"</h1>
             <p>
-                "There is nothing at this address. " <a href="/">"Go to the chat"</a>
+                "There is nothing at this address. " <a href="/" rel="external">"Go to the chat"</a>
             </p>
         </main>
     }

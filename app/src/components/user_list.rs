@@ -5,7 +5,7 @@
 use super::message_list::{avatar_class, initial};
 use crate::{
     model::{ChatActions, Roster},
-    protocol::User,
+    protocol::{RoomName, User},
 };
 use leptos::{either::EitherOf3, prelude::*};
 
@@ -25,6 +25,8 @@ pub fn grouped(count: u64) -> String {
 /// The panel: a heading with the count and one entry per user, the viewer's own marked "(you)".
 #[component]
 pub fn UserList(
+    /// The room whose people these are.
+    room: RoomName,
     /// Written too: pages of the whole list go into it, so that `presence` reaches them.
     roster: RwSignal<Roster>,
     #[prop(into)] me: Signal<Option<User>>,
@@ -37,10 +39,11 @@ pub fn UserList(
 
     // Loads the page after `after` (the first page when `None`) and adds it to the list.
     let page_users = ChatActions::expect().page_users;
+    let room = StoredValue::new(room);
     let load = move |after: Option<String>| {
         let Some(number) = roster.try_update(Roster::request_page) else { return };
         leptos::task::spawn_local(async move {
-            let page = page_users.run(after).await;
+            let page = page_users.run((room.get_value(), after)).await;
             // The panel may be gone by now (the user left), or back to the sample: then the
             // page goes nowhere.
             let _ = roster.try_update(|roster| {

@@ -1,5 +1,5 @@
-//! What the page can ask for: join, rename, leave, start over, send a message, page the user
-//! list. The components call these and never know who answers; the browser's session
+//! What the page can ask for: join, rename, leave, start over, open or leave a room, send a
+//! message, page the user list, read a room's history back, list the server's rooms. The components call these and never know who answers; the browser's session
 //! (`client/`) provides the real ones, and the server build provides [`ChatActions::inert`],
 //! since nothing is ever asked during server rendering (the server renders the join form, and
 //! its submit handler only runs once the page is hydrated). That is why no component needs a
@@ -9,13 +9,21 @@
 //! each component takes it with [`ChatActions::expect`].
 
 use super::SendFailure;
-use crate::protocol::{ChatMessage, MessageText, UserName, UsersPage};
+use crate::protocol::{ChatMessage, MessageText, MessagesPage, RoomList, RoomName, UserName, UsersPage};
 use leptos::prelude::*;
 use std::{future::Future, pin::Pin};
 
 /// An answer that comes later: a request's outcome, awaited by the component that asked (on
 /// the browser's one thread, so it need not be `Send`).
 pub type Reply<T> = Pin<Box<dyn Future<Output = T>>>;
+
+/// An action that asks the server for something: `In` says what, and the reply is the answer
+/// or why it could not be had, as a sentence.
+pub type Request<In, T> = Callback<In, Reply<Result<T, String>>>;
+
+/// What a send comes to: the message as stored (when the answer could be read), or why it was
+/// not sent.
+pub type Sent = Result<Option<ChatMessage>, SendFailure>;
 
 /// The page's actions. Copying it is shallow: every field is a handle to one stored callback.
 #[derive(Debug, Clone, Copy)]
@@ -28,12 +36,23 @@ pub struct ChatActions {
     pub leave: Callback<()>,
     /// After a refusal: forget name and id and show the join form again.
     pub start_over: Callback<()>,
-    /// Posts a message: `Ok` carries it as stored (when the answer could be read), `Err` says
-    /// why it was not sent.
-    pub send: Callback<MessageText, Reply<Result<Option<ChatMessage>, SendFailure>>>,
+    /// The address names this room: follow it if need be (or say why not, in
+    /// `ChatSignals::room_error`) and show it. The room shown afterwards is
+    /// `ChatSignals::current`, which the page makes the address again.
+    pub open_room: Callback<RoomName>,
+    /// Stops following a room (the stream is opened again without it).
+    pub leave_room: Callback<RoomName>,
+    /// Posts a message in a room: `Ok` carries it as stored (when the answer could be read),
+    /// `Err` says why it was not sent.
+    pub send: Callback<(RoomName, MessageText), Reply<Sent>>,
     /// A page of the whole user list of a large room, after this cursor (from the start when
     /// `None`), or why it could not be had.
-    pub page_users: Callback<Option<String>, Reply<Result<UsersPage, String>>>,
+    pub page_users: Request<(RoomName, Option<String>), UsersPage>,
+    /// A page of a room's history before this `seq` (the newest when `None`), or why it could
+    /// not be had.
+    pub messages: Request<(RoomName, Option<u64>), MessagesPage>,
+    /// Every room of the server, or why the list could not be had.
+    pub list_rooms: Request<(), RoomList>,
 }
 
 impl ChatActions {
@@ -50,7 +69,11 @@ impl ChatActions {
                     Err(SendFailure { sentence: NOT_IN_A_BROWSER.to_owned(), retry_after_secs: None })
                 }) as Reply<_>
             }),
+            open_room: Callback::new(|_| {}),
+            leave_room: Callback::new(|_| {}),
             page_users: Callback::new(|_| Box::pin(async { Err(NOT_IN_A_BROWSER.to_owned()) }) as Reply<_>),
+            messages: Callback::new(|_| Box::pin(async { Err(NOT_IN_A_BROWSER.to_owned()) }) as Reply<_>),
+            list_rooms: Callback::new(|()| Box::pin(async { Err(NOT_IN_A_BROWSER.to_owned()) }) as Reply<_>),
         }
     }
 

@@ -4,7 +4,7 @@
 //! without a browser and the server build renders the same empty page the browser hydrates.
 //!
 //! One concept per file: the conversation ([`timeline`]) and message times ([`time`]); who is in
-//! the room ([`roster`]); the stream's state ([`connection`]); a failed send ([`send`]); names
+//! the room ([`roster`]); one room's state ([`room`]) and the rooms followed ([`rooms`]); the stream's state ([`connection`]); a failed send ([`send`]); names
 //! typed into forms ([`names`]); [`ChatSignals`] ([`signals`]), which holds them all for the
 //! page; and what the page can ask of the browser: [`ChatActions`] ([`actions`]), the clock
 //! of message times ([`time::Clock`]) and being told when an element changes size
@@ -14,6 +14,8 @@ pub mod actions;
 pub mod connection;
 pub mod names;
 pub mod resize;
+pub mod room;
+pub mod rooms;
 pub mod roster;
 pub mod send;
 pub mod signals;
@@ -24,6 +26,8 @@ pub use actions::{ChatActions, Reply};
 pub use connection::ConnectionState;
 pub use names::{capitalised, parse_name};
 pub use resize::ResizeWatch;
+pub use room::{RoomState, ScrollBack};
+pub use rooms::{Followed, FollowedRoom};
 pub use roster::{Everyone, Roster};
 pub use send::SendFailure;
 pub use signals::ChatSignals;

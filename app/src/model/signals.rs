@@ -3,9 +3,10 @@
 //! too, where nobody has joined yet, so the server renders exactly the join form the browser
 //! then hydrates.
 
-use super::{ConnectionState, Roster, Timeline};
-use crate::protocol::User;
+use super::{ConnectionState, Followed, RoomState};
+use crate::protocol::{RoomName, User};
 use leptos::prelude::*;
+use std::collections::HashMap;
 
 /// Everything the chat page shows, as signals. Copying it is shallow: every field is a handle
 /// to the same signal, so the connection and the views share one state.
@@ -20,29 +21,54 @@ pub struct ChatSignals {
     pub join_error: RwSignal<Option<String>>,
     /// News shown above the join form ("You left the chat.").
     pub join_info: RwSignal<Option<String>>,
-    pub roster: RwSignal<Roster>,
-    pub timeline: RwSignal<Timeline>,
+    /// The room shown, as its address names it. The page moves the address when the browser
+    /// side shows another room (a room refused, a room left).
+    pub current: RwSignal<RoomName>,
+    /// The rooms this browser follows, with their unread counts: the sidebar.
+    pub followed: RwSignal<Followed>,
+    /// Why a room could not be followed (51 rooms, the server's 409): shown in the sidebar.
+    pub room_error: RwSignal<Option<String>>,
+    /// Each followed room's own state, made on first use and let go when the room is left.
+    rooms: StoredValue<HashMap<RoomName, RoomState>>,
     /// Messages by others that arrived while the tab was hidden: shown in the tab's title.
     pub unread: RwSignal<u32>,
 }
 
 impl ChatSignals {
-    /// A page nobody has joined yet: what the server renders and the browser hydrates.
-    pub fn new() -> Self {
+    /// A page nobody has joined yet, showing `current`: what the server renders and the
+    /// browser hydrates.
+    pub fn new(current: RoomName) -> Self {
         Self {
             me: RwSignal::new(None),
             status: RwSignal::new(ConnectionState::default()),
             connection_error: RwSignal::new(None),
             join_error: RwSignal::new(None),
             join_info: RwSignal::new(None),
-            roster: RwSignal::new(Roster::default()),
-            timeline: RwSignal::new(Timeline::default()),
+            current: RwSignal::new(current),
+            followed: RwSignal::new(Followed::default()),
+            room_error: RwSignal::new(None),
+            rooms: StoredValue::new(HashMap::new()),
             unread: RwSignal::new(0),
         }
     }
-}
 
-impl ChatSignals {
+    /// The state of room `name`, made empty on first use.
+    pub fn room(&self, name: &RoomName) -> RoomState {
+        self.rooms
+            .try_update_value(|rooms| rooms.entry(name.clone()).or_default().clone())
+            .unwrap_or_default()
+    }
+
+    /// Lets go of a room's state (it was left): its messages, people and draft.
+    pub fn forget_room(&self, name: &RoomName) {
+        let _ = self.rooms.try_update_value(|rooms| rooms.remove(name));
+    }
+
+    /// Lets go of every room's state, for a new start (a new join, leaving the chat).
+    pub fn forget_rooms(&self) {
+        let _ = self.rooms.try_update_value(HashMap::clear);
+    }
+
     /// The chat page's signals, as provided to it (see `crate::model::actions`).
     ///
     /// # Panics
@@ -55,6 +81,6 @@ impl ChatSignals {
 
 impl Default for ChatSignals {
     fn default() -> Self {
-        Self::new()
+        Self::new(RoomName::general())
     }
 }

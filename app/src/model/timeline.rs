@@ -82,6 +82,11 @@ pub struct Timeline {
     added: u64,
     /// The author of the message added last.
     last_author: Option<UserId>,
+    /// Set when reading back dropped the newest messages to stay within [`MAX_MESSAGES`]: the
+    /// `seq` of the newest one kept. Newer messages are not added while it is set (they would
+    /// leave a hole); the list shows them again when the reader jumps to the newest
+    /// ([`Timeline::restart`]).
+    detached_at: Option<u64>,
 }
 
 impl Timeline {
@@ -90,7 +95,10 @@ impl Timeline {
     /// whether the message was new and is shown.
     pub fn add_message(&mut self, message: ChatMessage) -> bool {
         let seq = message.seq;
-        if seq <= self.dropped_up_to || self.messages.contains_key(&seq) {
+        if seq <= self.dropped_up_to
+            || self.messages.contains_key(&seq)
+            || self.detached_at.is_some_and(|kept| seq > kept)
+        {
             return false;
         }
         let author = message.id.clone();
@@ -116,6 +124,88 @@ impl Timeline {
             self.notices.pop_front();
         }
         self.notices.push_back(AnchoredNotice { number: self.notices_numbered, after, notice });
+    }
+
+    /// A page of older messages (`GET /messages`, oldest first), read back by the reader: they
+    /// go before what is shown, without counting as new. Past [`MAX_MESSAGES`] the *newest*
+    /// go, since the reader is looking at the oldest (see `detached_at`). Returns how many
+    /// were added.
+    pub fn add_older(&mut self, page: Vec<ChatMessage>) -> usize {
+        let Some(first) = page.first().map(|message| message.seq) else { return 0 };
+        // Reading back reaches below what was let go before: those are wanted again.
+        self.dropped_up_to = self.dropped_up_to.min(first.saturating_sub(1));
+        let mut added = 0;
+        for message in page {
+            let seq = message.seq;
+            if self.messages.contains_key(&seq) || self.detached_at.is_some_and(|kept| seq > kept) {
+                continue;
+            }
+            let at = time::parse_ts_ms(&message.ts);
+            self.messages.insert(seq, Shown { message: Arc::new(message), at });
+            added += 1;
+        }
+        while self.messages.len() > MAX_MESSAGES {
+            let Some((dropped, _)) = self.messages.pop_last() else { break };
+            while self.notices.back().is_some_and(|notice| notice.after >= dropped) {
+                self.notices.pop_back();
+            }
+            let kept = self.messages.last_key_value().map_or(0, |(&seq, _)| seq);
+            self.detached_at = Some(kept);
+        }
+        added
+    }
+
+    /// The `seq` of the oldest message shown, where reading back continues.
+    pub fn oldest_seq(&self) -> Option<u64> {
+        self.messages.first_key_value().map(|(&seq, _)| seq)
+    }
+
+    /// The `seq` of the message after the oldest shown: where the reader's eye stays while a
+    /// page goes in above (the oldest itself may lose its author line, as it now continues the
+    /// page's last message, and so move).
+    pub fn second_oldest_seq(&self) -> Option<u64> {
+        self.messages.keys().nth(1).copied()
+    }
+
+    /// The number of messages shown.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Whether reading back dropped the newest messages (see `detached_at`).
+    pub fn is_detached(&self) -> bool {
+        self.detached_at.is_some()
+    }
+
+    /// Back at the bottom after reading back: keeps the newest `keep` messages and lets the
+    /// older ones go again, so a long read back does not stay in memory. Returns whether any
+    /// went.
+    pub fn trim_to_newest(&mut self, keep: usize) -> bool {
+        let mut trimmed = false;
+        while self.messages.len() > keep {
+            self.drop_oldest_message();
+            trimmed = true;
+        }
+        trimmed
+    }
+
+    /// The newest page (`GET /messages` without `before`) replaces what is shown: the reader
+    /// jumped to the newest after reading back so far that the newest were let go.
+    pub fn restart(&mut self, page: Vec<ChatMessage>) {
+        let added = self.added;
+        *self = Self { added, notices_numbered: self.notices_numbered, ..Self::default() };
+        if let Some(first) = page.first() {
+            self.dropped_up_to = first.seq.saturating_sub(1);
+        }
+        for message in page {
+            let seq = message.seq;
+            let at = time::parse_ts_ms(&message.ts);
+            self.messages.insert(seq, Shown { message: Arc::new(message), at });
+        }
     }
 
     fn drop_oldest_message(&mut self) {
@@ -425,5 +515,86 @@ mod tests {
         assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "in seq order, each once");
         assert_eq!(seqs[0], COUNT - MAX_MESSAGES as u64 + 1, "the newest are kept");
         assert!(timeline.rows().len() <= MAX_MESSAGES + MAX_NOTICES);
+    }
+}
+
+#[cfg(test)]
+mod reading_back {
+    use super::*;
+    use crate::protocol::MessageText;
+
+    fn message(seq: u64) -> ChatMessage {
+        ChatMessage {
+            id: UserId::parse("a").unwrap(),
+            name: UserName::parse("a").unwrap(),
+            message: MessageText::parse(&format!("message {seq}")).unwrap(),
+            seq,
+            ts: "2026-11-24T10:00:00Z".into(),
+            room: Default::default(),
+        }
+    }
+
+    fn page(seqs: std::ops::RangeInclusive<u64>) -> Vec<ChatMessage> {
+        seqs.map(message).collect()
+    }
+
+    fn seqs(timeline: &Timeline) -> Vec<u64> {
+        timeline
+            .rows()
+            .iter()
+            .filter_map(|row| match row.key.0 {
+                EntryKey::Message(seq) => Some(seq),
+                EntryKey::Notice(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn older_pages_go_before_what_is_shown_without_counting_as_new() {
+        let mut timeline = Timeline::default();
+        for seq in 201..=250 {
+            timeline.add_message(message(seq));
+        }
+        assert_eq!(timeline.add_older(page(101..=200)), 100);
+        assert_eq!(timeline.add_older(page(150..=200)), 0, "a page read twice adds nothing");
+        assert_eq!(seqs(&timeline), (101..=250).collect::<Vec<_>>());
+        assert_eq!(timeline.added().0, 50);
+        assert_eq!(timeline.oldest_seq(), Some(101));
+    }
+
+    #[test]
+    fn reading_back_past_the_cap_lets_the_newest_go_until_the_reader_jumps_back() {
+        let mut timeline = Timeline::default();
+        for seq in 1001..=1050 {
+            timeline.add_message(message(seq));
+        }
+        let mut end: u64 = 1000;
+        while end > 0 {
+            let start = end.saturating_sub(99).max(1);
+            timeline.add_older(page(start..=end));
+            end = start - 1;
+        }
+        assert!(timeline.len() <= MAX_MESSAGES);
+        assert_eq!(timeline.oldest_seq(), Some(1));
+        assert!(timeline.is_detached());
+        assert!(!timeline.add_message(message(1051)), "no hole after the newest kept");
+        timeline.restart(page(1002..=1051));
+        assert!(!timeline.is_detached());
+        assert_eq!(seqs(&timeline), (1002..=1051).collect::<Vec<_>>());
+        assert!(timeline.add_message(message(1052)));
+    }
+
+    #[test]
+    fn back_at_the_bottom_the_pages_read_back_go_and_can_be_read_again() {
+        let mut timeline = Timeline::default();
+        for seq in 401..=450 {
+            timeline.add_message(message(seq));
+        }
+        timeline.add_older(page(101..=400));
+        assert!(timeline.trim_to_newest(100));
+        assert_eq!(timeline.oldest_seq(), Some(351));
+        assert!(!timeline.add_message(message(200)), "a late replay stays out");
+        assert_eq!(timeline.add_older(page(251..=350)), 100, "reading back brings them again");
+        assert_eq!(timeline.oldest_seq(), Some(251));
     }
 }

@@ -94,6 +94,11 @@ impl BottomFollower {
         }
     }
 
+    /// Whether the reader is at the bottom, as far as the list knows.
+    pub fn is_at_bottom(self) -> bool {
+        self.at_bottom.get_value()
+    }
+
     /// The reader asked for the newest messages ("N new messages").
     pub fn jump_to_bottom(self) {
         self.unseen.set(0);

@@ -1,0 +1,48 @@
+//! One followed room's state: its conversation, its people, the draft typed into it and how
+//! far back its history has been read ([`RoomState`]). Each room has its own signals, so an
+//! event in a room that is not shown re-renders nothing, and switching rooms loses nothing:
+//! the composer's draft and the scroll-back position stay with the room.
+//!
+//! The signals are reference-counted (`ArcRwSignal`), not owned by the view that happens to
+//! show the room: a room outlives every view of it, until it is left.
+
+use super::{Roster, Timeline};
+use leptos::prelude::*;
+
+/// Where reading back through a room's history stands (`GET /messages`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScrollBack {
+    /// Whether older messages may be retained: true until a page says otherwise.
+    pub more: bool,
+    /// Whether a page is on its way, so one scroll never asks twice.
+    pub loading: bool,
+    /// Why the last page could not be had.
+    pub error: Option<String>,
+}
+
+impl Default for ScrollBack {
+    fn default() -> Self {
+        Self { more: true, loading: false, error: None }
+    }
+}
+
+/// One room's signals. Cloning it is shallow: every field is a handle to the same signal.
+#[derive(Debug, Clone)]
+pub struct RoomState {
+    pub timeline: ArcRwSignal<Timeline>,
+    pub roster: ArcRwSignal<Roster>,
+    /// What was typed into the composer and not sent yet.
+    pub draft: ArcRwSignal<String>,
+    pub scroll_back: ArcRwSignal<ScrollBack>,
+}
+
+impl Default for RoomState {
+    fn default() -> Self {
+        Self {
+            timeline: ArcRwSignal::new(Timeline::default()),
+            roster: ArcRwSignal::new(Roster::default()),
+            draft: ArcRwSignal::new(String::new()),
+            scroll_back: ArcRwSignal::new(ScrollBack::default()),
+        }
+    }
+}
