@@ -74,6 +74,7 @@ pub fn start(chat: ChatSignals) -> ChatActions {
     Effect::new(move |_| {
         untrack(|| {
             mark_hydrated();
+            chat.enter_sends.set(!touch_screen());
             tab::follow_unread(chat);
             session.resume();
         })
@@ -314,4 +315,12 @@ fn mark_hydrated() {
 fn with_reason(sentence: &str, reason: &str) -> String {
     let reason = reason.trim();
     if reason.is_empty() { sentence.to_owned() } else { format!("{sentence} {}", capitalised(reason)) }
+}
+
+/// Whether the main pointer is a finger (`pointer: coarse`): a phone or a tablet, whose
+/// on-screen keyboard has no Shift+Enter.
+fn touch_screen() -> bool {
+    web_sys::window()
+        .and_then(|window| window.match_media("(pointer: coarse)").ok().flatten())
+        .is_some_and(|query| query.matches())
 }

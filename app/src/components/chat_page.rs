@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     model::{
-        ChatActions, ChatSignals, ROOM_NAME, Roster,
+        ChatActions, ChatSignals, FocusNext, ROOM_NAME, Roster,
         rooms::{room_from_path, room_path},
     },
     protocol::ChatMessage,
@@ -33,6 +33,14 @@ pub fn ChatPage() -> impl IntoView {
     let chat = ChatSignals::expect();
     let ChatActions { join, rename, leave, start_over, open_room, .. } = ChatActions::expect();
     follow_the_address(chat, open_room);
+    let join = Callback::new(move |name| {
+        chat.focus_next.set(Some(FocusNext::Composer));
+        join.run(name);
+    });
+    let leave = Callback::new(move |()| {
+        chat.focus_next.set(Some(FocusNext::JoinName));
+        leave.run(());
+    });
     let sent = Callback::new(move |message: ChatMessage| {
         chat.room(&message.room.clone()).timeline.update(|timeline| {
             timeline.add_message(message);

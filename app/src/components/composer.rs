@@ -1,5 +1,6 @@
 //! The composer: a text area and a Send button at the bottom of the conversation. Enter sends,
-//! Shift+Enter starts a new line. Sending needs a live stream (a message sent while it is down
+//! Shift+Enter starts a new line; on a touch screen Enter starts a new line and the button
+//! sends (`ChatSignals::enter_sends`). Sending needs a live stream (a message sent while it is down
 //! would arrive unseen) and text the server would take (the protocol's own parser says so); a
 //! counter appears near the length limit.
 //!
@@ -9,7 +10,7 @@
 //! for).
 
 use crate::{
-    model::{ChatActions, ConnectionState, SendFailure},
+    model::{ChatActions, ChatSignals, ConnectionState, FocusNext, SendFailure},
     protocol::{ChatMessage, MESSAGE_MAX_CHARS, MessageText, RoomName},
 };
 use leptos::{
@@ -39,6 +40,11 @@ pub fn Composer(
     let cooling = RwSignal::new(false);
     let input: NodeRef<html::Textarea> = NodeRef::new();
     let post = ChatActions::expect().send;
+    let chat = use_context::<ChatSignals>();
+    if let Some(chat) = chat {
+        chat.take_focus(FocusNext::Composer, move || input.get().is_some_and(|input| input.focus().is_ok()));
+    }
+    let enter_sends = move || chat.is_none_or(|chat| chat.enter_sends.get());
 
     let live = move || status.get() == ConnectionState::Live;
     let chars = Memo::new(move |_| draft.with(|draft| draft.trim().chars().count()));
@@ -101,7 +107,7 @@ pub fn Composer(
     };
     let keydown = move |ev: KeyboardEvent| {
         // While an input method is composing, Enter confirms the composition, not the message.
-        if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+        if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() && untrack(enter_sends) {
             ev.prevent_default();
             send();
         }
@@ -171,6 +177,7 @@ pub fn Composer(
                     id="composer-input"
                     name="message"
                     rows="1"
+                    enterkeyhint="send"
                     placeholder="Write a message…"
                     aria-describedby=move || {
                         if chars.get() >= COUNTER_FROM { "composer-help char-count" } else { "composer-help" }
@@ -186,7 +193,15 @@ pub fn Composer(
                 </button>
             </div>
             <div class="composer-foot">
-                <span id="composer-help" class="hint">"Enter sends · Shift+Enter adds a line"</span>
+                <span id="composer-help" class="hint">
+                    {move || {
+                        if enter_sends() {
+                            "Enter sends · Shift+Enter adds a line"
+                        } else {
+                            "Enter adds a line · the Send button sends"
+                        }
+                    }}
+                </span>
                 {counter}
             </div>
         </form>

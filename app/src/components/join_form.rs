@@ -3,7 +3,10 @@
 //! address with `?name=…`,
 //! and the browser side joins with that name once it starts (see `Session` in `client/`).
 
-use crate::{model::parse_name, protocol::UserName};
+use crate::{
+    model::{ChatSignals, FocusNext, parse_name},
+    protocol::UserName,
+};
 use leptos::{ev::SubmitEvent, html, prelude::*};
 
 /// The form. It parses the name with the protocol's own rules, so a refused name is explained
@@ -23,6 +26,11 @@ pub fn JoinForm(
     // Read from the element at submit time rather than mirrored on every keystroke: text typed
     // before hydration never fired our `input` handler, but it is in the element.
     let name_input: NodeRef<html::Input> = NodeRef::new();
+    if let Some(chat) = use_context::<ChatSignals>() {
+        chat.take_focus(FocusNext::JoinName, move || {
+            name_input.get().is_some_and(|input| input.focus().is_ok())
+        });
+    }
 
     let submit = move |ev: SubmitEvent| {
         ev.prevent_default();

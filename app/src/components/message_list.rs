@@ -44,11 +44,15 @@ pub fn MessageList(
 
     view! {
         <div class="messages">
+            // The log region, not the list, is what a screen reader follows: `role="log"` may
+            // not sit on an `<ol>` (its items would lose their list), and `aria-relevant`
+            // "additions" announces new rows only, never a row's text changing, so the
+            // relative times ticking in it ("1 min ago") are not read out again.
+            <div class="message-log" role="log" aria-live="polite" aria-relevant="additions" aria-label="Messages">
             <ol
                 data-testid="message-list"
                 class="message-list"
                 node_ref=list
-                aria-live="polite"
                 aria-label="Messages"
                 tabindex="0"
                 on:scroll=move |_| {
@@ -67,6 +71,7 @@ pub fn MessageList(
                     }}
                 </For>
             </ol>
+            </div>
             {move || {
                 let count = follower.unseen();
                 (count > 0)
@@ -180,7 +185,12 @@ fn message_item(
             <div class="message-meta">
                 <span class=avatar_class(&message.id) aria-hidden="true">{initial(&name)}</span>
                 <span data-testid="message-author" class="author">{name}</span>
-                <time data-testid="message-time" datetime=message.ts.clone() title=exact>{when}</time>
+                // What ticks is hidden from screen readers; they read the exact time, which
+                // never changes.
+                <time data-testid="message-time" datetime=message.ts.clone() title=exact.clone() aria-hidden="true">
+                    {when}
+                </time>
+                <span class="sr-only">{exact}</span>
             </div>
             <p data-testid="message-text" class="text">{pieces}</p>
         </li>

@@ -30,7 +30,7 @@ pub use room::{RoomState, ScrollBack};
 pub use rooms::{Followed, FollowedRoom};
 pub use roster::{Everyone, Roster};
 pub use send::SendFailure;
-pub use signals::ChatSignals;
+pub use signals::{ChatSignals, FocusNext};
 pub use timeline::{Line, Notice, Row, Shown, Timeline};
 
 /// The room's name, in the header and the tab title.

@@ -8,6 +8,17 @@ use crate::protocol::{RoomName, User};
 use leptos::prelude::*;
 use std::collections::HashMap;
 
+/// Where the keyboard focus goes once what the viewer just did has changed the page: the
+/// element they used is gone (the join form after joining, the account menu after leaving), and
+/// a focus left on `body` makes a keyboard or screen reader user start over from the top.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FocusNext {
+    /// After joining: the composer, to say something.
+    Composer,
+    /// After leaving: the join form's name field, to come back.
+    JoinName,
+}
+
 /// Everything the chat page shows, as signals. Copying it is shallow: every field is a handle
 /// to the same signal, so the connection and the views share one state.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +43,12 @@ pub struct ChatSignals {
     rooms: StoredValue<HashMap<RoomName, RoomState>>,
     /// Messages by others that arrived while the tab was hidden: shown in the tab's title.
     pub unread: RwSignal<u32>,
+    /// Taken (and cleared) by the element it names when that element appears.
+    pub focus_next: RwSignal<Option<FocusNext>>,
+    /// Whether Enter sends (a keyboard) or adds a line (a touch screen, whose on-screen
+    /// keyboard shows "send" on its Enter key but has no Shift+Enter for a new line: the Send
+    /// button sends there). True until the browser says it is a touch screen.
+    pub enter_sends: RwSignal<bool>,
 }
 
 impl ChatSignals {
@@ -49,6 +66,8 @@ impl ChatSignals {
             room_error: RwSignal::new(None),
             rooms: StoredValue::new(HashMap::new()),
             unread: RwSignal::new(0),
+            focus_next: RwSignal::new(None),
+            enter_sends: RwSignal::new(true),
         }
     }
 
@@ -67,6 +86,18 @@ impl ChatSignals {
     /// Lets go of every room's state, for a new start (a new join, leaving the chat).
     pub fn forget_rooms(&self) {
         let _ = self.rooms.try_update_value(HashMap::clear);
+    }
+
+    /// Takes the focus meant for `target` with `focus`, which focuses the element and says
+    /// whether it was there to focus (it reads the element's `NodeRef`, so the effect runs
+    /// again once the element is mounted).
+    pub fn take_focus(&self, target: FocusNext, focus: impl Fn() -> bool + 'static) {
+        let focus_next = self.focus_next;
+        Effect::new(move |_| {
+            if focus_next.get_untracked() == Some(target) && focus() {
+                focus_next.set(None);
+            }
+        });
     }
 
     /// The chat page's signals, as provided to it (see `crate::model::actions`).
