@@ -69,3 +69,27 @@ test("on a touch screen Enter adds a line and the Send button sends; the page ke
     if (problem) throw new Error(problem);
   }
 });
+
+test("a grouped message shows its author line and time when tapped, where no tooltip shows", async ({ browser }) => {
+  const server = await startServer();
+  const context = await browser.newContext({ baseURL: server.handle.url, viewport: PHONE, hasTouch: true, isMobile: true });
+  try {
+    const phone = new ChatPage(context, await context.newPage(), "phone");
+    await phone.open();
+    await phone.join("Pat");
+    await postAs(phone, ["first of a group", "second of a group"]);
+    const second = phone.message("second of a group");
+    await expect(second).toHaveClass(/continued/);
+    const metaHeight = () => second.locator(".message-meta").evaluate((meta) => meta.getBoundingClientRect().height);
+    expect(await metaHeight()).toBeLessThanOrEqual(1);
+
+    await second.locator('[data-testid="message-text"]').tap();
+    await expect(second).toBeFocused();
+    await expect.poll(metaHeight).toBeGreaterThan(8);
+    await expect(second.locator('[data-testid="message-time"]')).not.toHaveText("");
+  } finally {
+    await context.close();
+    const problem = await server.stop();
+    if (problem) throw new Error(problem);
+  }
+});

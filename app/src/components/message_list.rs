@@ -180,6 +180,9 @@ fn message_item(
             class:continued=continued
             data-seq=message.seq.to_string()
             data-own=if own { "true" } else { "false" }
+            // A grouped message shows its time on hover (the tooltip), and when it has the
+            // focus: `-1` lets a tap focus it without adding a Tab stop per message.
+            tabindex=continued.then_some("-1")
             title=group_title
         >
             <div class="message-meta">
