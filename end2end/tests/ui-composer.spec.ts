@@ -132,8 +132,10 @@ test("each refusal of the server reads as a plain sentence, not a status code", 
   await expect(alice.messages).toHaveCount(0);
 });
 
-test.describe("with a rate limit of one message per second", () => {
-  test.use({ serverArgs: ["--rate-burst", "1", "--rate-per-sec", "1"] });
+// One message per five seconds: "too soon" must stay too soon on a machine slowed down by
+// other tests (with one per second, a busy second let the second message through).
+test.describe("with a rate limit of one message per five seconds", () => {
+  test.use({ serverArgs: ["--rate-burst", "1", "--rate-per-sec", "0.2"] });
 
   test("a message refused as too fast goes through when retried after the wait", async ({ openChat }) => {
     const alice = await joined(openChat, "Alice");
