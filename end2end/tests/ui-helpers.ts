@@ -97,6 +97,17 @@ export async function setTabHidden(page: Page, hidden: boolean): Promise<void> {
   }, hidden);
 }
 
+/**
+ * Makes the page believe its window lost (or got back) the focus while staying visible, as when
+ * another window comes in front: headless Chromium keeps every page focused by itself.
+ */
+export async function setWindowFocused(page: Page, focused: boolean): Promise<void> {
+  await page.evaluate((focused) => {
+    document.hasFocus = () => focused;
+    window.dispatchEvent(new Event(focused ? "focus" : "blur"));
+  }, focused);
+}
+
 /** Saves a full-page screenshot as a test artifact (not compared with anything). */
 export async function screenshot(page: Page, testInfo: TestInfo, name: string): Promise<void> {
   const path = testInfo.outputPath(`${name}.png`);

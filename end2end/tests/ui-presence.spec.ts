@@ -1,4 +1,4 @@
-import { test, expect, joined, postAs, setTabHidden } from "./ui-helpers";
+import { test, expect, joined, postAs, setTabHidden, setWindowFocused } from "./ui-helpers";
 
 // Presence in the conversation (joins and leaves as inline notices, in order with the
 // messages) and the tab title that counts unread messages while the tab is hidden.
@@ -37,6 +37,26 @@ test("while the tab is hidden its title counts unread messages, and clears when 
   await setTabHidden(alice.page, false);
   await expect(alice.page).toHaveTitle("ssechat");
   // A visible tab does not count.
+  await postAs(bob, ["seen at once"]);
+  await alice.expectMessage("seen at once", "Bob", false);
+  await expect(alice.page).toHaveTitle("ssechat");
+});
+
+test("a visible tab whose window is not focused counts unread messages too, and clears when focused", async ({
+  openChat,
+}) => {
+  const alice = await joined(openChat, "Alice");
+  const bob = await joined(openChat, "Bob");
+  await expect(alice.page).toHaveTitle("ssechat");
+
+  // Another window in front: the page stays visible but loses the focus.
+  await setWindowFocused(alice.page, false);
+  await postAs(bob, ["over here"]);
+  await alice.expectMessage("over here", "Bob", false);
+  await expect(alice.page).toHaveTitle("(1) ssechat");
+
+  await setWindowFocused(alice.page, true);
+  await expect(alice.page).toHaveTitle("ssechat");
   await postAs(bob, ["seen at once"]);
   await alice.expectMessage("seen at once", "Bob", false);
   await expect(alice.page).toHaveTitle("ssechat");
