@@ -308,3 +308,35 @@ test("a post refused as not in the room says so and keeps the draft for a retry"
   await alice.expectMessage("first try", "Alice", true);
   await expect(alice.composerError).toHaveCount(0);
 });
+
+test("back in a room, a divider sits above the first message by others since you left it", async ({ openChat }) => {
+  const alice = await joined(openChat, "Alice");
+  const bob = await joined(openChat, "Bob");
+  await postIn(bob, "general", ["seen before leaving"]);
+  await alice.expectMessage("seen before leaving", "Bob", false);
+  const divider = alice.page.locator('li[data-testid="new-divider"]');
+  await expect(divider).toHaveCount(0);
+
+  await joinRoom(alice, "dev");
+  // Alice's own message (from another tab, say) is not news; Bob's two are.
+  await postIn(alice, "general", ["mine while away"]);
+  await postIn(bob, "general", ["while away 1", "while away 2"]);
+  await expect(entry(alice, "general").locator(ROOMS.unread)).toHaveText(/^2\b/);
+
+  await entry(alice, "general").getByRole("link").click();
+  await expectRoom(alice, "general");
+  await expect(divider).toHaveCount(1);
+  await expect(divider).toHaveText("New since you were last here");
+  const after = alice.message("while away 1");
+  await expect(after).toHaveCount(1);
+  const next = await divider.evaluate((li) => li.nextElementSibling?.getAttribute("data-seq") ?? null);
+  expect(next).toBe(await after.getAttribute("data-seq"));
+
+  // Away and back with nothing new: no divider.
+  await entry(alice, "dev").getByRole("link").click();
+  await expectRoom(alice, "dev");
+  await entry(alice, "general").getByRole("link").click();
+  await expectRoom(alice, "general");
+  await alice.expectMessage("while away 2", "Bob", false);
+  await expect(divider).toHaveCount(0);
+});

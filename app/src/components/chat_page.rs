@@ -19,10 +19,10 @@ use super::{
 };
 use crate::{
     model::{
-        ChatActions, ChatSignals, FocusNext, ROOM_NAME, Roster,
+        ChatActions, ChatSignals, FocusNext, ROOM_NAME, RoomState, Roster, Timeline,
         rooms::{room_from_path, room_path},
     },
-    protocol::ChatMessage,
+    protocol::{ChatMessage, RoomName},
 };
 use leptos::{either::Either, ev, html, prelude::*};
 use leptos_router::{NavigateOptions, hooks::use_location, hooks::use_navigate};
@@ -49,6 +49,7 @@ pub fn ChatPage() -> impl IntoView {
 
     let joined = Memo::new(move |_| chat.me.with(Option::is_some));
     let current = Memo::new(move |_| chat.current.get());
+    remember_what_was_seen(chat, current);
     // Whether the people or rooms panel is unfolded (narrow screens only; wide ones always
     // show both).
     let people_open = RwSignal::new(false);
@@ -144,8 +145,10 @@ pub fn ChatPage() -> impl IntoView {
                                     {move || {
                                         let room = current.get();
                                         let state = chat.room(&room);
+                                        let first_new = first_new(chat, &state);
                                         view! {
                                             <MessageList
+                                                first_new
                                                 room=room.clone()
                                                 timeline=RwSignal::from(state.timeline)
                                                 scroll_back=RwSignal::from(state.scroll_back)
@@ -177,6 +180,31 @@ pub fn ChatPage() -> impl IntoView {
             }}
         </div>
     }
+}
+
+/// Where "New since you were last here" goes in a room shown again: the first message by
+/// someone else after what the room showed when the viewer left it.
+fn first_new(chat: ChatSignals, state: &RoomState) -> Option<u64> {
+    let seen = state.seen_through.get_untracked()?;
+    let me = chat.me.with_untracked(|me| me.as_ref().map(|me| me.id.clone()));
+    state.timeline.with_untracked(|timeline| timeline.first_new_after(seen, me.as_ref()))
+}
+
+/// Records, for the room the viewer leaves for another, the newest message it showed.
+fn remember_what_was_seen(chat: ChatSignals, current: Memo<RoomName>) {
+    Effect::new(move |previous: Option<RoomName>| {
+        let now = current.get();
+        if let Some(previous) = previous
+            && previous != now
+        {
+            let state = chat.room(&previous);
+            let newest = state.timeline.with_untracked(Timeline::newest_seq);
+            if newest.is_some() {
+                state.seen_through.set(newest);
+            }
+        }
+        now
+    });
 }
 
 /// Keeps the room shown and the address in step (see the module's documentation). Effects:

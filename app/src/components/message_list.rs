@@ -32,6 +32,9 @@ pub fn MessageList(
     timeline: RwSignal<Timeline>,
     scroll_back: RwSignal<ScrollBack>,
     #[prop(into)] me: Signal<Option<User>>,
+    /// The first message that is new since the viewer last left this room, if any: a divider
+    /// goes above it.
+    first_new: Option<u64>,
 ) -> impl IntoView {
     let list: NodeRef<html::Ol> = NodeRef::new();
     let clock = Clock::expect();
@@ -65,7 +68,8 @@ pub fn MessageList(
                     {match row.line {
                         Line::Message(shown) => {
                             let own = my_id().as_ref() == Some(&shown.message.id);
-                            Either::Left(message_item(shown, own, row.continued, now, clock))
+                            let new = Some(shown.message.seq) == first_new;
+                            Either::Left(message_item(shown, own, row.continued, new, now, clock))
                         }
                         Line::Notice(notice) => Either::Right(notice_item(notice)),
                     }}
@@ -149,6 +153,7 @@ fn message_item(
     shown: Shown,
     own: bool,
     continued: bool,
+    new: bool,
     now: ReadSignal<f64>,
     clock: Clock,
 ) -> impl IntoView {
@@ -159,6 +164,8 @@ fn message_item(
         Some(at) => time::ago(at, now.get()).map_or_else(|| date.clone(), |ago| clock.relative.run(ago)),
         None => String::new(),
     };
+    // The first new message starts a group of its own below the divider: its author shows.
+    let continued = continued && !new;
     let group_title = continued.then(|| exact.clone());
     let name = message.name.to_string();
     let pieces = split_links(message.message.as_str())
@@ -173,6 +180,13 @@ fn message_item(
         .collect_view();
 
     view! {
+        {new.then(|| {
+            view! {
+                <li data-testid="new-divider" class="new-divider">
+                    <span>"New since you were last here"</span>
+                </li>
+            }
+        })}
         <li
             data-testid="message"
             class="message"

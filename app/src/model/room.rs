@@ -34,6 +34,9 @@ pub struct RoomState {
     /// What was typed into the composer and not sent yet.
     pub draft: ArcRwSignal<String>,
     pub scroll_back: ArcRwSignal<ScrollBack>,
+    /// The newest `seq` the room showed when the viewer last left it for another room: what
+    /// came after it, by others, is new when they come back ("New since you were last here").
+    pub seen_through: ArcRwSignal<Option<u64>>,
 }
 
 impl Default for RoomState {
@@ -43,6 +46,7 @@ impl Default for RoomState {
             roster: ArcRwSignal::new(Roster::default()),
             draft: ArcRwSignal::new(String::new()),
             scroll_back: ArcRwSignal::new(ScrollBack::default()),
+            seen_through: ArcRwSignal::new(None),
         }
     }
 }

@@ -167,6 +167,20 @@ impl Timeline {
         self.messages.keys().nth(1).copied()
     }
 
+    /// The `seq` of the newest message shown.
+    pub fn newest_seq(&self) -> Option<u64> {
+        self.messages.last_key_value().map(|(&seq, _)| seq)
+    }
+
+    /// The first message after `seen` not written by `me`: where "New since you were last
+    /// here" goes. One's own messages are never news, even from another tab.
+    pub fn first_new_after(&self, seen: u64, me: Option<&UserId>) -> Option<u64> {
+        self.messages
+            .range(seen.saturating_add(1)..)
+            .find(|(_, shown)| Some(&shown.message.id) != me)
+            .map(|(&seq, _)| seq)
+    }
+
     /// The number of messages shown.
     pub fn len(&self) -> usize {
         self.messages.len()
@@ -307,6 +321,21 @@ mod tests {
 
     fn bob_joined() -> Notice {
         Notice::Joined(UserName::parse("Bob").unwrap())
+    }
+
+    #[test]
+    fn the_first_new_message_is_the_first_by_someone_else_after_what_was_seen() {
+        let mut timeline = Timeline::default();
+        for (seq, author) in [(3, "a"), (5, "me"), (8, "me"), (9, "b"), (12, "a")] {
+            timeline.add_message(message_by(seq, author, "2026-11-24T10:00:00Z"));
+        }
+        let me = UserId::parse("me").unwrap();
+        assert_eq!(timeline.newest_seq(), Some(12));
+        assert_eq!(timeline.first_new_after(3, Some(&me)), Some(9));
+        assert_eq!(timeline.first_new_after(3, None), Some(5));
+        assert_eq!(timeline.first_new_after(9, Some(&me)), Some(12));
+        assert_eq!(timeline.first_new_after(12, Some(&me)), None);
+        assert_eq!(Timeline::default().newest_seq(), None);
     }
 
     fn keys(timeline: &Timeline) -> Vec<EntryKey> {
