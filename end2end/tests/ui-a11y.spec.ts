@@ -1,24 +1,10 @@
-import AxeBuilder from "@axe-core/playwright";
 import type { Locator, Page, TestInfo } from "@playwright/test";
-import { test, expect, joined, postAs, ChatPage, UI, DESKTOP, PHONE } from "./ui-helpers";
+import { test, expect, joined, postAs, ChatPage, UI, DESKTOP, PHONE, expectNoSeriousViolations } from "./ui-helpers";
 
 // Accessibility: an automated axe-core check of every main state (light and dark, desktop and
 // phone) with no serious or critical violation, the landmarks and live region, and the whole
 // chat used by keyboard alone with a visible focus.
 
-/** Runs axe on the page as it is; fails on serious or critical violations, attaches the rest. */
-async function expectNoSeriousViolations(page: Page, testInfo: TestInfo, state: string): Promise<void> {
-  const results = await new AxeBuilder({ page }).analyze();
-  const serious = results.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-  if (results.violations.length > 0) {
-    await testInfo.attach(`axe ${state}`, {
-      body: JSON.stringify(results.violations, null, 2),
-      contentType: "application/json",
-    });
-  }
-  const summary = serious.map((v) => `${v.id} (${v.impact}): ${v.help}\n  ${v.nodes.map((n) => n.target.join(" ")).join("\n  ")}`);
-  expect(summary, `serious or critical axe violations in ${state}`).toEqual([]);
-}
 
 test("axe finds no serious or critical violation in any main state, light or dark, desktop or phone", async ({
   openChat,

@@ -4,7 +4,8 @@
 //   arguments for the test's server (`test.use({ serverArgs: ["--rate-burst", "1"] })`).
 // - The rest are small conditions and actions the UI tests share: posting over HTTP as a user,
 //   where the message list is scrolled to, hiding the tab, screenshots as artifacts, and the
-//   Content-Security-Policy violations a page reported.
+//   Content-Security-Policy violations a page reported, and axe's verdict on a page.
+import AxeBuilder from "@axe-core/playwright";
 import { expect, type Page, type TestInfo } from "@playwright/test";
 import { test as base, ChatPage, startServer, type ServerHandle } from "./fixtures";
 
@@ -106,6 +107,20 @@ export async function setWindowFocused(page: Page, focused: boolean): Promise<vo
     document.hasFocus = () => focused;
     window.dispatchEvent(new Event(focused ? "focus" : "blur"));
   }, focused);
+}
+
+/** Runs axe on the page as it is; fails on serious or critical violations, attaches the rest. */
+export async function expectNoSeriousViolations(page: Page, testInfo: TestInfo, state: string): Promise<void> {
+  const results = await new AxeBuilder({ page }).analyze();
+  const serious = results.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  if (results.violations.length > 0) {
+    await testInfo.attach(`axe ${state}`, {
+      body: JSON.stringify(results.violations, null, 2),
+      contentType: "application/json",
+    });
+  }
+  const summary = serious.map((v) => `${v.id} (${v.impact}): ${v.help}\n  ${v.nodes.map((n) => n.target.join(" ")).join("\n  ")}`);
+  expect(summary, `serious or critical axe violations in ${state}`).toEqual([]);
 }
 
 /** Saves a full-page screenshot as a test artifact (not compared with anything). */

@@ -1,4 +1,4 @@
-import { test, expect, joined, ChatPage, startServer, postAs, UI, PHONE } from "./ui-helpers";
+import { test, expect, joined, ChatPage, startServer, postAs, screenshot, UI, PHONE } from "./ui-helpers";
 
 // Where the focus goes, what a screen reader is told, and what Enter does on a touch screen.
 
@@ -41,7 +41,7 @@ test("messages sit in a log that announces additions only; the ticking time is h
 
 test("on a touch screen Enter adds a line and the Send button sends; the page keeps clear of the screen's edges", async ({
   browser,
-}) => {
+}, testInfo) => {
   const server = await startServer();
   const context = await browser.newContext({ baseURL: server.handle.url, viewport: PHONE, hasTouch: true, isMobile: true });
   try {
@@ -59,6 +59,7 @@ test("on a touch screen Enter adds a line and the Send button sends; the page ke
     await phone.composerInput.pressSequentially("second line");
     await expect(phone.composerInput).toHaveValue("first line\nsecond line");
     await expect(phone.messages).toHaveCount(0);
+    await screenshot(page, testInfo, "phone-enter-adds-a-line");
 
     await phone.sendButton.tap();
     await expect(phone.messages).toHaveCount(1);

@@ -1,5 +1,5 @@
 import type { Locator } from "@playwright/test";
-import { test, expect, joined, postAs, ChatPage } from "./ui-helpers";
+import { test, expect, joined, postAs, ChatPage, expectNoSeriousViolations, screenshot } from "./ui-helpers";
 
 // Rooms in the browser (protocol version 2): the sidebar of followed rooms with unread counts
 // and mention marks, joining by name, each room at its own address (back, forward, reload),
@@ -309,7 +309,7 @@ test("a post refused as not in the room says so and keeps the draft for a retry"
   await expect(alice.composerError).toHaveCount(0);
 });
 
-test("back in a room, a divider sits above the first message by others since you left it", async ({ openChat }) => {
+test("back in a room, a divider sits above the first message by others since you left it", async ({ openChat }, testInfo) => {
   const alice = await joined(openChat, "Alice");
   const bob = await joined(openChat, "Bob");
   await postIn(bob, "general", ["seen before leaving"]);
@@ -331,6 +331,8 @@ test("back in a room, a divider sits above the first message by others since you
   await expect(after).toHaveCount(1);
   const next = await divider.evaluate((li) => li.nextElementSibling?.getAttribute("data-seq") ?? null);
   expect(next).toBe(await after.getAttribute("data-seq"));
+  await expectNoSeriousViolations(alice.page, testInfo, "the new-since divider");
+  await screenshot(alice.page, testInfo, "rooms-new-since-divider");
 
   // Away and back with nothing new: no divider.
   await entry(alice, "dev").getByRole("link").click();
