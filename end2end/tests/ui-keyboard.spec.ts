@@ -94,3 +94,43 @@ test("a grouped message shows its author line and time when tapped, where no too
     if (problem) throw new Error(problem);
   }
 });
+
+test("a stream's burst of history arrives while the log is busy, so it is not read out; news after it is", async ({
+  openChat,
+}) => {
+  const bob = await joined(openChat, "Bob");
+  await postAs(bob, Array.from({ length: 8 }, (_, i) => `history ${i + 1}`));
+
+  const alice = await openChat("Alice");
+  // Records, for every message row the page adds, whether its log was busy at that moment.
+  await alice.page.evaluate(() => {
+    const seen: { text: string; busy: string | null }[] = [];
+    (window as unknown as { __rows: typeof seen }).__rows = seen;
+    new MutationObserver((records) => {
+      for (const record of records) {
+        for (const node of Array.from(record.addedNodes)) {
+          if (!(node instanceof HTMLElement)) continue;
+          const rows = node.matches('li[data-testid="message"]')
+            ? [node]
+            : Array.from(node.querySelectorAll<HTMLElement>('li[data-testid="message"]'));
+          for (const row of rows) {
+            const text = row.querySelector('[data-testid="message-text"]')?.textContent ?? "";
+            seen.push({ text, busy: row.closest('[role="log"]')?.getAttribute("aria-busy") ?? null });
+          }
+        }
+      }
+    }).observe(document.body, { childList: true, subtree: true });
+  });
+  await alice.join("Alice");
+  await alice.expectMessage("history 8", "Bob", false);
+  const log = alice.page.getByRole("log", { name: "Messages" });
+  await expect(log).toHaveAttribute("aria-busy", "false");
+
+  await postAs(bob, ["news"]);
+  await alice.expectMessage("news", "Bob", false);
+  const rows = await alice.page.evaluate(() => (window as unknown as { __rows: { text: string; busy: string | null }[] }).__rows);
+  const history = rows.filter((row) => row.text.startsWith("history "));
+  expect(history.length).toBeGreaterThanOrEqual(8);
+  expect(history.filter((row) => row.busy !== "true")).toEqual([]);
+  expect(rows.filter((row) => row.text === "news")).toEqual([{ text: "news", busy: "false" }]);
+});

@@ -106,6 +106,7 @@ impl Connection {
             last_seq: Cell::new(start.last_seq),
             patient_until: Cell::new(if start.patient { js_sys::Date::now() + PATIENCE_MS } else { 0.0 }),
             added: start.added,
+            settle: RefCell::new(None),
         });
         let watch = Watch::start(&inner);
         if !browser_is_online() {
@@ -161,7 +162,14 @@ struct Inner {
     patient_until: Cell<f64>,
     /// See [`Start::added`].
     added: Vec<RoomName>,
+    /// Ends `ChatSignals::history_arriving` once the stream has been quiet for
+    /// [`HISTORY_SETTLE_MS`]; rearmed by every event while history arrives.
+    settle: RefCell<Option<Timeout>>,
 }
+
+/// How long a newly opened stream must stay quiet before what it sent counts as history
+/// delivered: the server writes a stream's history in one go, so its events arrive back to back.
+const HISTORY_SETTLE_MS: u32 = 300;
 
 impl Inner {
     /// Opens an `EventSource` and subscribes to every event of the protocol.
@@ -177,6 +185,9 @@ impl Inner {
         };
         // A new stream gets a whole silence interval to say something.
         this.touch();
+        // It starts with history (recent messages, or what a reconnect missed): the log is
+        // busy until that burst is over, so a screen reader does not read it out one by one.
+        this.chat.history_arriving.set(true);
         let mut source = Source { es, listeners: Vec::new() };
         for name in ServerEvent::NAMES {
             let weak = Rc::downgrade(this);
@@ -231,12 +242,26 @@ impl Inner {
     /// The stream is open (its `open` event, or any event, came in).
     fn mark_live(&self) {
         self.touch();
+        self.settle_history();
         let mut backoff = self.backoff.get();
         backoff.reset();
         self.backoff.set(backoff);
         // From now on a 409 is a real refusal.
         self.patient_until.set(0.0);
         self.set_status(ConnectionState::Live);
+    }
+
+    /// While history arrives, (re)starts the wait after which it is over.
+    fn settle_history(&self) {
+        if !self.chat.history_arriving.get_untracked() {
+            return;
+        }
+        let history_arriving = self.chat.history_arriving;
+        let timeout = Timeout::new(HISTORY_SETTLE_MS, move || {
+            let _ = history_arriving.try_set(false);
+        });
+        // Dropping the previous `Timeout` cancels it.
+        *self.settle.borrow_mut() = Some(timeout);
     }
 
     fn touch(&self) {

@@ -14,7 +14,7 @@ mod scroll_back;
 
 use super::links::{Piece, split_links};
 use crate::{
-    model::{Line, Notice, ScrollBack, Shown, Timeline, time, time::Clock},
+    model::{ChatSignals, Line, Notice, ScrollBack, Shown, Timeline, time, time::Clock},
     protocol::{RoomName, User, UserId},
 };
 use follow::BottomFollower;
@@ -44,6 +44,11 @@ pub fn MessageList(
     let my_id = move || me.with_untracked(|me| me.as_ref().map(|me| me.id.clone()));
     let follower = BottomFollower::new(list, timeline.into(), move |author| my_id().as_ref() == Some(author));
     let reader = Reader::new(list, room, timeline, scroll_back);
+    // A burst of history (a stream's first, or a page read back) is not news to announce.
+    let history_arriving = use_context::<ChatSignals>().map(|chat| chat.history_arriving);
+    let busy = move || {
+        history_arriving.is_some_and(|arriving| arriving.get()) || scroll_back.with(|state| state.loading)
+    };
 
     view! {
         <div class="messages">
@@ -51,7 +56,14 @@ pub fn MessageList(
             // not sit on an `<ol>` (its items would lose their list), and `aria-relevant`
             // "additions" announces new rows only, never a row's text changing, so the
             // relative times ticking in it ("1 min ago") are not read out again.
-            <div class="message-log" role="log" aria-live="polite" aria-relevant="additions" aria-label="Messages">
+            <div
+                class="message-log"
+                role="log"
+                aria-live="polite"
+                aria-relevant="additions"
+                aria-label="Messages"
+                aria-busy=move || if busy() { "true" } else { "false" }
+            >
             <ol
                 data-testid="message-list"
                 class="message-list"

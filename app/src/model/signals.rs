@@ -49,6 +49,9 @@ pub struct ChatSignals {
     /// keyboard shows "send" on its Enter key but has no Shift+Enter for a new line: the Send
     /// button sends there). True until the browser says it is a touch screen.
     pub enter_sends: RwSignal<bool>,
+    /// A stream just opened and its history is arriving: the message log is `aria-busy`
+    /// meanwhile, so a screen reader does not read a burst of old messages out one by one.
+    pub history_arriving: RwSignal<bool>,
 }
 
 impl ChatSignals {
@@ -68,6 +71,7 @@ impl ChatSignals {
             unread: RwSignal::new(0),
             focus_next: RwSignal::new(None),
             enter_sends: RwSignal::new(true),
+            history_arriving: RwSignal::new(false),
         }
     }
 
