@@ -545,85 +545,62 @@ mod tests {
         assert_eq!(seqs[0], COUNT - MAX_MESSAGES as u64 + 1, "the newest are kept");
         assert!(timeline.rows().len() <= MAX_MESSAGES + MAX_NOTICES);
     }
-}
 
-#[cfg(test)]
-mod reading_back {
-    use super::*;
-    use crate::protocol::MessageText;
+    /// Reading back: pages added above, the cap, and the way back to the newest.
+    mod reading_back {
+        use super::*;
 
-    fn message(seq: u64) -> ChatMessage {
-        ChatMessage {
-            id: UserId::parse("a").unwrap(),
-            name: UserName::parse("a").unwrap(),
-            message: MessageText::parse(&format!("message {seq}")).unwrap(),
-            seq,
-            ts: "2026-11-24T10:00:00Z".into(),
-            room: Default::default(),
+        fn page(seqs: std::ops::RangeInclusive<u64>) -> Vec<ChatMessage> {
+            seqs.map(message).collect()
         }
-    }
 
-    fn page(seqs: std::ops::RangeInclusive<u64>) -> Vec<ChatMessage> {
-        seqs.map(message).collect()
-    }
-
-    fn seqs(timeline: &Timeline) -> Vec<u64> {
-        timeline
-            .rows()
-            .iter()
-            .filter_map(|row| match row.key.0 {
-                EntryKey::Message(seq) => Some(seq),
-                EntryKey::Notice(_) => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn older_pages_go_before_what_is_shown_without_counting_as_new() {
-        let mut timeline = Timeline::default();
-        for seq in 201..=250 {
-            timeline.add_message(message(seq));
+        #[test]
+        fn older_pages_go_before_what_is_shown_without_counting_as_new() {
+            let mut timeline = Timeline::default();
+            for seq in 201..=250 {
+                timeline.add_message(message(seq));
+            }
+            assert_eq!(timeline.add_older(page(101..=200)), 100);
+            assert_eq!(timeline.add_older(page(150..=200)), 0, "a page read twice adds nothing");
+            assert_eq!(message_seqs(&timeline), (101..=250).collect::<Vec<_>>());
+            assert_eq!(timeline.added().0, 50);
+            assert_eq!(timeline.oldest_seq(), Some(101));
         }
-        assert_eq!(timeline.add_older(page(101..=200)), 100);
-        assert_eq!(timeline.add_older(page(150..=200)), 0, "a page read twice adds nothing");
-        assert_eq!(seqs(&timeline), (101..=250).collect::<Vec<_>>());
-        assert_eq!(timeline.added().0, 50);
-        assert_eq!(timeline.oldest_seq(), Some(101));
-    }
 
-    #[test]
-    fn reading_back_past_the_cap_lets_the_newest_go_until_the_reader_jumps_back() {
-        let mut timeline = Timeline::default();
-        for seq in 1001..=1050 {
-            timeline.add_message(message(seq));
+        #[test]
+        fn reading_back_past_the_cap_lets_the_newest_go_until_the_reader_jumps_back() {
+            let mut timeline = Timeline::default();
+            for seq in 1001..=1050 {
+                timeline.add_message(message(seq));
+            }
+            let mut end: u64 = 1000;
+            while end > 0 {
+                let start = end.saturating_sub(99).max(1);
+                timeline.add_older(page(start..=end));
+                end = start - 1;
+            }
+            assert!(timeline.len() <= MAX_MESSAGES);
+            assert_eq!(timeline.oldest_seq(), Some(1));
+            assert!(timeline.is_detached());
+            assert!(!timeline.add_message(message(1051)), "no hole after the newest kept");
+            timeline.restart(page(1002..=1051));
+            assert!(!timeline.is_detached());
+            assert_eq!(message_seqs(&timeline), (1002..=1051).collect::<Vec<_>>());
+            assert!(timeline.add_message(message(1052)));
         }
-        let mut end: u64 = 1000;
-        while end > 0 {
-            let start = end.saturating_sub(99).max(1);
-            timeline.add_older(page(start..=end));
-            end = start - 1;
-        }
-        assert!(timeline.len() <= MAX_MESSAGES);
-        assert_eq!(timeline.oldest_seq(), Some(1));
-        assert!(timeline.is_detached());
-        assert!(!timeline.add_message(message(1051)), "no hole after the newest kept");
-        timeline.restart(page(1002..=1051));
-        assert!(!timeline.is_detached());
-        assert_eq!(seqs(&timeline), (1002..=1051).collect::<Vec<_>>());
-        assert!(timeline.add_message(message(1052)));
-    }
 
-    #[test]
-    fn back_at_the_bottom_the_pages_read_back_go_and_can_be_read_again() {
-        let mut timeline = Timeline::default();
-        for seq in 401..=450 {
-            timeline.add_message(message(seq));
+        #[test]
+        fn back_at_the_bottom_the_pages_read_back_go_and_can_be_read_again() {
+            let mut timeline = Timeline::default();
+            for seq in 401..=450 {
+                timeline.add_message(message(seq));
+            }
+            timeline.add_older(page(101..=400));
+            assert!(timeline.trim_to_newest(100));
+            assert_eq!(timeline.oldest_seq(), Some(351));
+            assert!(!timeline.add_message(message(200)), "a late replay stays out");
+            assert_eq!(timeline.add_older(page(251..=350)), 100, "reading back brings them again");
+            assert_eq!(timeline.oldest_seq(), Some(251));
         }
-        timeline.add_older(page(101..=400));
-        assert!(timeline.trim_to_newest(100));
-        assert_eq!(timeline.oldest_seq(), Some(351));
-        assert!(!timeline.add_message(message(200)), "a late replay stays out");
-        assert_eq!(timeline.add_older(page(251..=350)), 100, "reading back brings them again");
-        assert_eq!(timeline.oldest_seq(), Some(251));
     }
 }
