@@ -375,6 +375,14 @@ impl ServerEvent {
         String::from_utf8(data).unwrap_or_default()
     }
 
+    /// The `data:` payload as JSON, in version 2's shape for `room`: what a stream following
+    /// `room` would carry (and what [`Self::decode_v2`] reads back).
+    pub fn data_json_v2(&self, room: &RoomName) -> String {
+        let mut data = Vec::new();
+        self.write_data(Dialect::V2 { room }, &mut data);
+        String::from_utf8(data).unwrap_or_default()
+    }
+
     fn write_data(&self, dialect: Dialect<'_>, out: &mut Vec<u8>) {
         fn in_room<T: Serialize>(room: &RoomName, data: T) -> InRoom<T> {
             InRoom { room: room.clone(), data }

@@ -1,4 +1,4 @@
-//! The stream: one `EventSource` per tab on `/sse?id=…&name=…&rooms=…`, following every room
+//! The stream: one `EventSource` per browser (the leading tab's, see [`super::tabs`]) on `/sse?id=…&name=…&rooms=…`, following every room
 //! this browser follows (protocol version 2), whose named events are decoded with the
 //! protocol's own [`ServerEvent::decode_v2`] and applied to the room they name
 //! ([`super::state`]). One `Last-Event-ID` resumes every room at once. When the rooms followed
@@ -39,9 +39,13 @@
 //! first and takes a 409 as "not yet" for a while, since the server keeps the old id for its
 //! leave grace period and refuses this browser a second one until then.
 
-use super::{http, identity, state, with_reason};
+use super::{http, identity, state, tabs::Channel, with_reason};
 use crate::{
-    model::{ChatSignals, ConnectionState, capitalised, rooms::SERVER_FULL},
+    model::{
+        ChatSignals, ConnectionState, capitalised,
+        rooms::SERVER_FULL,
+        tabs::{TabMessage, WireEvent},
+    },
     protocol::{RoomName, ServerEvent, User},
     reconnect::{self, Backoff, Next, Silence},
 };
@@ -82,8 +86,9 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Opens the stream for `me` (the page already shows the `connecting` state).
-    pub fn open(chat: ChatSignals, me: User, start: Start) -> Self {
+    /// Opens the stream for `me` (the page already shows the `connecting` state). With a
+    /// `relay`, every event is also told to the other tabs, as it came.
+    pub fn open(chat: ChatSignals, me: User, start: Start, relay: Option<Rc<Channel>>) -> Self {
         let rooms: Vec<&str> = start.rooms.iter().map(RoomName::as_str).collect();
         let rooms = rooms.join(",");
         // Room names are `[a-z0-9_-]`: nothing in them needs escaping.
@@ -107,6 +112,7 @@ impl Connection {
             patient_until: Cell::new(if start.patient { js_sys::Date::now() + PATIENCE_MS } else { 0.0 }),
             added: start.added,
             settle: RefCell::new(None),
+            relay,
         });
         let watch = Watch::start(&inner);
         if !browser_is_online() {
@@ -165,11 +171,21 @@ struct Inner {
     /// Ends `ChatSignals::history_arriving` once the stream has been quiet for
     /// [`HISTORY_SETTLE_MS`]; rearmed by every event while history arrives.
     settle: RefCell<Option<Timeout>>,
+    /// The other tabs, when this tab leads.
+    relay: Option<Rc<Channel>>,
+}
+
+impl Inner {
+    fn tell_tabs(&self, message: &TabMessage) {
+        if let Some(relay) = &self.relay {
+            relay.post(message);
+        }
+    }
 }
 
 /// How long a newly opened stream must stay quiet before what it sent counts as history
 /// delivered: the server writes a stream's history in one go, so its events arrive back to back.
-const HISTORY_SETTLE_MS: u32 = 300;
+pub const HISTORY_SETTLE_MS: u32 = 300;
 
 impl Inner {
     /// Opens an `EventSource` and subscribes to every event of the protocol.
@@ -227,6 +243,7 @@ impl Inner {
             return;
         };
         self.mark_live();
+        self.tell_tabs(&TabMessage::Event(WireEvent { name: name.to_owned(), data: data.clone() }));
         match ServerEvent::decode_v2(name, &data) {
             Ok((room, event)) => {
                 if let Some(seq) = event.sse_id() {
@@ -440,10 +457,14 @@ impl Inner {
             let mut doomed = self.added.clone();
             if doomed.is_empty() {
                 doomed = followed.names().into_iter().filter(|room| !room.is_general()).collect();
-                changed |= followed.follow(RoomName::general()) == Ok(true);
+                if followed.follow(RoomName::general()) == Ok(true) {
+                    changed = true;
+                    self.tell_tabs(&TabMessage::Follow { room: RoomName::general() });
+                }
             }
             for room in &doomed {
                 changed |= followed.unfollow(room);
+                self.tell_tabs(&TabMessage::Unfollow { room: room.clone() });
             }
             changed
         });
@@ -469,6 +490,7 @@ impl Inner {
         } else {
             capitalised(reason)
         };
+        self.tell_tabs(&TabMessage::JoinRefused { sentence: sentence.clone() });
         self.chat.join_error.set(Some(sentence));
         self.chat.me.set(None);
     }

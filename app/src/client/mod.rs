@@ -1,6 +1,6 @@
 //! The browser side of the chat (feature `hydrate` only): who this browser is
 //! ([`identity`]), the `EventSource` connection ([`connection`]), how its events change the
-//! page ([`state`]), the tab's title ([`tab`]), the clock and locale of message times
+//! page ([`state`]), the other tabs of this browser ([`tabs`]), the tab's title ([`title`]), the clock and locale of message times
 //! ([`time`]), the `ResizeObserver` behind the page's watch on element sizes ([`resize`]), and
 //! the plain requests: posting messages ([`post`]), paging the user list ([`users`]) and the
 //! rooms' requests and stored list ([`rooms`]), over [`http`] and [`storage`]. [`Session`] ties them to the page; [`start`] turns it into
@@ -25,6 +25,15 @@
 //! the last `seq`, and then drops the old one. A resumed stream brings no history of a room it
 //! did not follow before, so a room followed meanwhile gets its newest messages from
 //! `GET /messages`.
+//!
+//! ## Tabs
+//!
+//! The tabs of one browser share one stream: the one that holds the leader's lock opens it
+//! and relays it, the others show what it relays and post directly (see
+//! [`crate::model::tabs`]). Whatever the viewer does that the server or storage sees (join,
+//! rename, leave, follow or leave a room) is done in the tab where they did it, which tells the
+//! others: they change what they show, and the leader its stream, without writing storage
+//! again (a late echo must not undo a newer change).
 
 mod connection;
 mod http;
@@ -34,16 +43,23 @@ mod resize;
 mod rooms;
 mod state;
 mod storage;
-mod tab;
+mod tabs;
 mod time;
+mod title;
 mod users;
 
 use crate::{
-    model::{ChatActions, ChatSignals, ConnectionState, Followed, Notice, Reply, capitalised},
-    protocol::{RoomName, User, UserName},
+    model::{
+        ChatActions, ChatSignals, ConnectionState, Followed, Notice, Reply, capitalised,
+        tabs::{StreamMirror, TabMessage, WireEvent, snapshot},
+    },
+    protocol::{RoomName, ServerEvent, User, UserName},
 };
 use connection::{Connection, Start};
-use leptos::prelude::*;
+use gloo_timers::callback::Timeout;
+use leptos::{logging, prelude::*};
+use std::rc::Rc;
+use tabs::Channel;
 
 pub use resize::resize_watch;
 pub use time::clock;
@@ -52,9 +68,10 @@ pub use time::clock;
 /// the page is built. It follows the rooms stored at the last visit and the one the address
 /// names at once, before the first stream opens. Its effect runs after hydration (effects never
 /// run on the server, and the first run comes after the server's DOM has been adopted); it
-/// marks the page interactive, keeps the tab's title, and rejoins a stored name (a reload is the
-/// same user). Another effect follows changes of the rooms followed. The page's cleanup closes
-/// the stream.
+/// marks the page interactive, keeps the tab's title, joins the other tabs of this browser
+/// (see [`crate::model::tabs`]) and rejoins a stored name (a reload is the same user). Other
+/// effects follow changes of the rooms followed, and tell the other tabs what the stream is
+/// doing while this tab leads. The page's cleanup closes the stream.
 pub fn start(chat: ChatSignals) -> ChatActions {
     let session = Session::new(chat);
     // Nothing shows the rooms before joining, so this changes nothing the server rendered.
@@ -72,10 +89,21 @@ pub fn start(chat: ChatSignals) -> ChatActions {
         now
     });
     Effect::new(move |_| {
+        let mirror = StreamMirror {
+            status: chat.status.get(),
+            error: chat.connection_error.get(),
+            history_arriving: chat.history_arriving.get(),
+        };
+        if session.relays() {
+            session.tell_tabs(&TabMessage::Stream(mirror));
+        }
+    });
+    Effect::new(move |_| {
         untrack(|| {
             mark_hydrated();
             chat.enter_sends.set(!touch_screen());
-            tab::follow_unread(chat);
+            title::follow_unread(chat);
+            session.join_the_other_tabs();
             session.resume();
         })
     });
@@ -100,22 +128,256 @@ pub fn start(chat: ChatSignals) -> ChatActions {
     }
 }
 
+/// This tab's part among the tabs of the browser (see [`crate::model::tabs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Another tab leads, or none yet: this one shows what the leader relays.
+    Following,
+    /// This tab holds the lock, and with it the browser's one stream, which it relays.
+    Leading,
+    /// No Web Locks or no `BroadcastChannel`: this tab holds a stream of its own and relays
+    /// nothing.
+    Alone,
+}
+
+/// Where this tab stands among the others.
+struct TabLink {
+    /// A random name for this tab, so a snapshot reaches the tab that asked for it.
+    tab: String,
+    role: Role,
+    /// Whether this (following) tab has the leader's snapshot: until then, relayed events are
+    /// ignored, since the snapshot will hold them.
+    synced: bool,
+    /// The newest `seq` relayed to this tab: where its stream continues if it comes to lead.
+    newest_seq: Option<u64>,
+    /// Ends a snapshot's `aria-busy`.
+    settle: Option<Timeout>,
+}
+
 /// The chat page's browser session: its signals and, once joined, its one open connection.
 /// Copying it is shallow (every field is a handle), so the page's callbacks each hold one.
 #[derive(Clone, Copy)]
 pub struct Session {
     chat: ChatSignals,
     /// `EventSource` and its closures are not `Send`: they live in the page's local arena and are
-    /// dropped (which closes the stream) on a new join or when the page is cleaned up.
+    /// dropped (which closes the stream) on a new join or when the page is cleaned up. Only a
+    /// leading (or lone) tab has one.
     connection: StoredValue<Option<Connection>, LocalStorage>,
     /// Set once this page has let go of an id: the server may hold it for a few seconds more,
     /// and until then it refuses this browser another one (409), so the next join waits.
     released_an_id: StoredValue<bool>,
+    /// The channel to the other tabs, once opened (never where the browser has none).
+    channel: StoredValue<Option<Rc<Channel>>, LocalStorage>,
+    link: StoredValue<TabLink, LocalStorage>,
 }
 
 impl Session {
     pub fn new(chat: ChatSignals) -> Self {
-        Self { chat, connection: StoredValue::new_local(None), released_an_id: StoredValue::new(false) }
+        let link = TabLink {
+            tab: random_tab_name(),
+            role: Role::Following,
+            synced: false,
+            newest_seq: None,
+            settle: None,
+        };
+        Self {
+            chat,
+            connection: StoredValue::new_local(None),
+            released_an_id: StoredValue::new(false),
+            channel: StoredValue::new_local(None),
+            link: StoredValue::new_local(link),
+        }
+    }
+
+    /// Opens the channel to the other tabs and queues for the lead. Without either, this tab
+    /// is alone: it keeps a stream of its own.
+    fn join_the_other_tabs(self) {
+        let channel = Channel::open(move |message| self.on_tab_message(message));
+        let has_channel = channel.is_some();
+        self.channel.set_value(channel.map(Rc::new));
+        let queued = has_channel && tabs::lead_when_possible(move || self.take_the_lead());
+        if !queued {
+            self.link.update_value(|link| link.role = Role::Alone);
+        }
+        show_role(self.role());
+    }
+
+    fn role(self) -> Role {
+        self.link.with_value(|link| link.role)
+    }
+
+    /// Whether this tab holds a stream (leading, or alone).
+    fn holds_stream(self) -> bool {
+        self.role() != Role::Following
+    }
+
+    /// Whether this tab relays its stream to the others.
+    fn relays(self) -> bool {
+        self.role() == Role::Leading
+    }
+
+    fn tell_tabs(self, message: &TabMessage) {
+        self.channel.with_value(|channel| {
+            if let Some(channel) = channel {
+                channel.post(message);
+            }
+        });
+    }
+
+    /// The channel a new connection relays over: only a leader's does.
+    fn relay(self) -> Option<Rc<Channel>> {
+        if self.relays() { self.channel.with_value(Clone::clone) } else { None }
+    }
+
+    /// This tab got the lock: the previous leader closed, or there was none. It opens the
+    /// browser's stream, continuing after the newest `seq` relayed to it, and tells the others.
+    fn take_the_lead(self) {
+        let Some(newest_seq) = self.link.try_update_value(|link| {
+            link.role = Role::Leading;
+            link.newest_seq
+        }) else {
+            return;
+        };
+        show_role(Role::Leading);
+        self.tell_tabs(&TabMessage::Leading);
+        let Some(me) = self.chat.me.try_get_untracked().flatten() else { return };
+        let rooms = self.chat.followed.with_untracked(Followed::names);
+        let start = Start { last_seq: newest_seq, patient: false, rooms, added: Vec::new() };
+        self.connection.set_value(Some(Connection::open(self.chat, me, start, self.relay())));
+    }
+
+    /// Another tab said something.
+    fn on_tab_message(self, message: TabMessage) {
+        let chat = self.chat;
+        let following = self.role() == Role::Following;
+        let joined = chat.me.try_with_untracked(Option::is_some).unwrap_or(false);
+        match message {
+            TabMessage::Event(event) => {
+                if following && joined && self.link.with_value(|link| link.synced) {
+                    self.apply_relayed(&event);
+                }
+            }
+            TabMessage::Stream(mirror) => {
+                if following && joined {
+                    self.show_stream(mirror);
+                }
+            }
+            TabMessage::Leading => {
+                if following && joined && !self.link.with_value(|link| link.synced) {
+                    self.say_hello();
+                }
+            }
+            TabMessage::Hello { tab } => {
+                if self.relays() && joined {
+                    self.send_snapshot(tab);
+                }
+            }
+            TabMessage::Snapshot { to, events, last_seq, stream } => {
+                let for_me = self.link.with_value(|link| link.tab == to && !link.synced);
+                if for_me && following && joined {
+                    self.start_from_snapshot(&events, last_seq, stream);
+                }
+            }
+            TabMessage::Joined { user } => {
+                if chat.me.with_untracked(|me| me.as_ref() != Some(&user)) {
+                    self.join_here(user);
+                }
+            }
+            TabMessage::Renamed { user } => {
+                if chat.me.with_untracked(|me| me.as_ref() != Some(&user)) {
+                    self.rename_here(user);
+                }
+            }
+            TabMessage::Left => {
+                if joined {
+                    self.leave_here();
+                }
+            }
+            TabMessage::JoinRefused { sentence } => {
+                if following {
+                    self.close();
+                    chat.join_error.set(Some(sentence));
+                    chat.me.set(None);
+                }
+            }
+            TabMessage::Follow { room } => {
+                chat.followed.maybe_update(|followed| followed.follow(room).unwrap_or(false));
+            }
+            TabMessage::Unfollow { room } => self.leave_room_here(room),
+            TabMessage::NotifyAll { .. } | TabMessage::Theme { .. } | TabMessage::Visibility { .. } => {}
+        }
+    }
+
+    /// Asks the leader for what it has.
+    fn say_hello(self) {
+        let tab = self.link.with_value(|link| link.tab.clone());
+        self.tell_tabs(&TabMessage::Hello { tab });
+    }
+
+    /// The leader's answer to a hello: every followed room's people and newest messages.
+    fn send_snapshot(self, to: String) {
+        let chat = self.chat;
+        let mut events = Vec::new();
+        for room in chat.followed.with_untracked(Followed::names) {
+            let state = chat.room(&room);
+            state.roster.with_untracked(|roster| {
+                state.timeline.with_untracked(|timeline| events.extend(snapshot(&room, roster, timeline)));
+            });
+        }
+        let last_seq =
+            self.connection.with_value(|connection| connection.as_ref().and_then(Connection::last_seq));
+        let stream = StreamMirror {
+            status: chat.status.get_untracked(),
+            error: chat.connection_error.get_untracked(),
+            history_arriving: chat.history_arriving.get_untracked(),
+        };
+        self.tell_tabs(&TabMessage::Snapshot { to, events, last_seq, stream });
+    }
+
+    /// A following tab starts from the leader's snapshot: a burst of history, so the message
+    /// log is busy while it goes in.
+    fn start_from_snapshot(self, events: &[WireEvent], last_seq: Option<u64>, stream: StreamMirror) {
+        let chat = self.chat;
+        chat.history_arriving.set(true);
+        self.link.update_value(|link| {
+            link.synced = true;
+            link.newest_seq = link.newest_seq.max(last_seq);
+        });
+        for event in events {
+            self.apply_relayed(event);
+        }
+        let settle = Timeout::new(connection::HISTORY_SETTLE_MS, move || {
+            let _ = chat.history_arriving.try_set(false);
+        });
+        self.link.update_value(|link| link.settle = Some(settle));
+        chat.status.set(stream.status);
+        chat.connection_error.set(stream.error);
+    }
+
+    /// One event the leader's stream carried, applied here as if this tab's own stream had.
+    fn apply_relayed(self, event: &WireEvent) {
+        match ServerEvent::decode_v2(&event.name, &event.data) {
+            Ok((room, event)) => {
+                if let Some(seq) = event.sse_id() {
+                    self.link.update_value(|link| link.newest_seq = link.newest_seq.max(Some(seq)));
+                }
+                state::apply(&self.chat, &room, event);
+            }
+            Err(error) => logging::warn!("ssechat: ignoring a relayed event: {error}"),
+        }
+    }
+
+    /// What the leader's stream is doing, shown here.
+    fn show_stream(self, mirror: StreamMirror) {
+        let chat = self.chat;
+        if chat.status.get_untracked() != mirror.status {
+            chat.status.set(mirror.status);
+        }
+        chat.connection_error.set(mirror.error);
+        if !mirror.history_arriving {
+            self.link.update_value(|link| link.settle = None);
+        }
+        chat.history_arriving.set(mirror.history_arriving);
     }
 
     /// Joins again after a page load: with a name submitted before the page was interactive
@@ -134,10 +396,17 @@ impl Session {
         }
     }
 
-    /// Joins as `name` with this browser's id, from a clean slate, and opens the stream.
+    /// Joins as `name` with this browser's id, from a clean slate, and tells the other tabs.
     pub fn join(self, name: UserName) {
         let me = User { id: identity::user_id(), name };
         identity::remember_name(&me.name);
+        self.tell_tabs(&TabMessage::Joined { user: me.clone() });
+        self.join_here(me);
+    }
+
+    /// Shows the chat as `me`, from a clean slate: with a stream of its own when this tab
+    /// holds the stream, else from the leader's snapshot.
+    fn join_here(self, me: User) {
         let chat = self.chat;
         chat.connection_error.set(None);
         chat.join_error.set(None);
@@ -146,11 +415,19 @@ impl Session {
         chat.followed.update(Followed::reset_news);
         chat.status.set(ConnectionState::Connecting);
         chat.me.set(Some(me.clone()));
-        let rooms = chat.followed.with_untracked(Followed::names);
-        let start =
-            Start { last_seq: None, patient: self.released_an_id.get_value(), rooms, added: Vec::new() };
-        // Replacing the previous connection drops it, which closes its stream.
-        self.connection.set_value(Some(Connection::open(chat, me, start)));
+        if self.holds_stream() {
+            let rooms = chat.followed.with_untracked(Followed::names);
+            let start =
+                Start { last_seq: None, patient: self.released_an_id.get_value(), rooms, added: Vec::new() };
+            // Replacing the previous connection drops it, which closes its stream.
+            self.connection.set_value(Some(Connection::open(chat, me, start, self.relay())));
+        } else {
+            self.link.update_value(|link| {
+                link.synced = false;
+                link.newest_seq = None;
+            });
+            self.say_hello();
+        }
         // A fresh stream opens with each room's recent history, which is not news: the news
         // starts after the newest message the server has now.
         leptos::task::spawn_local(async move {
@@ -162,14 +439,22 @@ impl Session {
     }
 
     /// Speaks under a new name from now on: a new id, joined once the old one is let go (see the
-    /// module's documentation). The conversation stays, and continues where it was.
+    /// module's documentation). The conversation stays, and continues where it was. Every tab
+    /// takes the new name.
     pub fn rename(self, name: UserName) {
-        let last_seq =
-            self.connection.with_value(|connection| connection.as_ref().and_then(Connection::last_seq));
-        self.close();
         identity::forget();
         let me = User { id: identity::user_id(), name };
         identity::remember_name(&me.name);
+        self.tell_tabs(&TabMessage::Renamed { user: me.clone() });
+        self.rename_here(me);
+    }
+
+    fn rename_here(self, me: User) {
+        let last_seq = self
+            .connection
+            .with_value(|connection| connection.as_ref().and_then(Connection::last_seq))
+            .or_else(|| self.link.with_value(|link| link.newest_seq));
+        self.close();
         let chat = self.chat;
         chat.connection_error.set(None);
         chat.status.set(ConnectionState::Connecting);
@@ -180,17 +465,25 @@ impl Session {
         if let Some(seq) = last_seq {
             chat.followed.update(|followed| followed.news_after(seq));
         }
-        let rooms = chat.followed.with_untracked(Followed::names);
-        let start = Start { last_seq, patient: true, rooms, added: Vec::new() };
-        self.connection.set_value(Some(Connection::open(chat, me, start)));
+        if self.holds_stream() {
+            let rooms = chat.followed.with_untracked(Followed::names);
+            let start = Start { last_seq, patient: true, rooms, added: Vec::new() };
+            self.connection.set_value(Some(Connection::open(chat, me, start, self.relay())));
+        }
     }
 
-    /// Leaves the room: closes the stream (the server announces the leave after its grace
+    /// Leaves the chat: closes the stream (the server announces the leave after its grace
     /// period) and forgets name and id, so a reload shows the join form and the next join is
-    /// a new user.
+    /// a new user. Every tab leaves.
     pub fn leave(self) {
-        self.close();
         identity::forget();
+        self.tell_tabs(&TabMessage::Left);
+        self.leave_here();
+        self.chat.join_info.set(Some("You left the chat. Join again whenever you like.".to_owned()));
+    }
+
+    fn leave_here(self) {
+        self.close();
         self.released_an_id.set_value(true);
         let chat = self.chat;
         chat.me.set(None);
@@ -198,25 +491,30 @@ impl Session {
         chat.forget_rooms();
         chat.followed.update(Followed::reset_news);
         chat.unread.set(0);
-        chat.join_info.set(Some("You left the chat. Join again whenever you like.".to_owned()));
+        chat.join_info
+            .set(Some("You left the chat in another tab. Join again whenever you like.".to_owned()));
     }
 
     /// After a refusal: forget this browser's name and id (the id may be what is held
-    /// elsewhere) and show the join form again.
+    /// elsewhere) and show the join form again, in every tab.
     pub fn start_over(self) {
-        self.close();
         identity::forget();
-        self.chat.connection_error.set(None);
-        self.chat.me.set(None);
+        self.tell_tabs(&TabMessage::Left);
+        self.leave_here();
+        self.chat.join_info.set(None);
     }
 
     /// The address names `room`: follow it unless that would be one room too many (then say
-    /// so, and show a room already followed), and show it.
+    /// so, and show a room already followed), and show it. The other tabs follow it too.
     pub fn open_room(self, room: RoomName) {
         let chat = self.chat;
         let mut refused = None;
+        let mut new = false;
         chat.followed.maybe_update(|followed| match followed.follow(room.clone()) {
-            Ok(new) => new,
+            Ok(followed) => {
+                new = followed;
+                followed
+            }
             Err(sentence) => {
                 refused = Some(sentence);
                 false
@@ -229,6 +527,9 @@ impl Session {
             }
             return;
         }
+        if new {
+            self.tell_tabs(&TabMessage::Follow { room: room.clone() });
+        }
         if chat.current.get_untracked() != room {
             chat.room_error.set(None);
             chat.current.set(room.clone());
@@ -236,8 +537,14 @@ impl Session {
         chat.followed.maybe_update(|followed| followed.mark_read(&room));
     }
 
-    /// Stops following `room`; if it was shown, the first room followed is shown instead.
+    /// Stops following `room`, in every tab.
     pub fn leave_room(self, room: RoomName) {
+        self.tell_tabs(&TabMessage::Unfollow { room: room.clone() });
+        self.leave_room_here(room);
+    }
+
+    /// Stops following `room`; if it was shown, the first room followed is shown instead.
+    fn leave_room_here(self, room: RoomName) {
         let chat = self.chat;
         let left = chat.followed.try_maybe_update(|followed| {
             let left = followed.unfollow(&room);
@@ -249,8 +556,9 @@ impl Session {
     }
 
     /// The rooms followed went from `previous` to `now`: remember them, let go of the rooms
-    /// left, and, once joined, follow the new set with a new stream that resumes where the old
-    /// one was (see the module's documentation).
+    /// left, show the newest messages of the rooms added, and, where this tab holds the
+    /// stream, follow the new set with a new stream that resumes where the old one was (see
+    /// the module's documentation).
     fn rooms_changed(self, previous: &[RoomName], now: &[RoomName]) {
         let chat = self.chat;
         chat.followed.with_untracked(rooms::remember);
@@ -258,24 +566,24 @@ impl Session {
             chat.forget_room(room);
         }
         let Some(me) = chat.me.get_untracked() else { return };
+        let added: Vec<RoomName> = now.iter().filter(|room| !previous.contains(room)).cloned().collect();
+        for room in &added {
+            self.load_newest(room.clone());
+        }
         let Some(last_seq) =
             self.connection.with_value(|connection| connection.as_ref().map(Connection::last_seq))
         else {
             return;
         };
-        let added: Vec<RoomName> = now.iter().filter(|room| !previous.contains(room)).cloned().collect();
         if let Some(seq) = last_seq {
             // Whatever the new stream brings after this is news.
             chat.followed.update(|followed| followed.news_after(seq));
         }
-        let start = Start { last_seq, patient: false, rooms: now.to_vec(), added: added.clone() };
+        let start = Start { last_seq, patient: false, rooms: now.to_vec(), added };
         // The new stream opens before the old one is dropped, so the rooms on both lists see
         // no leave and no join.
-        let connection = Connection::open(chat, me, start);
+        let connection = Connection::open(chat, me, start, self.relay());
         self.connection.set_value(Some(connection));
-        for room in added {
-            self.load_newest(room);
-        }
     }
 
     /// Shows the newest messages of a room followed while the stream was open.
@@ -302,12 +610,31 @@ impl Session {
     }
 }
 
+/// A name for this tab, unique among the browser's tabs.
+fn random_tab_name() -> String {
+    format!("{:016x}", (js_sys::Math::random() * 2f64.powi(53)) as u64)
+}
+
 /// Marks `<body data-hydrated="true">` once the page is interactive: before that, a click does
 /// nothing our code sees, so tools that drive the page (the end-to-end tests) wait for it.
 fn mark_hydrated() {
     let body = web_sys::window().and_then(|window| window.document()).and_then(|doc| doc.body());
     if let Some(body) = body {
         let _ = body.set_attribute("data-hydrated", "true");
+    }
+}
+
+/// Marks `<body data-tab-role="…">` (`leading`, `following`, `alone`): which tab holds the
+/// browser's stream, for whoever looks (the end-to-end tests, a developer in the inspector).
+fn show_role(role: Role) {
+    let body = web_sys::window().and_then(|window| window.document()).and_then(|doc| doc.body());
+    if let Some(body) = body {
+        let name = match role {
+            Role::Following => "following",
+            Role::Leading => "leading",
+            Role::Alone => "alone",
+        };
+        let _ = body.set_attribute("data-tab-role", name);
     }
 }
 

@@ -3,7 +3,7 @@
 //! rules themselves (one entry per user, messages de-duplicated and ordered by `seq`, what
 //! counts as unread) live in `Roster`, `Timeline` and `Followed`, next to the views that show
 //! them. A message from someone else counts as unread in its room's sidebar entry when another
-//! room is shown, and in the tab's title while the viewer is away from the tab (see `super::tab`).
+//! room is shown, and in the tab's title while the viewer is away from the tab (see `super::title`).
 
 use crate::{
     model::{ChatSignals, Notice, rooms::mentions},
@@ -59,7 +59,7 @@ pub fn apply(chat: &ChatSignals, room: &RoomName, event: ServerEvent) {
             if added && !by_me && !shown {
                 chat.followed.maybe_update(|followed| followed.count_unread(room, seq, mentions_me));
             }
-            if added && !by_me && super::tab::is_away() {
+            if added && !by_me && super::title::is_away() {
                 chat.unread.update(|unread| *unread += 1);
             }
         }

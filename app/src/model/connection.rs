@@ -4,7 +4,7 @@
 
 /// Where the browser's stream stands. Only the browser's connection (`client/`) moves it
 /// on; the server build renders none of it, because nobody has joined during server rendering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum ConnectionState {
     /// Joined, waiting for the first answer of the stream.
     #[default]

@@ -4,7 +4,7 @@
 //! without a browser and the server build renders the same empty page the browser hydrates.
 //!
 //! One concept per file: the conversation ([`timeline`]) and message times ([`time`]); who is in
-//! the room ([`roster`]); one room's state ([`room`]) and the rooms followed ([`rooms`]); the stream's state ([`connection`]); a failed send ([`send`]); names
+//! the room ([`roster`]); one room's state ([`room`]) and the rooms followed ([`rooms`]); the stream's state ([`connection`]); what the tabs of one browser tell each other ([`tabs`]); a failed send ([`send`]); names
 //! typed into forms ([`names`]); [`ChatSignals`] ([`signals`]), which holds them all for the
 //! page; and what the page can ask of the browser: [`ChatActions`] ([`actions`]), the clock
 //! of message times ([`time::Clock`]) and being told when an element changes size
@@ -19,6 +19,7 @@ pub mod rooms;
 pub mod roster;
 pub mod send;
 pub mod signals;
+pub mod tabs;
 pub mod time;
 pub mod timeline;
 

@@ -181,6 +181,12 @@ impl Timeline {
             .map(|(&seq, _)| seq)
     }
 
+    /// The newest `count` messages shown, oldest first: what another tab starts from.
+    pub fn newest(&self, count: usize) -> impl Iterator<Item = &ChatMessage> {
+        let skip = self.messages.len().saturating_sub(count);
+        self.messages.values().skip(skip).map(|shown| shown.message.as_ref())
+    }
+
     /// The number of messages shown.
     pub fn len(&self) -> usize {
         self.messages.len()
