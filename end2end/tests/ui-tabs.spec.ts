@@ -149,3 +149,168 @@ test("a rename, a room joined and leaving in one tab show in every tab", async (
     await tabs[0].context.close();
   }
 });
+
+/** A notification a page raised, as the stand-in below saw it. */
+interface Raised {
+  page: import("@playwright/test").Page;
+  title: string;
+  body: string;
+}
+
+/**
+ * A browser whose `Notification` is a stand-in that records what the chat raises (headless
+ * Chromium shows nothing to look at). Its permission lives in the context's localStorage, so
+ * every tab sees one answer, as with the real one; it starts unasked.
+ */
+async function browserWithNotifications(browser: Browser, server: ServerHandle): Promise<{ context: BrowserContext; raised: Raised[] }> {
+  const context = await browser.newContext({ baseURL: server.url });
+  const raised: Raised[] = [];
+  await context.exposeBinding("__ssechatRaised", ({ page }, title: string, body: string) => {
+    raised.push({ page, title, body });
+  });
+  await context.addInitScript(() => {
+    const w = window as unknown as Record<string, unknown>;
+    class StandIn {
+      onclick: (() => void) | null = null;
+      static get permission(): string {
+        return localStorage.getItem("test.permission") ?? "default";
+      }
+      static requestPermission(): Promise<string> {
+        w.__asked = ((w.__asked as number) ?? 0) + 1;
+        localStorage.setItem("test.permission", "granted");
+        return Promise.resolve("granted");
+      }
+      constructor(title: string, options?: { body?: string }) {
+        w.__lastNotification = this;
+        void (w.__ssechatRaised as (t: string, b: string) => Promise<void>)(title, options?.body ?? "");
+      }
+      close(): void {}
+    }
+    w.Notification = StandIn;
+  });
+  return { context, raised };
+}
+
+/** The notifications raised so far whose body contains `text`. */
+function raisedFor(raised: Raised[], text: string): Raised[] {
+  return raised.filter((r) => r.body.includes(text));
+}
+
+test("notifications: asked from a button, one per browser for a mention while every tab is hidden, none while one is seen; a click opens the message", async ({
+  browser,
+  server,
+  openChat,
+}, testInfo) => {
+  const { context, raised } = await browserWithNotifications(browser, server);
+  try {
+    const first = await openTab(context, "Alice tab 1");
+    await first.join("Alice");
+    const second = await openTab(context, "Alice tab 2");
+    await second.expectLive();
+    const tabs = [first, second];
+
+    // Never asked on load; a button asks, and every tab learns the answer.
+    expect(await first.page.evaluate(() => (window as unknown as { __asked?: number }).__asked ?? 0)).toBe(0);
+    await expect(second.page.getByTestId("notifications-button")).toBeVisible();
+    await screenshot(second.page, testInfo, "notifications-offered");
+    await second.page.getByTestId("notifications-button").click();
+    for (const tab of tabs) await expect(tab.page.getByTestId("notifications-on")).toBeVisible();
+    await expectNoSeriousViolations(second.page, testInfo, "notifications on");
+
+    const bob = await joined(openChat, "Bob");
+    for (const tab of tabs) await setHidden(tab, true);
+    await bob.send("plain talk, nobody named");
+    await bob.send("hey Alice, look at this");
+    await expect.poll(() => raisedFor(raised, "hey Alice").length, { message: "a notification for the mention" }).toBe(1);
+    expect(raisedFor(raised, "hey Alice")[0].title).toBe("Bob in #general");
+    // Messages are considered in order: by the time the mention raised one, the plain message
+    // had been passed over.
+    expect(raisedFor(raised, "plain talk")).toHaveLength(0);
+
+    // One tab in view: nothing is raised.
+    await setHidden(second, false);
+    await bob.send("Alice, while you look");
+    await setHidden(second, true);
+    await bob.send("Alice, after looking away");
+    await expect.poll(() => raisedFor(raised, "after looking away").length).toBe(1);
+    expect(raisedFor(raised, "while you look")).toHaveLength(0);
+    expect(raisedFor(raised, "hey Alice"), "still one per browser").toHaveLength(1);
+
+    // "Notify of all" in one tab: every message of that room, in every tab's setting.
+    await first.page.getByTestId("notify-all").click();
+    for (const tab of tabs) await expect(tab.page.getByTestId("notify-all")).toHaveAttribute("aria-pressed", "true");
+    await bob.send("an ordinary remark");
+    await expect.poll(() => raisedFor(raised, "an ordinary remark").length).toBe(1);
+
+    // A click opens the room at that message, in the tab that raised it.
+    const { page } = raisedFor(raised, "hey Alice")[0];
+    await page.evaluate(() => (window as unknown as { __lastNotification: { onclick: () => void } }).__lastNotification.onclick());
+    const shown = page.locator('li[data-testid="message"][data-highlight="true"]');
+    await expect(shown).toContainText("an ordinary remark");
+    await expect(shown).toBeFocused();
+  } finally {
+    await context.close();
+  }
+});
+
+/** Hides a tab (or shows it again), as switching tabs would. */
+async function setHidden(tab: ChatPage, hidden: boolean): Promise<void> {
+  await tab.page.evaluate((hidden) => {
+    Object.defineProperty(document, "visibilityState", { value: hidden ? "hidden" : "visible", configurable: true });
+    Object.defineProperty(document, "hidden", { value: hidden, configurable: true });
+    document.dispatchEvent(new Event("visibilitychange"));
+  }, hidden);
+}
+
+test("a theme chosen in one tab shows in every tab, and a hidden tab's icon and title count what it missed", async ({
+  browser,
+  server,
+  openChat,
+}, testInfo) => {
+  const tabs = await browserWithTabs(browser, server, "Alice", 2);
+  try {
+    await tabs[0].page.locator(UI.accountButton).click();
+    await tabs[0].page.getByLabel("Theme", { exact: true }).selectOption("dark");
+    for (const tab of tabs) await expect(tab.page.locator("html")).toHaveAttribute("data-theme", "dark");
+    await expect(tabs[1].page.getByLabel("Theme", { exact: true })).toHaveValue("dark");
+    await expectNoSeriousViolations(tabs[0].page, testInfo, "dark theme chosen, account menu open");
+    await screenshot(tabs[0].page, testInfo, "theme-dark-chosen");
+
+    const bob = await joined(openChat, "Bob");
+    await setHidden(tabs[1], true);
+    await bob.send("one while hidden");
+    await bob.send("two while hidden");
+    await expect(tabs[1].page).toHaveTitle("(2) ssechat");
+    const icon = tabs[1].page.locator("link[rel='icon']");
+    await expect(icon).toHaveAttribute("href", /^data:image\/svg\+xml,.*%3E2%3C\/text%3E/);
+    await setHidden(tabs[1], false);
+    await expect(tabs[1].page).toHaveTitle("ssechat");
+    await expect(icon).toHaveAttribute("href", "/favicon.ico");
+  } finally {
+    await tabs[0].context.close();
+  }
+});
+
+test("New since you were last here is kept across a reload", async ({ browser, server, openChat }, testInfo) => {
+  const context = await browser.newContext({ baseURL: server.url });
+  try {
+    const alice = await openTab(context, "Alice");
+    await alice.join("Alice");
+    const bob = await joined(openChat, "Bob");
+    await bob.send("read before leaving");
+    await alice.expectMessage("read before leaving", "Bob", false);
+    await alice.page.close();
+    await bob.send("missed while away");
+    await bob.send("also missed");
+    const back = await openTab(context, "Alice again");
+    await back.expectMessage("also missed", "Bob", false);
+    const divider = back.page.locator('[data-testid="new-divider"]');
+    await expect(divider).toHaveCount(1);
+    // Right above the first message missed.
+    const next = divider.locator("xpath=following-sibling::li[1]");
+    await expect(next).toContainText("missed while away");
+    await screenshot(back.page, testInfo, "new-since-last-visit-after-reload");
+  } finally {
+    await context.close();
+  }
+});

@@ -39,7 +39,7 @@
 //! first and takes a 409 as "not yet" for a while, since the server keeps the old id for its
 //! leave grace period and refuses this browser a second one until then.
 
-use super::{http, identity, state, tabs::Channel, with_reason};
+use super::{http, identity, notify, state, tabs::Channel, with_reason};
 use crate::{
     model::{
         ChatSignals, ConnectionState, capitalised,
@@ -249,7 +249,9 @@ impl Inner {
                 if let Some(seq) = event.sse_id() {
                     self.last_seq.set(self.last_seq.get().max(Some(seq)));
                 }
-                state::apply(&self.chat, &room, event);
+                if let Some(news) = state::apply(&self.chat, &room, event) {
+                    notify::consider(self.chat, &news.message, news.mentions_me);
+                }
             }
             // One malformed event is no reason to drop the stream: skip it and say so.
             Err(error) => logging::warn!("ssechat: ignoring an event: {error}"),

@@ -38,7 +38,9 @@
 mod connection;
 mod http;
 mod identity;
+mod notify;
 mod post;
+mod prefs;
 mod resize;
 mod rooms;
 mod state;
@@ -50,8 +52,8 @@ mod users;
 
 use crate::{
     model::{
-        ChatActions, ChatSignals, ConnectionState, Followed, Notice, Reply, capitalised,
-        tabs::{StreamMirror, TabMessage, WireEvent, snapshot},
+        ChatActions, ChatSignals, ConnectionState, Followed, Notice, Reply, Timeline, capitalised,
+        tabs::{StreamMirror, TabMessage, Theme, WireEvent, snapshot},
     },
     protocol::{RoomName, ServerEvent, User, UserName},
 };
@@ -60,6 +62,7 @@ use gloo_timers::callback::Timeout;
 use leptos::{logging, prelude::*};
 use std::rc::Rc;
 use tabs::Channel;
+use wasm_bindgen::{JsCast, closure::Closure};
 
 pub use resize::resize_watch;
 pub use time::clock;
@@ -98,10 +101,24 @@ pub fn start(chat: ChatSignals) -> ChatActions {
             session.tell_tabs(&TabMessage::Stream(mirror));
         }
     });
+    Effect::new(move |_| prefs::apply_theme(chat.theme.get()));
+    // A room left for another was seen up to its newest message (see `remember_seen`).
+    Effect::new(move |previous: Option<RoomName>| {
+        let now = chat.current.get();
+        if let Some(previous) = previous
+            && previous != now
+        {
+            untrack(|| session.remember_seen(&previous));
+        }
+        now
+    });
     Effect::new(move |_| {
         untrack(|| {
             mark_hydrated();
             chat.enter_sends.set(!touch_screen());
+            chat.permission.set(notify::permission());
+            chat.notify_rooms.set(prefs::notify_rooms());
+            chat.theme.set(prefs::theme());
             title::follow_unread(chat);
             session.join_the_other_tabs();
             session.resume();
@@ -125,6 +142,9 @@ pub fn start(chat: ChatSignals) -> ChatActions {
             Box::pin(async move { rooms::messages(&room, before).await }) as Reply<_>
         }),
         list_rooms: Callback::new(|()| Box::pin(rooms::list()) as Reply<_>),
+        ask_permission: Callback::new(move |()| session.ask_permission()),
+        notify_all: Callback::new(move |(room, on)| session.notify_all(room, on)),
+        set_theme: Callback::new(move |theme| session.set_theme(theme)),
     }
 }
 
@@ -200,6 +220,91 @@ impl Session {
             self.link.update_value(|link| link.role = Role::Alone);
         }
         show_role(self.role());
+        self.tell_visibility();
+        let Some(window) = web_sys::window() else { return };
+        let seen = Closure::<dyn FnMut()>::new(move || {
+            self.tell_visibility();
+            if title::is_hidden() {
+                self.remember_seen(&self.chat.current.get_untracked());
+            }
+        });
+        if let Some(document) = window.document() {
+            let _ =
+                document.add_event_listener_with_callback("visibilitychange", seen.as_ref().unchecked_ref());
+        }
+        // A closing tab is hidden for good.
+        let gone = Closure::<dyn FnMut()>::new(move || {
+            let tab = self.link.with_value(|link| link.tab.clone());
+            self.tell_tabs(&TabMessage::Visibility { tab, visible: false });
+            self.remember_seen(&self.chat.current.get_untracked());
+        });
+        let _ = window.add_event_listener_with_callback("pagehide", gone.as_ref().unchecked_ref());
+        // Both live as long as the page, like the document and window they listen to.
+        seen.forget();
+        gone.forget();
+    }
+
+    /// Tells the other tabs whether this one is visible: the leader notifies only while none is.
+    fn tell_visibility(self) {
+        let tab = self.link.with_value(|link| link.tab.clone());
+        self.tell_tabs(&TabMessage::Visibility { tab, visible: !title::is_hidden() });
+    }
+
+    /// `room` was seen up to its newest message: stored, so that after a reload "New since
+    /// you were last here" starts after it.
+    fn remember_seen(self, room: &RoomName) {
+        if self.chat.me.with_untracked(Option::is_none) {
+            return;
+        }
+        if let Some(seq) = self.chat.room(room).timeline.with_untracked(Timeline::newest_seq) {
+            prefs::remember_seen(room, seq);
+        }
+    }
+
+    /// Gives each room followed the stored point it was seen up to, unless it knows a newer one.
+    fn restore_seen(self, rooms: &[RoomName]) {
+        let stored = prefs::seen();
+        for room in rooms {
+            if let Some(&seq) = stored.get(room) {
+                let state = self.chat.room(room);
+                if state.seen_through.get_untracked().is_none_or(|known| known < seq) {
+                    state.seen_through.set(Some(seq));
+                }
+            }
+        }
+    }
+
+    /// The "Turn on notifications" button: the browser asks, every tab learns the answer.
+    fn ask_permission(self) {
+        let chat = self.chat;
+        leptos::task::spawn_local(async move {
+            let permission = notify::ask().await;
+            let _ = chat.permission.try_set(permission);
+            self.tell_tabs(&TabMessage::Permission);
+        });
+    }
+
+    /// "Notify of every message" in `room`, on or off, in every tab.
+    fn notify_all(self, room: RoomName, on: bool) {
+        let mut changed = false;
+        self.chat.notify_rooms.maybe_update(|rooms| {
+            changed = rooms.set(room.clone(), on);
+            changed
+        });
+        if changed {
+            self.chat.notify_rooms.with_untracked(prefs::remember_notify_rooms);
+            self.tell_tabs(&TabMessage::NotifyAll { room, on });
+        }
+        if on && self.chat.permission.get_untracked() == crate::model::Permission::Ask {
+            self.ask_permission();
+        }
+    }
+
+    /// A theme, in every tab.
+    fn set_theme(self, theme: Theme) {
+        self.chat.theme.set(theme);
+        prefs::remember_theme(theme);
+        self.tell_tabs(&TabMessage::Theme { theme });
     }
 
     fn role(self) -> Role {
@@ -304,7 +409,12 @@ impl Session {
                 chat.followed.maybe_update(|followed| followed.follow(room).unwrap_or(false));
             }
             TabMessage::Unfollow { room } => self.leave_room_here(room),
-            TabMessage::NotifyAll { .. } | TabMessage::Theme { .. } | TabMessage::Visibility { .. } => {}
+            TabMessage::NotifyAll { room, on } => {
+                chat.notify_rooms.maybe_update(|rooms| rooms.set(room, on));
+            }
+            TabMessage::Theme { theme } => chat.theme.set(theme),
+            TabMessage::Permission => chat.permission.set(notify::permission()),
+            TabMessage::Visibility { tab, visible } => notify::tab_visibility(tab, visible),
         }
     }
 
@@ -361,7 +471,8 @@ impl Session {
                 if let Some(seq) = event.sse_id() {
                     self.link.update_value(|link| link.newest_seq = link.newest_seq.max(Some(seq)));
                 }
-                state::apply(&self.chat, &room, event);
+                // Notifications are the leader's: one per browser.
+                let _news = state::apply(&self.chat, &room, event);
             }
             Err(error) => logging::warn!("ssechat: ignoring a relayed event: {error}"),
         }
@@ -415,6 +526,7 @@ impl Session {
         chat.followed.update(Followed::reset_news);
         chat.status.set(ConnectionState::Connecting);
         chat.me.set(Some(me.clone()));
+        self.restore_seen(&chat.followed.with_untracked(Followed::names));
         if self.holds_stream() {
             let rooms = chat.followed.with_untracked(Followed::names);
             let start =
@@ -567,6 +679,7 @@ impl Session {
         }
         let Some(me) = chat.me.get_untracked() else { return };
         let added: Vec<RoomName> = now.iter().filter(|room| !previous.contains(room)).cloned().collect();
+        self.restore_seen(&added);
         for room in &added {
             self.load_newest(room.clone());
         }

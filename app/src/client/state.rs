@@ -7,15 +7,22 @@
 
 use crate::{
     model::{ChatSignals, Notice, rooms::mentions},
-    protocol::{RoomName, ServerEvent},
+    protocol::{ChatMessage, RoomName, ServerEvent},
 };
 use leptos::prelude::*;
 
+/// A new message by someone else, after the history: what a notification may be about.
+pub struct News {
+    pub message: ChatMessage,
+    pub mentions_me: bool,
+}
+
 /// Applies one decoded event about `room`. Events about a room no longer followed (the old
-/// stream's last words after leaving it) are dropped.
-pub fn apply(chat: &ChatSignals, room: &RoomName, event: ServerEvent) {
+/// stream's last words after leaving it) are dropped. Returns the message, when the event
+/// brought news.
+pub fn apply(chat: &ChatSignals, room: &RoomName, event: ServerEvent) -> Option<News> {
     if !chat.followed.with_untracked(|followed| followed.contains(room)) {
-        return;
+        return None;
     }
     let state = chat.room(room);
     match event {
@@ -50,6 +57,8 @@ pub fn apply(chat: &ChatSignals, room: &RoomName, event: ServerEvent) {
                 None => (false, false),
             });
             let seq = message.seq;
+            let news = (!by_me && chat.followed.with_untracked(|followed| followed.is_news(seq)))
+                .then(|| News { message: message.clone(), mentions_me });
             let mut added = false;
             state.timeline.maybe_update(|timeline| {
                 added = timeline.add_message(message);
@@ -62,6 +71,7 @@ pub fn apply(chat: &ChatSignals, room: &RoomName, event: ServerEvent) {
             if added && !by_me && super::title::is_away() {
                 chat.unread.update(|unread| *unread += 1);
             }
+            return news.filter(|_| added);
         }
         ServerEvent::HistoryGap(_) => {
             state.timeline.update(|timeline| timeline.add_notice(Notice::Gap));
@@ -71,4 +81,5 @@ pub fn apply(chat: &ChatSignals, room: &RoomName, event: ServerEvent) {
             state.roster.update(|roster| roster.apply_presence(presence, me.as_ref()));
         }
     }
+    None
 }

@@ -1,6 +1,6 @@
 //! The browser tab: while the viewer is away from it, messages from others are counted, and the
-//! count shows in its title ("(3) ssechat"), so a glance at the tab strip or the task bar says
-//! whether anything happened. Away means hidden (another tab in front, the window minimised)
+//! count shows in its title ("(3) ssechat") and on its icon (a red badge), so a glance at the
+//! tab strip or the task bar says whether anything happened. Away means hidden (another tab in front, the window minimised)
 //! or not focused (another window in front of a visible one, as on a second screen). The count
 //! goes back to zero as soon as the tab is both visible and focused again.
 
@@ -43,5 +43,28 @@ pub fn follow_unread(chat: ChatSignals) {
         let unread = chat.unread.get();
         let title = if unread == 0 { ROOM_NAME.to_owned() } else { format!("({unread}) {ROOM_NAME}") };
         doc.set_title(&title);
+        show_on_icon(&doc, unread);
     });
+}
+
+/// The page's icon: the app's own, or a badge with the count. The badge is an SVG `data:` URL,
+/// which the Content-Security-Policy allows for images, drawn without a canvas.
+fn show_on_icon(doc: &web_sys::Document, unread: u32) {
+    let Ok(Some(link)) = doc.query_selector("link[rel='icon']") else { return };
+    let href = if unread == 0 { ICON.to_owned() } else { badge(unread) };
+    let _ = link.set_attribute("href", &href);
+}
+
+const ICON: &str = "/favicon.ico";
+
+/// A red disc with the count in white ("99+" past 99), URL-encoded for a `data:` address.
+fn badge(unread: u32) -> String {
+    let count = if unread > 99 { "99+".to_owned() } else { unread.to_string() };
+    let size = if count.len() > 2 { 13 } else { 18 };
+    format!(
+        "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'%3E\
+         %3Ccircle cx='16' cy='16' r='16' fill='%23c62828'/%3E\
+         %3Ctext x='16' y='22' font-size='{size}' font-family='sans-serif' font-weight='bold' \
+         text-anchor='middle' fill='white'%3E{count}%3C/text%3E%3C/svg%3E"
+    )
 }

@@ -11,7 +11,7 @@ use super::{
     message_list::{avatar_class, initial},
 };
 use crate::{
-    model::parse_name,
+    model::{ChatActions, ChatSignals, parse_name, tabs::Theme},
     protocol::{User, UserName},
 };
 use leptos::{ev, html, prelude::*, wasm_bindgen::JsCast, web_sys};
@@ -123,6 +123,7 @@ pub fn AccountMenu(
                     </div>
                     <NameError id="rename-error" error=error />
                 </form>
+                <ThemeChoice/>
                 <button
                     type="button"
                     class="leave"
@@ -135,6 +136,38 @@ pub fn AccountMenu(
                     "Leave the chat"
                 </button>
             </div>
+        </div>
+    }
+}
+
+/// The colour scheme: as the system's, light or dark. Every tab of the browser takes it.
+#[component]
+fn ThemeChoice() -> impl IntoView {
+    let chat = ChatSignals::expect();
+    let set_theme = ChatActions::expect().set_theme;
+    let change = move |event: ev::Event| {
+        let value = event
+            .target()
+            .and_then(|target| target.dyn_into::<web_sys::HtmlSelectElement>().ok())
+            .map(|select| select.value())
+            .unwrap_or_default();
+        set_theme.run(Theme::parse(&value));
+    };
+    view! {
+        <div class="theme">
+            <label for="theme-select">"Theme"</label>
+            <select id="theme-select" data-testid="theme-select" on:change=change>
+                {Theme::ALL
+                    .into_iter()
+                    .map(|theme| {
+                        view! {
+                            <option value=theme.as_str() selected=move || chat.theme.get() == theme>
+                                {theme.label()}
+                            </option>
+                        }
+                    })
+                    .collect_view()}
+            </select>
         </div>
     }
 }

@@ -145,7 +145,7 @@ pub fn ChatPage() -> impl IntoView {
                                     {move || {
                                         let room = current.get();
                                         let state = chat.room(&room);
-                                        let first_new = first_new(chat, &state);
+                                        let first_new = first_new(chat, state.clone());
                                         view! {
                                             <MessageList
                                                 first_new
@@ -183,11 +183,24 @@ pub fn ChatPage() -> impl IntoView {
 }
 
 /// Where "New since you were last here" goes in a room shown again: the first message by
-/// someone else after what the room showed when the viewer left it.
-fn first_new(chat: ChatSignals, state: &RoomState) -> Option<u64> {
-    let seen = state.seen_through.get_untracked()?;
-    let me = chat.me.with_untracked(|me| me.as_ref().map(|me| me.id.clone()));
-    state.timeline.with_untracked(|timeline| timeline.first_new_after(seen, me.as_ref()))
+/// someone else after what the room showed when the viewer left it (in this page, or before a
+/// reload). Decided once, when the room's history is in (at once for a room already
+/// loaded); messages that arrive while the viewer reads are not "since you were last here".
+fn first_new(chat: ChatSignals, state: RoomState) -> Signal<Option<u64>> {
+    let decided = Memo::new(move |before: Option<&(bool, Option<u64>)>| {
+        if let Some(&(true, seq)) = before {
+            return (true, seq);
+        }
+        if chat.history_arriving.get() {
+            return (false, None);
+        }
+        untrack(|| {
+            let Some(seen) = state.seen_through.get_untracked() else { return (true, None) };
+            let me = chat.me.with_untracked(|me| me.as_ref().map(|me| me.id.clone()));
+            (true, state.timeline.with_untracked(|timeline| timeline.first_new_after(seen, me.as_ref())))
+        })
+    });
+    Signal::derive(move || decided.get().1)
 }
 
 /// Records, for the room the viewer leaves for another, the newest message it showed.

@@ -18,7 +18,7 @@ use crate::{
     protocol::{RoomName, User, UserId},
 };
 use follow::BottomFollower;
-use leptos::{either::Either, html, prelude::*};
+use leptos::{either::Either, html, prelude::*, wasm_bindgen::JsCast, web_sys};
 use scroll_back::Reader;
 
 /// How often relative times ("2 min ago") are brought up to date.
@@ -34,7 +34,8 @@ pub fn MessageList(
     #[prop(into)] me: Signal<Option<User>>,
     /// The first message that is new since the viewer last left this room, if any: a divider
     /// goes above it.
-    first_new: Option<u64>,
+    #[prop(into)]
+    first_new: Signal<Option<u64>>,
 ) -> impl IntoView {
     let list: NodeRef<html::Ol> = NodeRef::new();
     let clock = Clock::expect();
@@ -46,6 +47,7 @@ pub fn MessageList(
     let reader = Reader::new(list, room, timeline, scroll_back);
     // A burst of history (a stream's first, or a page read back) is not news to announce.
     let history_arriving = use_context::<ChatSignals>().map(|chat| chat.history_arriving);
+    bring_into_view_when_asked(list);
     let busy = move || {
         history_arriving.is_some_and(|arriving| arriving.get()) || scroll_back.with(|state| state.loading)
     };
@@ -80,7 +82,8 @@ pub fn MessageList(
                     {match row.line {
                         Line::Message(shown) => {
                             let own = my_id().as_ref() == Some(&shown.message.id);
-                            let new = Some(shown.message.seq) == first_new;
+                            let seq = shown.message.seq;
+                            let new = Signal::derive(move || first_new.get() == Some(seq));
                             Either::Left(message_item(shown, own, row.continued, new, now, clock))
                         }
                         Line::Notice(notice) => Either::Right(notice_item(notice)),
@@ -158,6 +161,25 @@ fn notice_item(notice: Notice) -> impl IntoView {
     view! { <li data-testid=testid class=class>{text}</li> }
 }
 
+/// A message asked for elsewhere (a notification clicked: `ChatSignals::show_message`) is
+/// scrolled into view, marked and focused once its row is there; the ask is then done with.
+fn bring_into_view_when_asked(list: NodeRef<html::Ol>) {
+    let Some(chat) = use_context::<ChatSignals>() else { return };
+    Effect::new(move |_| {
+        let Some(seq) = chat.show_message.get() else { return };
+        let Some(list) = list.get() else { return };
+        if let Ok(Some(row)) = list.query_selector(&format!("li[data-seq=\"{seq}\"]")) {
+            let _ = row.set_attribute("tabindex", "-1");
+            let _ = row.set_attribute("data-highlight", "true");
+            row.scroll_into_view();
+            if let Ok(row) = row.dyn_into::<web_sys::HtmlElement>() {
+                let _ = row.focus();
+            }
+        }
+        chat.show_message.set(None);
+    });
+}
+
 /// One message: author and time (visually hidden when it continues a group, but still read
 /// out), and the text, which keeps its line breaks (CSS `pre-wrap`) and links its addresses.
 /// Its time was parsed once, when it was added; it is formatted once, here.
@@ -165,7 +187,7 @@ fn message_item(
     shown: Shown,
     own: bool,
     continued: bool,
-    new: bool,
+    new: Signal<bool>,
     now: ReadSignal<f64>,
     clock: Clock,
 ) -> impl IntoView {
@@ -177,8 +199,11 @@ fn message_item(
         None => String::new(),
     };
     // The first new message starts a group of its own below the divider: its author shows.
-    let continued = continued && !new;
-    let group_title = continued.then(|| exact.clone());
+    let continued = move || continued && !new.get();
+    let group_title = {
+        let exact = exact.clone();
+        move || continued().then(|| exact.clone())
+    };
     let name = message.name.to_string();
     let pieces = split_links(message.message.as_str())
         .into_iter()
@@ -192,7 +217,7 @@ fn message_item(
         .collect_view();
 
     view! {
-        {new.then(|| {
+        {move || new.get().then(|| {
             view! {
                 <li data-testid="new-divider" class="new-divider">
                     <span>"New since you were last here"</span>
@@ -208,7 +233,7 @@ fn message_item(
             data-own=if own { "true" } else { "false" }
             // A grouped message shows its time on hover (the tooltip), and when it has the
             // focus: `-1` lets a tap focus it without adding a Tab stop per message.
-            tabindex=continued.then_some("-1")
+            tabindex=move || continued().then_some("-1")
             title=group_title
         >
             <div class="message-meta">

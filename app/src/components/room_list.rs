@@ -10,7 +10,7 @@
 use super::{join_form::NameError, user_list::grouped};
 use crate::{
     model::{
-        ChatActions, ChatSignals, FollowedRoom,
+        ChatActions, ChatSignals, FollowedRoom, Permission,
         rooms::{parse_room, room_path},
     },
     protocol::{RoomList as ServerRooms, RoomName},
@@ -59,7 +59,37 @@ pub fn RoomList(
             }}
             <JoinRoom on_open/>
             <BrowseRooms go/>
+            <NotificationSetting/>
         </div>
+    }
+}
+
+/// Desktop notifications: a button that asks the browser (never asked on load), or where
+/// they stand once answered.
+#[component]
+fn NotificationSetting() -> impl IntoView {
+    let chat = ChatSignals::expect();
+    let ask = ChatActions::expect().ask_permission;
+    move || match chat.permission.get() {
+        Permission::Unsupported => None,
+        Permission::Ask => Some(EitherOf3::A(view! {
+            <div class="notify-setting">
+                <button type="button" class="secondary" data-testid="notifications-button" on:click=move |_| ask.run(())>
+                    "Turn on notifications"
+                </button>
+                <p class="hint">"For mentions of your name, and rooms set to notify of all, while the chat is out of sight."</p>
+            </div>
+        })),
+        Permission::Granted => Some(EitherOf3::B(view! {
+            <p class="notify-setting hint" data-testid="notifications-on">
+                "Notifications are on: mentions of your name, and rooms set to notify of all, while no tab of the chat is in view."
+            </p>
+        })),
+        Permission::Denied => Some(EitherOf3::C(view! {
+            <p class="notify-setting hint" data-testid="notifications-blocked">
+                "Notifications are blocked in this browser's settings for this site."
+            </p>
+        })),
     }
 }
 
@@ -267,7 +297,8 @@ pub fn RoomHeader(
     #[prop(into)] unread_elsewhere: Signal<u64>,
 ) -> impl IntoView {
     let chat = ChatSignals::expect();
-    let leave_room = ChatActions::expect().leave_room;
+    let ChatActions { leave_room, notify_all, .. } = ChatActions::expect();
+    let notifies_all = move || chat.notify_rooms.with(|rooms| current.with(|room| rooms.contains(room)));
     let alone = move || chat.followed.with(|followed| followed.rooms().len() <= 1);
     view! {
         <div class="room-header">
@@ -303,6 +334,26 @@ pub fn RoomHeader(
                 <span aria-hidden="true">"# "</span>
                 {move || current.get().to_string()}
             </h2>
+            {move || {
+                (chat.permission.get() != Permission::Unsupported)
+                    .then(|| {
+                        view! {
+                            <button
+                                type="button"
+                                class="secondary notify-toggle"
+                                data-testid="notify-all"
+                                aria-pressed=move || if notifies_all() { "true" } else { "false" }
+                                title="Notify me of every message in this room, not only of mentions"
+                                on:click=move |ev| {
+                                    ev.stop_propagation();
+                                    notify_all.run((current.get_untracked(), !notifies_all()));
+                                }
+                            >
+                                "Notify of all"
+                            </button>
+                        }
+                    })
+            }}
             {move || {
                 (!alone())
                     .then(|| {

@@ -1,5 +1,6 @@
 //! What the page can ask for: join, rename, leave, start over, open or leave a room, send a
-//! message, page the user list, read a room's history back, list the server's rooms. The components call these and never know who answers; the browser's session
+//! message, page the user list, read a room's history back, list the server's rooms, ask for
+//! notifications and choose which rooms notify of everything, choose a theme. The components call these and never know who answers; the browser's session
 //! (`client/`) provides the real ones, and the server build provides [`ChatActions::inert`],
 //! since nothing is ever asked during server rendering (the server renders the join form, and
 //! its submit handler only runs once the page is hydrated). That is why no component needs a
@@ -8,7 +9,7 @@
 //! They travel as Leptos context: `lib.rs` provides one [`ChatActions`] for the chat page, and
 //! each component takes it with [`ChatActions::expect`].
 
-use super::SendFailure;
+use super::{SendFailure, tabs::Theme};
 use crate::protocol::{ChatMessage, MessageText, MessagesPage, RoomList, RoomName, UserName, UsersPage};
 use leptos::prelude::*;
 use std::{future::Future, pin::Pin};
@@ -53,6 +54,12 @@ pub struct ChatActions {
     pub messages: Request<(RoomName, Option<u64>), MessagesPage>,
     /// Every room of the server, or why the list could not be had.
     pub list_rooms: Request<(), RoomList>,
+    /// Asks the browser's permission to show notifications (from a button: never on load).
+    pub ask_permission: Callback<()>,
+    /// Turns "notify of every message" on or off for a room, in every tab.
+    pub notify_all: Callback<(RoomName, bool)>,
+    /// Takes a colour scheme, in every tab.
+    pub set_theme: Callback<Theme>,
 }
 
 impl ChatActions {
@@ -74,6 +81,9 @@ impl ChatActions {
             page_users: Callback::new(|_| Box::pin(async { Err(NOT_IN_A_BROWSER.to_owned()) }) as Reply<_>),
             messages: Callback::new(|_| Box::pin(async { Err(NOT_IN_A_BROWSER.to_owned()) }) as Reply<_>),
             list_rooms: Callback::new(|()| Box::pin(async { Err(NOT_IN_A_BROWSER.to_owned()) }) as Reply<_>),
+            ask_permission: Callback::new(|()| {}),
+            notify_all: Callback::new(|_| {}),
+            set_theme: Callback::new(|_| {}),
         }
     }
 

@@ -5,7 +5,7 @@
 //!
 //! One concept per file: the conversation ([`timeline`]) and message times ([`time`]); who is in
 //! the room ([`roster`]); one room's state ([`room`]) and the rooms followed ([`rooms`]); the stream's state ([`connection`]); what the tabs of one browser tell each other ([`tabs`]); a failed send ([`send`]); names
-//! typed into forms ([`names`]); [`ChatSignals`] ([`signals`]), which holds them all for the
+//! typed into forms ([`names`]); desktop notifications ([`notify`]); [`ChatSignals`] ([`signals`]), which holds them all for the
 //! page; and what the page can ask of the browser: [`ChatActions`] ([`actions`]), the clock
 //! of message times ([`time::Clock`]) and being told when an element changes size
 //! ([`ResizeWatch`], [`resize`]).
@@ -13,6 +13,7 @@
 pub mod actions;
 pub mod connection;
 pub mod names;
+pub mod notify;
 pub mod resize;
 pub mod room;
 pub mod rooms;
@@ -26,6 +27,7 @@ pub mod timeline;
 pub use actions::{ChatActions, Reply};
 pub use connection::ConnectionState;
 pub use names::{capitalised, parse_name};
+pub use notify::{NotifyRooms, Permission};
 pub use resize::ResizeWatch;
 pub use room::{RoomState, ScrollBack};
 pub use rooms::{Followed, FollowedRoom};

@@ -136,10 +136,15 @@ impl Followed {
         }
     }
 
+    /// Whether the message `seq` is news rather than history (see [`Followed::news_after`]).
+    pub fn is_news(&self, seq: u64) -> bool {
+        seq > self.news_after
+    }
+
     /// A message by someone else arrived in `name`, which is not the room shown. Returns whether
     /// it counted (it is news, and the room is followed).
     pub fn count_unread(&mut self, name: &RoomName, seq: u64, mentions_me: bool) -> bool {
-        if seq <= self.news_after {
+        if !self.is_news(seq) {
             return false;
         }
         let Some(room) = self.rooms.iter_mut().find(|room| &room.name == name) else { return false };

@@ -3,7 +3,7 @@
 //! too, where nobody has joined yet, so the server renders exactly the join form the browser
 //! then hydrates.
 
-use super::{ConnectionState, Followed, RoomState};
+use super::{ConnectionState, Followed, NotifyRooms, Permission, RoomState, tabs::Theme};
 use crate::protocol::{RoomName, User};
 use leptos::prelude::*;
 use std::collections::HashMap;
@@ -52,6 +52,14 @@ pub struct ChatSignals {
     /// A stream just opened and its history is arriving: the message log is `aria-busy`
     /// meanwhile, so a screen reader does not read a burst of old messages out one by one.
     pub history_arriving: RwSignal<bool>,
+    /// Whether the browser may show notifications.
+    pub permission: RwSignal<Permission>,
+    /// The rooms that notify of every message, not only of mentions.
+    pub notify_rooms: RwSignal<NotifyRooms>,
+    /// A message to bring into view in the room shown (a notification was clicked): its `seq`.
+    pub show_message: RwSignal<Option<u64>>,
+    /// The colour scheme chosen.
+    pub theme: RwSignal<Theme>,
 }
 
 impl ChatSignals {
@@ -72,6 +80,10 @@ impl ChatSignals {
             focus_next: RwSignal::new(None),
             enter_sends: RwSignal::new(true),
             history_arriving: RwSignal::new(false),
+            permission: RwSignal::new(Permission::default()),
+            notify_rooms: RwSignal::new(NotifyRooms::default()),
+            show_message: RwSignal::new(None),
+            theme: RwSignal::new(Theme::default()),
         }
     }
 

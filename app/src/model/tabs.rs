@@ -150,6 +150,8 @@ pub enum TabMessage {
     Theme {
         theme: Theme,
     },
+    /// The viewer answered the browser's notification prompt: read the permission again.
+    Permission,
     /// A tab became visible or hidden (or closed: hidden for good). The leader raises a
     /// notification only while no tab is visible.
     Visibility {
