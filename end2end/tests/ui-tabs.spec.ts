@@ -314,3 +314,33 @@ test("New since you were last here is kept across a reload", async ({ browser, s
     await context.close();
   }
 });
+
+test("without Web Locks each tab keeps a stream of its own, and the tabs still agree", async ({ browser, server, openChat }) => {
+  const context = await browser.newContext({ baseURL: server.url });
+  await context.addInitScript(() => {
+    Object.defineProperty(Navigator.prototype, "locks", { get: () => undefined, configurable: true });
+  });
+  try {
+    const first = await openTab(context, "Alice tab 1");
+    await first.join("Alice");
+    const second = await openTab(context, "Alice tab 2");
+    await second.expectLive();
+    for (const tab of [first, second]) await expect(tab.page.locator("body")).toHaveAttribute("data-tab-role", "alone");
+    await expect.poll(() => streamsOpen(server), { message: "a stream per tab" }).toBe(2);
+    const bob = await joined(openChat, "Bob");
+    await bob.send("to both tabs");
+    for (const tab of [first, second]) await tab.expectMessage("to both tabs", "Bob", false);
+
+    // A rename in one tab: the other lets the old id go too, so the new one is not refused.
+    await first.page.locator(UI.accountButton).click();
+    await first.page.getByLabel("New name", { exact: true }).fill("Alicia");
+    await first.page.locator(UI.renameForm).getByRole("button", { name: "Change name" }).click();
+    for (const tab of [first, second]) {
+      await tab.expectLive();
+      await expect(tab.ownUser()).toContainText("Alicia");
+      await expect(tab.connectionError).toHaveCount(0);
+    }
+  } finally {
+    await context.close();
+  }
+});

@@ -99,7 +99,7 @@ impl Theme {
 
 /// One tab's message to the others. `tab` fields name a tab by the random id it made at load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 pub enum TabMessage {
     /// Leader: one event of its stream, as it came.
     Event(WireEvent),
@@ -278,7 +278,7 @@ mod tests {
         for sent in messages {
             assert_eq!(TabMessage::from_json(&sent.to_json()), Some(sent));
         }
-        assert_eq!(TabMessage::from_json(r#"{"type":"from-a-newer-version"}"#), None);
+        assert_eq!(TabMessage::from_json(r#"{"from-a-newer-version":{}}"#), None);
         assert_eq!(TabMessage::from_json("not json"), None);
     }
 
