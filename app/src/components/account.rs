@@ -9,6 +9,7 @@
 use super::{
     join_form::NameError,
     message_list::{avatar_class, initial},
+    truth,
 };
 use crate::{
     model::{ChatActions, ChatSignals, parse_name, tabs::Theme},
@@ -92,7 +93,7 @@ pub fn AccountMenu(
                 type="button"
                 class="account-button"
                 data-testid="account-button"
-                aria-expanded=move || if open.get() { "true" } else { "false" }
+                aria-expanded=move || truth(open.get())
                 aria-controls="account-panel"
                 node_ref=button
                 on:click=toggle
@@ -116,7 +117,7 @@ pub fn AccountMenu(
                             spellcheck="false"
                             node_ref=name_input
                             prop:value=name
-                            aria-invalid=move || if error.with(Option::is_some) { "true" } else { "false" }
+                            aria-invalid=move || truth(error.with(Option::is_some))
                             aria-describedby=move || error.with(Option::is_some).then_some("rename-error")
                         />
                         <button type="submit">"Change name"</button>

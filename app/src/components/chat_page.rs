@@ -13,6 +13,7 @@ use super::{
     composer::Composer,
     join_form::JoinForm,
     message_list::MessageList,
+    panel_toggle::PanelToggle,
     room_list::{RoomHeader, RoomList},
     status::{ConnectionError, ConnectionStatus},
     user_list::{UserList, grouped},
@@ -89,21 +90,17 @@ pub fn ChatPage() -> impl IntoView {
                         .get()
                         .then(|| {
                             view! {
-                                <button
-                                    type="button"
+                                <PanelToggle
+                                    controls="people"
+                                    testid="people-toggle"
                                     class="people-toggle secondary"
-                                    data-testid="people-toggle"
-                                    node_ref=people_toggle
-                                    aria-controls="people"
-                                    aria-expanded=move || if people_open.get() { "true" } else { "false" }
-                                    on:click=move |_| {
-                                        rooms_open.set(false);
-                                        people_open.update(|open| *open = !*open);
-                                    }
+                                    open=people_open
+                                    other=rooms_open
+                                    button=people_toggle
                                 >
                                     "People "
                                     <span class="count">{count}</span>
-                                </button>
+                                </PanelToggle>
                                 <AccountMenu me=chat.me on_rename=rename on_leave=leave/>
                             }
                         })

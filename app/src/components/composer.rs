@@ -9,6 +9,7 @@
 //! leaves it there, says why in a sentence, and offers to try again (after the wait a 429 asks
 //! for).
 
+use super::truth;
 use crate::{
     model::{ChatActions, ChatSignals, ConnectionState, FocusNext, SendFailure},
     protocol::{ChatMessage, MESSAGE_MAX_CHARS, MessageText, RoomName},
@@ -182,7 +183,7 @@ pub fn Composer(
                     aria-describedby=move || {
                         if chars.get() >= COUNTER_FROM { "composer-help char-count" } else { "composer-help" }
                     }
-                    aria-invalid=move || { if too_long() { "true" } else { "false" } }
+                    aria-invalid=move || truth(too_long())
                     node_ref=input
                     prop:value=move || draft.get()
                     on:input=move |ev| draft.set(event_target_value(&ev))

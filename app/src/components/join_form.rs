@@ -3,6 +3,7 @@
 //! address with `?name=…`,
 //! and the browser side joins with that name once it starts (see `Session` in `client/`).
 
+use super::truth;
 use crate::{
     model::{ChatSignals, FocusNext, parse_name},
     protocol::UserName,
@@ -60,7 +61,7 @@ pub fn JoinForm(
                     autocomplete="nickname"
                     spellcheck="false"
                     node_ref=name_input
-                    aria-invalid=move || if error.with(Option::is_some) { "true" } else { "false" }
+                    aria-invalid=move || truth(error.with(Option::is_some))
                     aria-describedby=move || error.with(Option::is_some).then_some("join-error")
                 />
                 <button type="submit">"Join"</button>

@@ -12,7 +12,10 @@
 mod follow;
 mod scroll_back;
 
-use super::links::{Piece, split_links};
+use super::{
+    links::{Piece, split_links},
+    truth,
+};
 use crate::{
     model::{ChatSignals, Line, Notice, ScrollBack, Shown, Timeline, time, time::Clock},
     protocol::{RoomName, User, UserId},
@@ -64,7 +67,7 @@ pub fn MessageList(
                 aria-live="polite"
                 aria-relevant="additions"
                 aria-label="Messages"
-                aria-busy=move || if busy() { "true" } else { "false" }
+                aria-busy=move || truth(busy())
             >
             <ol
                 data-testid="message-list"
@@ -230,7 +233,7 @@ fn message_item(
             class:own=own
             class:continued=continued
             data-seq=message.seq.to_string()
-            data-own=if own { "true" } else { "false" }
+            data-own=truth(own)
             // A grouped message shows its time on hover (the tooltip), and when it has the
             // focus: `-1` lets a tap focus it without adding a Tab stop per message.
             tabindex=move || continued().then_some("-1")

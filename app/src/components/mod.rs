@@ -12,7 +12,8 @@
 //! [`crate::model::time::Clock`] and [`crate::model::ResizeWatch`].
 //!
 //! [`ChatPage`] puts the page together: the header ([`status`], [`account`]), the join form
-//! ([`join_form`]), the rooms sidebar and the room's header ([`room_list`]), the people panel
+//! ([`join_form`]), the rooms sidebar and the room's header ([`room_list`]), the toggles of the side panels on
+//! narrow screens ([`panel_toggle`]), the people panel
 //! ([`user_list`]), the conversation ([`message_list`], whose
 //! links come from [`links`]) and the [`composer`]. [`NotFound`] is for any other address.
 
@@ -23,9 +24,16 @@ mod join_form;
 mod links;
 mod message_list;
 mod not_found;
+mod panel_toggle;
 mod room_list;
 mod status;
 mod user_list;
 
 pub use chat_page::ChatPage;
 pub use not_found::NotFound;
+
+/// The value of a true-or-false attribute (`aria-expanded`, `aria-pressed`, `aria-invalid`,
+/// `aria-busy`, `data-own`): ARIA reads the words, and an absent attribute means something else.
+fn truth(value: bool) -> &'static str {
+    if value { "true" } else { "false" }
+}

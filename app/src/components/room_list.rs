@@ -7,7 +7,7 @@
 //! Joining a room is going to its address: the page follows the address (see `chat_page.rs`),
 //! so a link, the form, back and forward all take the same path.
 
-use super::{join_form::NameError, user_list::grouped};
+use super::{join_form::NameError, panel_toggle::PanelToggle, truth, user_list::grouped};
 use crate::{
     model::{
         ChatActions, ChatSignals, FollowedRoom, Permission,
@@ -192,7 +192,7 @@ fn JoinRoom(on_open: Callback<()>) -> impl IntoView {
                     spellcheck="false"
                     placeholder="room-name"
                     node_ref=input
-                    aria-invalid=move || if error.with(Option::is_some) { "true" } else { "false" }
+                    aria-invalid=move || truth(error.with(Option::is_some))
                     aria-describedby=move || error.with(Option::is_some).then_some("room-name-error")
                 />
                 <button type="submit" class="secondary">"Join"</button>
@@ -229,7 +229,7 @@ fn BrowseRooms(go: Callback<(MouseEvent, String)>) -> impl IntoView {
                 type="button"
                 class="secondary"
                 data-testid="browse-rooms"
-                aria-expanded=move || if open.get() { "true" } else { "false" }
+                aria-expanded=move || truth(open.get())
                 aria-controls="server-rooms"
                 on:click=toggle
             >
@@ -302,19 +302,13 @@ pub fn RoomHeader(
     let alone = move || chat.followed.with(|followed| followed.rooms().len() <= 1);
     view! {
         <div class="room-header">
-            <button
-                type="button"
+            <PanelToggle
+                controls="rooms"
+                testid="rooms-toggle"
                 class="rooms-toggle secondary"
-                data-testid="rooms-toggle"
-                node_ref=toggle
-                aria-controls="rooms"
-                aria-expanded=move || if rooms_open.get() { "true" } else { "false" }
-                on:click=move |ev| {
-                    // The conversation around it folds the panels on a click.
-                    ev.stop_propagation();
-                    people_open.set(false);
-                    rooms_open.update(|open| *open = !*open);
-                }
+                open=rooms_open
+                other=people_open
+                button=toggle
             >
                 "Rooms"
                 {move || {
@@ -329,7 +323,7 @@ pub fn RoomHeader(
                             }
                         })
                 }}
-            </button>
+            </PanelToggle>
             <h2 data-testid="room-title">
                 <span aria-hidden="true">"# "</span>
                 {move || current.get().to_string()}
@@ -342,7 +336,7 @@ pub fn RoomHeader(
                                 type="button"
                                 class="secondary notify-toggle"
                                 data-testid="notify-all"
-                                aria-pressed=move || if notifies_all() { "true" } else { "false" }
+                                aria-pressed=move || truth(notifies_all())
                                 title="Notify me of every message in this room, not only of mentions"
                                 on:click=move |ev| {
                                     ev.stop_propagation();
