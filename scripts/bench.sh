@@ -11,13 +11,25 @@
 # runs pinned to CPU 1. Everything listens on and connects to 127.0.0.1 only. Every process
 # started here is stopped by its PID.
 #
-# Usage: scripts/bench.sh [--quick] [--only SCENARIO,...] [--targets TARGET,...] [--out FILE]
-#   --quick     shrink sizes and durations (a few minutes); writes
+# The scenarios run in rounds (two by default): each round runs every scenario, and each
+# scenario against ssechat and nginx + nchan one right after the other, ssechat first in odd
+# rounds and nchan first in even ones, so that a drift of the machine weighs on both alike.
+# The page opens with each round's figures for both, the ratio ssechat / nchan per round and
+# its spread (lowest–highest) over the rounds; the tables after it show round 1. Hono on Bun
+# runs in round 1 only (it is not in the ratio).
+#
+# Usage: scripts/bench.sh [--quick] [--rounds N] [--only SCENARIO,...] [--targets TARGET,...] [--out FILE]
+#   --quick     shrink sizes and durations (a few minutes a round); writes
 #               target/bench-peers/BENCHMARKS.quick.md unless --out is given
+#   --rounds    rounds to run, at least 2 (default 2, or SSECHAT_BENCH_ROUNDS)
 #   --only      scenarios: idle, fanout-1000, fanout-5000, fanout-5000-cluster, search-5000,
 #               throughput, join, rooms-1000, rooms-followed (default: all)
 #   --targets   ssechat, nchan, hono (default: all three)
 #   --out       where to write the page (default: BENCHMARKS.md for a full run)
+# Environment:
+#   SSECHAT_BENCH_ROUNDS=N     the default for --rounds
+#   SSECHAT_BENCH_NO_BUILD=1   skip the cargo builds and use the server, loadtest and bench-tool
+#                              already in ${CARGO_TARGET_DIR:-target}/release
 # Run it when nothing else is building: the figures are only as good as the quiet machine.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -29,11 +41,13 @@ quick=0
 only="idle,fanout-1000,fanout-5000,fanout-5000-cluster,search-5000,throughput,join,rooms-1000,rooms-followed"
 targets="ssechat,nchan,hono"
 out=""
+rounds="${SSECHAT_BENCH_ROUNDS:-2}"
 while (( $# > 0 )); do
   case "$1" in
     --quick) quick=1 ;;
     --only) only="${2:?--only needs a list}"; shift ;;
     --targets) targets="${2:?--targets needs a list}"; shift ;;
+    --rounds) rounds="${2:?--rounds needs a number}"; shift ;;
     --out) out="${2:?--out needs a file}"; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
@@ -41,6 +55,9 @@ while (( $# > 0 )); do
   shift
 done
 wants() { [[ ",$1," == *",$2,"* ]]; }
+if ! [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || (( rounds < 2 )); then
+  die "--rounds (or SSECHAT_BENCH_ROUNDS) must be a whole number of at least 2, not '$rounds'"
+fi
 
 # --- Sizes -------------------------------------------------------------------------------
 if (( quick )); then
@@ -78,6 +95,8 @@ connect_concurrency=500
 
 # --- Preconditions -----------------------------------------------------------------------
 command -v taskset >/dev/null || die "taskset not found (Debian: util-linux)"
+# jq turns the rounds into the table of ratios (scripts/bench-rounds.jq).
+command -v jq >/dev/null || ensure_apt_packages jq
 (( $(nproc) >= 2 )) || die "needs 2 CPUs: the server on CPU 0, the load tester on CPU 1"
 if pgrep -f "cargo |rustc" >/dev/null 2>&1; then
   log "WARNING: cargo or rustc is running: the figures will be disturbed"
@@ -87,16 +106,28 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   log "WARNING: open-file limit $(ulimit -n) is low for $idle_streams streams"
 
 # --- Build -------------------------------------------------------------------------------
-# The server is built exactly as `cargo leptos build --release` builds it (same features, same
-# LEPTOS_OUTPUT_NAME, which leptos reads at compile time), so neither build undoes the other.
-log "cargo build --release -p server; cargo build --release -p bench"
-LEPTOS_OUTPUT_NAME=ssechat cargo build --release -p server --bin server --no-default-features --features ssr
-cargo build --release -p bench --bins
-# Said now: someone may commit while the scenarios run.
-ssechat_version="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- server app Cargo.lock 2>/dev/null || echo ' with uncommitted changes')"
-server_bin="$SSECHAT_ROOT/target/release/server"
-loadtest_bin="$SSECHAT_ROOT/target/release/loadtest"
-tool_bin="$SSECHAT_ROOT/target/release/bench-tool"
+# The binaries are where cargo puts them: ${CARGO_TARGET_DIR:-target}/release.
+target_dir="${CARGO_TARGET_DIR:-target}"
+[[ "$target_dir" == /* ]] || target_dir="$SSECHAT_ROOT/$target_dir"
+bin_dir="$target_dir/release"
+server_bin="$bin_dir/server"
+loadtest_bin="$bin_dir/loadtest"
+tool_bin="$bin_dir/bench-tool"
+if [[ "${SSECHAT_BENCH_NO_BUILD:-0}" == 1 ]]; then
+  log "SSECHAT_BENCH_NO_BUILD=1: not building; using the binaries in $bin_dir"
+  for bin in "$server_bin" "$loadtest_bin" "$tool_bin"; do
+    [[ -x "$bin" ]] || die "$bin not found: build it, or unset SSECHAT_BENCH_NO_BUILD"
+  done
+  ssechat_version="binaries not rebuilt ($server_bin of $(date -u -r "$server_bin" '+%Y-%m-%d %H:%M UTC')), checkout $(git rev-parse --short HEAD)"
+else
+  # The server is built exactly as `cargo leptos build --release` builds it (same features, same
+  # LEPTOS_OUTPUT_NAME, which leptos reads at compile time), so neither build undoes the other.
+  log "cargo build --release -p server; cargo build --release -p bench"
+  LEPTOS_OUTPUT_NAME=ssechat cargo build --release -p server --bin server --no-default-features --features ssr
+  cargo build --release -p bench --bins
+  # Said now: someone may commit while the scenarios run.
+  ssechat_version="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- server app Cargo.lock 2>/dev/null || echo ' with uncommitted changes')"
+fi
 
 # --- Peers -------------------------------------------------------------------------------
 peers="$SSECHAT_ROOT/target/bench-peers"
@@ -274,17 +305,28 @@ other_work() {
     awk '{ n = split($2, path, "/"); print path[n] }' | sort -u | paste -sd ' ' || true
 }
 
-# Runs one scenario ($1, the label) against one server ($2) with loadtest arguments $3...
+# Appends one line to the results: the load tester's JSON object ($1) with the round it ran in
+# and, when other work was running, what ($2, process names). The renderer ignores both fields.
+record() {
+  local json="$1" others="${2:-}" extra
+  extra="\"round\":$round,"
+  [[ -n "$others" ]] && extra+="\"disturbed\":\"${others//[\"\\]/}\","
+  printf '{%s%s\n' "$extra" "${json#\{}" >>"$results"
+}
+
+# Runs one scenario ($1, the label) against one server ($2) with loadtest arguments $3...,
+# in round $round (its logs and nchan's prefix are named LABEL-rROUND).
 run_scenario() {
   local label="$1" kind="$2"
   shift 2
-  log "$label: $kind"
+  local run_name="$label-r$round"
+  log "$label: $kind (round $round of $rounds)"
   local others_before others_after
   others_before="$(other_work)"
   # The load tester speaks ssechat's protocol to every ssechat deployment.
   local protocol="${kind%-cluster}"
-  if ! start_server "$kind" "$label"; then
-    printf '{"label":"%s","target":"%s","error":"the server did not start"}\n' "$label" "$protocol" >>"$results"
+  if ! start_server "$kind" "$run_name"; then
+    record "$(printf '{"label":"%s","target":"%s","error":"the server did not start"}' "$label" "$protocol")"
     stop_server
     return 0
   fi
@@ -299,85 +341,109 @@ run_scenario() {
   echo "taskset -c 1 target/release/loadtest --target $protocol $shown_urls --server-pid \$PID... --label $label --connect-concurrency $connect_concurrency --connect-timeout $connect_timeout --drain-timeout $drain_timeout $*" >>"$commands"
   local json status=0
   # The human summary goes to the terminal and the log; the JSON line to the results.
-  json="$(timeout 600 "${cmd[@]}" 2> >(tee "$run_dir/logs/loadtest-$kind-$label.txt" >&2))" || status=$?
+  json="$(timeout 600 "${cmd[@]}" 2> >(tee "$run_dir/logs/loadtest-$kind-$run_name.txt" >&2))" || status=$?
   json="$(printf '%s\n' "$json" | tail -n 1)"
   others_after="$(other_work)"
+  local others=""
   if [[ -n "$others_before$others_after" ]]; then
     log "WARNING: other work was running: ${others_before:-nothing} at the start, ${others_after:-nothing} at the end"
-    printf '%s/%s (%s)\n' "$label" "$protocol" \
-      "$(printf '%s %s' "$others_before" "$others_after" | tr ' ' '\n' | sed '/^$/d' | sort -u | paste -sd ' ')" >>"$disturbed"
+    others="$(printf '%s %s' "$others_before" "$others_after" | tr ' ' '\n' | sed '/^$/d' | sort -u | paste -sd ' ')"
+    printf '%s/%s (round %s: %s)\n' "$label" "$protocol" "$round" "$others" >>"$disturbed"
   fi
   if [[ "$json" == "{"* ]]; then
-    printf '%s\n' "$json" >>"$results"
+    record "$json" "$others"
   else
-    printf '{"label":"%s","target":"%s","error":"the load tester exited with %s and no report"}\n' \
-      "$label" "$kind" "$status" >>"$results"
+    record "$(printf '{"label":"%s","target":"%s","error":"the load tester exited with %s and no report"}' \
+      "$label" "$protocol" "$status")" "$others"
   fi
   stop_server
 }
 
+# The servers named in $@ (in round 1's order) that this run benchmarks, in round $round's
+# order: as given in odd rounds, reversed in even ones, so that ssechat and nchan take turns
+# at going first. Hono on Bun runs in round 1 only: it is in the tables, not in the ratios.
+round_order() {
+  local kind kinds=()
+  for kind in "$@"; do
+    wants "$targets" "${kind%-cluster}" || continue
+    [[ "$kind" == hono ]] && (( round > 1 )) && continue
+    kinds+=("$kind")
+  done
+  if (( round % 2 == 0 )); then
+    local i
+    for (( i = ${#kinds[@]} - 1; i >= 0; i-- )); do printf '%s\n' "${kinds[i]}"; done
+  else
+    (( ${#kinds[@]} == 0 )) || printf '%s\n' "${kinds[@]}"
+  fi
+}
+
+# Runs scenario $2 against the servers named in $1 (comma-separated, in round 1's order) that
+# are wanted, in this round's order, with loadtest arguments $3...
 for_each_target() {
-  local label="$1" kind
-  shift
-  for kind in ssechat nchan hono; do
-    wants "$targets" "$kind" || continue
+  local servers="$1" label="$2" kind kinds
+  shift 2
+  IFS=, read -ra kinds <<<"$servers"
+  # Read into an array first: the servers and the load tester must not inherit the list as stdin.
+  mapfile -t kinds < <(round_order "${kinds[@]}")
+  for kind in "${kinds[@]}"; do
     run_scenario "$label" "$kind" "$@"
   done
 }
 
 started=$(date +%s)
-if wants "$only" idle; then
-  for_each_target idle idle --streams "$idle_streams" --hold 2s
-fi
-if wants "$only" fanout-1000; then
-  for_each_target fanout-1000 fanout --subscribers "$f1_subs" --publishers 1 --rate "$f1_rate" --duration "$f1_duration"
-fi
-if wants "$only" fanout-5000; then
-  for_each_target fanout-5000 fanout --subscribers "$f2_subs" --publishers 1 --rate "$f2_rate" --duration "$f2_duration"
-fi
-if wants "$only" fanout-5000-cluster && wants "$targets" ssechat; then
-  # The fanout-5000 scenario again, its subscribers dealt out over two instances in turn; the
-  # publisher posts on the first, so every message crosses Redis to reach half the room.
-  run_scenario fanout-5000-cluster ssechat-cluster fanout --subscribers "$f2_subs" --publishers 1 \
-    --rate "$f2_rate" --duration "$f2_duration"
-fi
-if wants "$only" search-5000; then
-  # From 10 messages/s, doubling while a rate holds, then three bisection steps.
-  for_each_target search-5000 search --subscribers "$f2_subs" --publishers 1 --step-duration "$search_step" \
-    --p99-bound-ms 100 --start-rate 10 --max-rate 1600 --refine-steps 3
-fi
-if wants "$only" throughput; then
-  for_each_target throughput throughput --subscribers "$tp_subs" --publishers "$tp_pubs" --duration "$tp_duration"
-fi
-if wants "$only" join; then
-  for size in "${join_sizes[@]}"; do
-    for kind in ssechat hono; do
-      wants "$targets" "$kind" || continue
-      if [[ "$kind" == hono ]] && (( size > hono_join_max )); then
-        printf '{"label":"join-%s","target":"hono","error":"not run: N²/2 = %s new-user events"}\n' \
-          "$size" "$(( size * (size - 1) / 2 ))" >>"$results"
-        continue
-      fi
-      run_scenario "join-$size" "$kind" join-burst --users "$size" --settle-timeout "$settle_timeout"
+for (( round = 1; round <= rounds; round++ )); do
+  log "round $round of $rounds: $(round_order ssechat nchan hono | paste -sd ' ') in turn, every scenario"
+  echo "# round $round of $rounds" >>"$commands"
+  if wants "$only" idle; then
+    for_each_target ssechat,nchan,hono idle idle --streams "$idle_streams" --hold 2s
+  fi
+  if wants "$only" fanout-1000; then
+    for_each_target ssechat,nchan,hono fanout-1000 fanout --subscribers "$f1_subs" --publishers 1 \
+      --rate "$f1_rate" --duration "$f1_duration"
+  fi
+  if wants "$only" fanout-5000; then
+    for_each_target ssechat,nchan,hono fanout-5000 fanout --subscribers "$f2_subs" --publishers 1 \
+      --rate "$f2_rate" --duration "$f2_duration"
+  fi
+  if wants "$only" fanout-5000-cluster; then
+    # The fanout-5000 scenario again, its subscribers dealt out over two instances in turn; the
+    # publisher posts on the first, so every message crosses Redis to reach half the room.
+    for_each_target ssechat-cluster fanout-5000-cluster fanout --subscribers "$f2_subs" --publishers 1 \
+      --rate "$f2_rate" --duration "$f2_duration"
+  fi
+  if wants "$only" search-5000; then
+    # From 10 messages/s, doubling while a rate holds, then three bisection steps.
+    for_each_target ssechat,nchan,hono search-5000 search --subscribers "$f2_subs" --publishers 1 \
+      --step-duration "$search_step" --p99-bound-ms 100 --start-rate 10 --max-rate 1600 --refine-steps 3
+  fi
+  if wants "$only" throughput; then
+    for_each_target ssechat,nchan,hono throughput throughput --subscribers "$tp_subs" --publishers "$tp_pubs" \
+      --duration "$tp_duration"
+  fi
+  if wants "$only" join; then
+    mapfile -t join_kinds < <(round_order ssechat hono)
+    for size in "${join_sizes[@]}"; do
+      for kind in "${join_kinds[@]}"; do
+        if [[ "$kind" == hono ]] && (( size > hono_join_max )); then
+          record "$(printf '{"label":"join-%s","target":"hono","error":"not run: N²/2 = %s new-user events"}' \
+            "$size" "$(( size * (size - 1) / 2 ))")"
+          continue
+        fi
+        run_scenario "join-$size" "$kind" join-burst --users "$size" --settle-timeout "$settle_timeout"
+      done
     done
-  done
-fi
-# Rooms: ssechat and nchan (channels) only; the original design has one room.
-if wants "$only" rooms-1000; then
-  for kind in ssechat nchan; do
-    wants "$targets" "$kind" || continue
-    run_scenario rooms-1000 "$kind" --rooms "$r1_rooms" search --subscribers "$r1_subs" \
+  fi
+  # Rooms: ssechat and nchan (channels) only; the original design has one room.
+  if wants "$only" rooms-1000; then
+    for_each_target ssechat,nchan rooms-1000 --rooms "$r1_rooms" search --subscribers "$r1_subs" \
       --publishers "$r1_rooms" --step-duration "$search_step" --p99-bound-ms 100 --start-rate 100 \
       --max-rate 51200 --refine-steps 3
-  done
-fi
-if wants "$only" rooms-followed; then
-  for kind in ssechat nchan; do
-    wants "$targets" "$kind" || continue
-    run_scenario rooms-followed "$kind" --rooms "$r2_rooms" --rooms-per-stream "$r2_per" fanout \
+  fi
+  if wants "$only" rooms-followed; then
+    for_each_target ssechat,nchan rooms-followed --rooms "$r2_rooms" --rooms-per-stream "$r2_per" fanout \
       --subscribers "$r2_subs" --publishers "$r2_rooms" --rate "$r2_rate" --duration "$r2_duration"
-  done
-fi
+  fi
+done
 log "all scenarios done in $(( $(date +%s) - started )) s"
 
 # --- BENCHMARKS.md -----------------------------------------------------------------------
@@ -405,11 +471,29 @@ fi
 if wants "$targets" hono; then
   versions+=("Bun $("$bun_bin" --version), Hono $(node -p "require('$hono_dir/node_modules/hono/package.json').version")")
 fi
-render_args=(render --results "$results" --out "$out" --date "$(date -u '+%Y-%m-%d %H:%M UTC')"
-  --commands "$commands" --notes "$notes" --disturbed "$disturbed")
+# The renderer shows one run per scenario and server: it is given round 1 (and the runs of
+# round 1 that were disturbed). The rounds, side by side with their ratios, come from jq and
+# go before its summary.
+results_first="$run_dir/results.round1.jsonl"
+disturbed_first="$run_dir/disturbed.round1.txt"
+grep '^{"round":1,' "$results" >"$results_first" || true
+grep ' (round 1: ' "$disturbed" >"$disturbed_first" || true
+render_args=(render --results "$results_first" --out "$run_dir/page.md" --date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+  --commands "$commands" --notes "$notes" --disturbed "$disturbed_first")
 for line in "${machine[@]}"; do render_args+=(--machine "$line"); done
 for line in "${versions[@]}"; do render_args+=(--version "$line"); done
 (( quick )) && render_args+=(--quick)
-mkdir -p "$(dirname "$out")"
 "$tool_bin" "${render_args[@]}"
-log "wrote $out (raw results: $results)"
+jq -r -s --argjson rounds "$rounds" -f scripts/bench-rounds.jq "$results" >"$run_dir/rounds.md"
+mkdir -p "$(dirname "$out")"
+awk -v rounds_md="$run_dir/rounds.md" '
+  !done && $0 == "## Against the targets" {
+    while ((getline line < rounds_md) > 0) print line
+    print ""
+    print "## Against the targets, round 1"
+    done = 1
+    next
+  }
+  { print }
+' "$run_dir/page.md" >"$out"
+log "wrote $out (raw results of every round: $results)"
