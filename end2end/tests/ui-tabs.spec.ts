@@ -145,6 +145,14 @@ test("a rename, a room joined and leaving in one tab show in every tab", async (
     await tabs[0].page.locator(UI.leaveButton).click();
     for (const tab of tabs) await expect(tab.joinForm, `${tab.label}: back to the join form`).toBeVisible();
     await expect(bob.notice(/Alicia left/)).toHaveCount(1);
+
+    // Joining again in a following tab: the leader opens the stream, every tab shows it.
+    await tabs[1].join("Alina");
+    for (const tab of tabs) {
+      await tab.expectLive();
+      await expect(tab.ownUser(), `${tab.label}: joined again`).toContainText("Alina");
+    }
+    await expect(bob.users.filter({ hasText: "Alina" })).toHaveCount(1);
   } finally {
     await tabs[0].context.close();
   }

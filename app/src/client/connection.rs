@@ -130,6 +130,17 @@ impl Connection {
     pub fn last_seq(&self) -> Option<u64> {
         self.inner.last_seq.get()
     }
+
+    /// Another tab came into view while this stream waits to reconnect: try at once. This tab
+    /// may be hidden, and a hidden tab's timers can be stretched to a minute by the browser,
+    /// which would leave the tab in view waiting on a backoff it cannot see.
+    pub fn try_now(&self) {
+        let inner = &self.inner;
+        if inner.stopped.get() || inner.offline.get() || !inner.reconnecting.get() {
+            return;
+        }
+        Inner::start_reconnecting(inner, Duration::ZERO, inner.chat.status.get_untracked());
+    }
 }
 
 impl Drop for Connection {

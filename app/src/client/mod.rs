@@ -226,6 +226,10 @@ impl Session {
             self.tell_visibility();
             if title::is_hidden() {
                 self.remember_seen(&self.chat.current.get_untracked());
+            } else if !self.holds_stream()
+                && self.chat.status.get_untracked() == ConnectionState::Reconnecting
+            {
+                self.tell_tabs(&TabMessage::Hurry);
             }
         });
         if let Some(document) = window.document() {
@@ -414,6 +418,11 @@ impl Session {
             }
             TabMessage::Theme { theme } => chat.theme.set(theme),
             TabMessage::Permission => chat.permission.set(notify::permission()),
+            TabMessage::Hurry => self.connection.with_value(|connection| {
+                if let Some(connection) = connection {
+                    connection.try_now();
+                }
+            }),
             TabMessage::Visibility { tab, visible } => notify::tab_visibility(tab, visible),
         }
     }

@@ -152,6 +152,9 @@ pub enum TabMessage {
     },
     /// The viewer answered the browser's notification prompt: read the permission again.
     Permission,
+    /// A tab came into view while the stream was reconnecting: the leader tries at once (its
+    /// own timers may be throttled, hidden).
+    Hurry,
     /// A tab became visible or hidden (or closed: hidden for good). The leader raises a
     /// notification only while no tab is visible.
     Visibility {
