@@ -435,6 +435,36 @@ impl ServerEvent {
         write_frame(out, self.name(), self.sse_id(), |out| self.write_data(dialect, out));
     }
 
+    /// An `all-users` frame written straight from borrowed users, in either version's shape,
+    /// appended to `out`: byte for byte what [`Self::write_sse_frame_in`] writes for
+    /// `ServerEvent::AllUsers` of the same users, without cloning each user into a list first.
+    /// A server writes one for every newcomer, listing up to a whole room.
+    pub fn write_all_users_frame<'a>(
+        dialect: Dialect<'_>,
+        users: impl IntoIterator<Item = &'a User>,
+        out: &mut Vec<u8>,
+    ) {
+        write_frame(out, Self::ALL_USERS, None, |out| {
+            if let Dialect::V2 { room } = dialect {
+                out.extend_from_slice(b"{\"room\":");
+                // A room name is a plain string; serialising it cannot fail.
+                let _ = serde_json::to_writer(&mut *out, room);
+                out.extend_from_slice(b",\"users\":");
+            }
+            out.push(b'[');
+            for (index, user) in users.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                let _ = serde_json::to_writer(&mut *out, user);
+            }
+            out.push(b']');
+            if let Dialect::V2 { .. } = dialect {
+                out.push(b'}');
+            }
+        });
+    }
+
     /// Decodes a version 2 event: the room it is about, and the event. A `message` says its
     /// room itself; every other event carries `"room"` beside its version 1 fields (or, for
     /// `all-users` and `users`, around its list).
@@ -543,6 +573,22 @@ fn write_frame(out: &mut Vec<u8>, name: &str, id: Option<u64>, write_data: impl 
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn an_all_users_frame_from_borrowed_users_is_the_event_s_own_frame() {
+        let users = vec![user("u1", "Ann \"A\" <b>"), user("u2", "Bob")];
+        let room = RoomName::parse("dev").unwrap();
+        for dialect in [Dialect::V1, Dialect::V2 { room: &room }] {
+            let mut borrowed = Vec::new();
+            ServerEvent::write_all_users_frame(dialect, &users, &mut borrowed);
+            let mut owned = Vec::new();
+            ServerEvent::AllUsers(users.clone()).write_sse_frame_in(dialect, &mut owned);
+            assert_eq!(String::from_utf8(borrowed).unwrap(), String::from_utf8(owned).unwrap());
+        }
+        let mut empty = Vec::new();
+        ServerEvent::write_all_users_frame(Dialect::V1, [], &mut empty);
+        assert_eq!(empty, b"event: all-users\ndata: []\n\n");
+    }
 
     fn user(id: &str, name: &str) -> User {
         User { id: UserId::parse(id).unwrap(), name: UserName::parse(name).unwrap() }

@@ -95,7 +95,7 @@ impl EventStream {
         let followed = views
             .into_iter()
             .map(|RoomView { roster, receiver, opening: (view, events), version }| {
-                opening.extend_from_slice(view.as_bytes());
+                opening.extend_from_slice(&view);
                 opening_events += events;
                 Followed { roster, receiver, view_version: version, held: None }
             })

@@ -315,10 +315,11 @@ impl Room {
     }
 
     /// The `all-users` list for `newcomer`: everyone, or in a large room the newcomer and the
-    /// most recent other joiners, in join order.
-    pub fn all_users_for(&self, newcomer: &UserId) -> Vec<User> {
+    /// most recent other joiners, in join order. Borrowed: a newcomer's `all-users` is written
+    /// from it without copying every user of the room for each join.
+    pub fn all_users_for(&self, newcomer: &UserId) -> Vec<&User> {
         if !self.is_large() {
-            return self.users();
+            return self.order.values().filter_map(|id| self.members.get(id)).map(|m| &m.user).collect();
         }
         let newcomer_no = self.members.get(newcomer).map(|m| m.join_no);
         let mut sample: Vec<JoinNo> = self
@@ -335,7 +336,7 @@ impl Room {
             .iter()
             .filter_map(|no| self.order.get(no))
             .filter_map(|id| self.members.get(id))
-            .map(|m| m.user.clone())
+            .map(|m| &m.user)
             .collect()
     }
 

@@ -26,7 +26,7 @@ pub(crate) struct RoomView {
     pub roster: Roster,
     pub receiver: broadcast::Receiver<Frame>,
     /// The encoded `all-users` (and, in a large room, `presence`), with its event count.
-    pub opening: (String, u64),
+    pub opening: (Vec<u8>, u64),
     /// The room version the opening shows.
     pub version: u64,
 }
@@ -91,10 +91,13 @@ impl Roster {
     pub(super) fn view(&self, room: &Room, user: &UserId, version_1: bool) -> RoomView {
         let receiver = self.inner.ring.subscribe();
         let dialect = if version_1 { Dialect::V1 } else { Dialect::V2 { room: self.inner.ring.room() } };
-        let mut opening = ServerEvent::AllUsers(room.all_users_for(user)).to_sse_frame_in(dialect);
+        // Written from the room's own users, under its lock, without copying them: a join
+        // storm writes one of these per newcomer, each listing up to a whole small room.
+        let mut opening = Vec::new();
+        ServerEvent::write_all_users_frame(dialect, room.all_users_for(user), &mut opening);
         let mut opening_events = 1;
         if room.is_large() {
-            opening.push_str(&ServerEvent::Presence(room.presence_now()).to_sse_frame_in(dialect));
+            ServerEvent::Presence(room.presence_now()).write_sse_frame_in(dialect, &mut opening);
             opening_events += 1;
         }
         RoomView {
