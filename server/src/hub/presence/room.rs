@@ -22,9 +22,10 @@ pub const PRESENCE_SAMPLE: usize = 20;
 /// A position in join order; never reused, so cursors built on it survive departures.
 pub type JoinNo = u64;
 
+/// A user in the room. The user themselves (id and name) is kept in [`Room::order`], by join
+/// number: a newcomer's `all-users` then walks that map alone, with no hashing of every id.
 #[derive(Debug)]
 struct Member {
-    user: User,
     binding: Binding,
     streams: usize,
     join_no: JoinNo,
@@ -80,7 +81,8 @@ pub struct PendingLeave {
 #[derive(Debug)]
 pub struct Room {
     members: HashMap<UserId, Member>,
-    order: BTreeMap<JoinNo, UserId>,
+    /// Everyone, in join order: the users themselves (see [`Member`]).
+    order: BTreeMap<JoinNo, User>,
     next_join_no: JoinNo,
     /// Counts every announced change of membership; a stream's view of the room is right when
     /// it has seen every change up to this. Summarised changes of a large room do not count:
@@ -141,7 +143,7 @@ impl Room {
     /// Everyone with their position in join order, in join order: a position names one stay
     /// in the room, so a user who left and came back is told apart by it.
     pub fn join_nos(&self) -> impl Iterator<Item = (&UserId, JoinNo)> + '_ {
-        self.order.iter().map(|(join_no, id)| (id, *join_no))
+        self.order.iter().map(|(join_no, user)| (&user.id, *join_no))
     }
 
     /// The user a session speaks for, if its binding is the current one.
@@ -149,7 +151,7 @@ impl Room {
         self.members
             .get(&session.id)
             .filter(|member| member.binding == session.binding)
-            .map(|member| &member.user)
+            .and_then(|member| self.order.get(&member.join_no))
     }
 
     /// Decides whether a stream for `id` may open, and records it if so.
@@ -172,12 +174,10 @@ impl Room {
                 member.leave_token += 1;
             }
             member.streams += 1;
-            return Ok(Admitted {
-                user: member.user.clone(),
-                new_session: None,
-                announce: Announce::Nothing,
-                binding: member.binding,
-            });
+            let (join_no, binding) = (member.join_no, member.binding);
+            // Every member is in `order`; the fallback only keeps this total.
+            let user = self.order.get(&join_no).cloned().unwrap_or(User { id, name });
+            return Ok(Admitted { user, new_session: None, announce: Announce::Nothing, binding });
         }
         if held_session.is_some() {
             return Err(Refusal::SessionHoldsAnotherId);
@@ -223,11 +223,8 @@ impl Room {
 
     fn record_join(&mut self, user: User, binding: Binding, join_no: JoinNo, streams: usize) -> Announce {
         self.next_join_no = self.next_join_no.max(join_no + 1);
-        self.order.insert(join_no, user.id.clone());
-        self.members.insert(
-            user.id.clone(),
-            Member { user: user.clone(), binding, streams, join_no, leave_token: 0 },
-        );
+        self.order.insert(join_no, user.clone());
+        self.members.insert(user.id.clone(), Member { binding, streams, join_no, leave_token: 0 });
         if self.is_large() {
             let was_present = *self.present_at_interval_start.entry(user.id.clone()).or_insert(false);
             self.recent_leaves.retain(|left| left.id != user.id);
@@ -266,12 +263,12 @@ impl Room {
     fn record_leave(&mut self, id: &UserId) -> Option<(User, Announce)> {
         let was_large = self.is_large();
         let member = self.members.remove(id)?;
-        self.order.remove(&member.join_no);
+        let user = self.order.remove(&member.join_no)?;
         let announce = if self.is_large() {
             let was_present = *self.present_at_interval_start.entry(id.clone()).or_insert(true);
             self.recent_joins.retain(|joined| joined.id != *id);
             if was_present {
-                push_recent(&mut self.recent_leaves, member.user.clone());
+                push_recent(&mut self.recent_leaves, user.clone());
             }
             self.changed_since_summary = true;
             Announce::Summarized
@@ -287,7 +284,7 @@ impl Room {
             self.version += 1;
             Announce::Event { version: self.version }
         };
-        Some((member.user, announce))
+        Some((user, announce))
     }
 
     /// The `presence` data for the changes of a large room since the last summary, if any.
@@ -319,7 +316,7 @@ impl Room {
     /// from it without copying every user of the room for each join.
     pub fn all_users_for(&self, newcomer: &UserId) -> Vec<&User> {
         if !self.is_large() {
-            return self.order.values().filter_map(|id| self.members.get(id)).map(|m| &m.user).collect();
+            return self.order.values().collect();
         }
         let newcomer_no = self.members.get(newcomer).map(|m| m.join_no);
         let mut sample: Vec<JoinNo> = self
@@ -332,17 +329,12 @@ impl Room {
             .chain(newcomer_no)
             .collect();
         sample.sort_unstable();
-        sample
-            .iter()
-            .filter_map(|no| self.order.get(no))
-            .filter_map(|id| self.members.get(id))
-            .map(|m| &m.user)
-            .collect()
+        sample.iter().filter_map(|no| self.order.get(no)).collect()
     }
 
     /// Everyone, in join order.
     pub fn users(&self) -> Vec<User> {
-        self.order.values().filter_map(|id| self.members.get(id)).map(|m| m.user.clone()).collect()
+        self.order.values().cloned().collect()
     }
 
     /// Up to `limit` users who joined after position `after` (from the start with `None`),
@@ -352,11 +344,9 @@ impl Room {
         let mut entries = self.order.range(start..);
         let mut users = Vec::with_capacity(limit.min(self.order.len()));
         let mut last = None;
-        for (join_no, id) in entries.by_ref().take(limit) {
-            if let Some(member) = self.members.get(id) {
-                users.push(member.user.clone());
-                last = Some(*join_no);
-            }
+        for (join_no, user) in entries.by_ref().take(limit) {
+            users.push(user.clone());
+            last = Some(*join_no);
         }
         let more = entries.next().is_some();
         (users, last.filter(|_| more))
