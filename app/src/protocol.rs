@@ -176,6 +176,23 @@ pub struct User {
     pub name: UserName,
 }
 
+/// A user with their JSON (`{"id":…,"name":…}`) written once, when they join: a room lists
+/// its users in every newcomer's `all-users`, and copying bytes is cheaper than escaping the
+/// same strings again for each newcomer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedUser {
+    pub user: User,
+    json: Box<str>,
+}
+
+impl EncodedUser {
+    pub fn new(user: User) -> Self {
+        // A user is two plain strings: serialising cannot fail.
+        let json = serde_json::to_string(&user).unwrap_or_default().into_boxed_str();
+        Self { user, json }
+    }
+}
+
 /// A message as stored and broadcast. `seq` is assigned by the store: it starts at 1, grows by
 /// one per message of any room and never repeats. `ts` is RFC 3339 UTC.
 ///
@@ -435,13 +452,14 @@ impl ServerEvent {
         write_frame(out, self.name(), self.sse_id(), |out| self.write_data(dialect, out));
     }
 
-    /// An `all-users` frame written straight from borrowed users, in either version's shape,
+    /// An `all-users` frame written from users encoded beforehand, in either version's shape,
     /// appended to `out`: byte for byte what [`Self::write_sse_frame_in`] writes for
-    /// `ServerEvent::AllUsers` of the same users, without cloning each user into a list first.
-    /// A server writes one for every newcomer, listing up to a whole room.
+    /// `ServerEvent::AllUsers` of the same users, without cloning each user into a list or
+    /// escaping their strings again. A server writes one for every newcomer, listing up to a
+    /// whole room.
     pub fn write_all_users_frame<'a>(
         dialect: Dialect<'_>,
-        users: impl IntoIterator<Item = &'a User>,
+        users: impl IntoIterator<Item = &'a EncodedUser>,
         out: &mut Vec<u8>,
     ) {
         write_frame(out, Self::ALL_USERS, None, |out| {
@@ -456,7 +474,7 @@ impl ServerEvent {
                 if index > 0 {
                     out.push(b',');
                 }
-                let _ = serde_json::to_writer(&mut *out, user);
+                out.extend_from_slice(user.json.as_bytes());
             }
             out.push(b']');
             if let Dialect::V2 { .. } = dialect {
@@ -580,7 +598,8 @@ mod tests {
         let room = RoomName::parse("dev").unwrap();
         for dialect in [Dialect::V1, Dialect::V2 { room: &room }] {
             let mut borrowed = Vec::new();
-            ServerEvent::write_all_users_frame(dialect, &users, &mut borrowed);
+            let encoded: Vec<EncodedUser> = users.iter().cloned().map(EncodedUser::new).collect();
+            ServerEvent::write_all_users_frame(dialect, &encoded, &mut borrowed);
             let mut owned = Vec::new();
             ServerEvent::AllUsers(users.clone()).write_sse_frame_in(dialect, &mut owned);
             assert_eq!(String::from_utf8(borrowed).unwrap(), String::from_utf8(owned).unwrap());

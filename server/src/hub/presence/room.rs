@@ -11,7 +11,7 @@
 //! threshold, every stream is sent a full snapshot and per-user events resume.
 
 use crate::session::{Binding, Session};
-use app::protocol::{Presence, User, UserId, UserName};
+use app::protocol::{EncodedUser, Presence, User, UserId, UserName};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Users listed in `all-users` in a large room (the newcomer and the most recent joiners).
@@ -81,8 +81,8 @@ pub struct PendingLeave {
 #[derive(Debug)]
 pub struct Room {
     members: HashMap<UserId, Member>,
-    /// Everyone, in join order: the users themselves (see [`Member`]).
-    order: BTreeMap<JoinNo, User>,
+    /// Everyone, in join order: the users themselves (see [`Member`]), each encoded once.
+    order: BTreeMap<JoinNo, EncodedUser>,
     next_join_no: JoinNo,
     /// Counts every announced change of membership; a stream's view of the room is right when
     /// it has seen every change up to this. Summarised changes of a large room do not count:
@@ -143,7 +143,7 @@ impl Room {
     /// Everyone with their position in join order, in join order: a position names one stay
     /// in the room, so a user who left and came back is told apart by it.
     pub fn join_nos(&self) -> impl Iterator<Item = (&UserId, JoinNo)> + '_ {
-        self.order.iter().map(|(join_no, user)| (&user.id, *join_no))
+        self.order.iter().map(|(join_no, listed)| (&listed.user.id, *join_no))
     }
 
     /// The user a session speaks for, if its binding is the current one.
@@ -152,6 +152,7 @@ impl Room {
             .get(&session.id)
             .filter(|member| member.binding == session.binding)
             .and_then(|member| self.order.get(&member.join_no))
+            .map(|listed| &listed.user)
     }
 
     /// Decides whether a stream for `id` may open, and records it if so.
@@ -176,7 +177,7 @@ impl Room {
             member.streams += 1;
             let (join_no, binding) = (member.join_no, member.binding);
             // Every member is in `order`; the fallback only keeps this total.
-            let user = self.order.get(&join_no).cloned().unwrap_or(User { id, name });
+            let user = self.order.get(&join_no).map_or(User { id, name }, |listed| listed.user.clone());
             return Ok(Admitted { user, new_session: None, announce: Announce::Nothing, binding });
         }
         if held_session.is_some() {
@@ -223,7 +224,7 @@ impl Room {
 
     fn record_join(&mut self, user: User, binding: Binding, join_no: JoinNo, streams: usize) -> Announce {
         self.next_join_no = self.next_join_no.max(join_no + 1);
-        self.order.insert(join_no, user.clone());
+        self.order.insert(join_no, EncodedUser::new(user.clone()));
         self.members.insert(user.id.clone(), Member { binding, streams, join_no, leave_token: 0 });
         if self.is_large() {
             let was_present = *self.present_at_interval_start.entry(user.id.clone()).or_insert(false);
@@ -263,7 +264,7 @@ impl Room {
     fn record_leave(&mut self, id: &UserId) -> Option<(User, Announce)> {
         let was_large = self.is_large();
         let member = self.members.remove(id)?;
-        let user = self.order.remove(&member.join_no)?;
+        let user = self.order.remove(&member.join_no)?.user;
         let announce = if self.is_large() {
             let was_present = *self.present_at_interval_start.entry(id.clone()).or_insert(true);
             self.recent_joins.retain(|joined| joined.id != *id);
@@ -314,7 +315,7 @@ impl Room {
     /// The `all-users` list for `newcomer`: everyone, or in a large room the newcomer and the
     /// most recent other joiners, in join order. Borrowed: a newcomer's `all-users` is written
     /// from it without copying every user of the room for each join.
-    pub fn all_users_for(&self, newcomer: &UserId) -> Vec<&User> {
+    pub fn all_users_for(&self, newcomer: &UserId) -> Vec<&EncodedUser> {
         if !self.is_large() {
             return self.order.values().collect();
         }
@@ -334,7 +335,7 @@ impl Room {
 
     /// Everyone, in join order.
     pub fn users(&self) -> Vec<User> {
-        self.order.values().cloned().collect()
+        self.order.values().map(|listed| listed.user.clone()).collect()
     }
 
     /// Up to `limit` users who joined after position `after` (from the start with `None`),
@@ -344,8 +345,8 @@ impl Room {
         let mut entries = self.order.range(start..);
         let mut users = Vec::with_capacity(limit.min(self.order.len()));
         let mut last = None;
-        for (join_no, user) in entries.by_ref().take(limit) {
-            users.push(user.clone());
+        for (join_no, listed) in entries.by_ref().take(limit) {
+            users.push(listed.user.clone());
             last = Some(*join_no);
         }
         let more = entries.next().is_some();
@@ -512,9 +513,9 @@ mod tests {
         }
         let early = room.all_users_for(&id("u3"));
         assert_eq!(early.len(), LARGE_ROOM_SAMPLE);
-        assert_eq!(early[0].id, id("u3"));
-        assert_eq!(early[1].id, id("u51"));
-        assert_eq!(early.last().unwrap().id, id("u149"));
+        assert_eq!(early[0].user.id, id("u3"));
+        assert_eq!(early[1].user.id, id("u51"));
+        assert_eq!(early.last().unwrap().user.id, id("u149"));
         let summary = room.take_summary().unwrap();
         assert_eq!(summary.count, 150);
         assert_eq!(summary.joined.len(), PRESENCE_SAMPLE);
