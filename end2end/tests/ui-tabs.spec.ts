@@ -226,7 +226,11 @@ test("notifications: asked from a button, one per browser for a mention while ev
     await expectNoSeriousViolations(second.page, testInfo, "notifications on");
 
     const bob = await joined(openChat, "Bob");
+    const leader = first.page.locator("body");
+    await expect(leader).toHaveAttribute("data-tab-role", "leading");
     for (const tab of tabs) await setHidden(tab, true);
+    // The leader has heard that the other tab is hidden.
+    await expect(leader).toHaveAttribute("data-other-tabs-in-view", "0");
     await bob.send("plain talk, nobody named");
     await bob.send("hey Alice, look at this");
     await expect.poll(() => raisedFor(raised, "hey Alice").length, { message: "a notification for the mention" }).toBe(1);
@@ -237,8 +241,10 @@ test("notifications: asked from a button, one per browser for a mention while ev
 
     // One tab in view: nothing is raised.
     await setHidden(second, false);
+    await expect(leader).toHaveAttribute("data-other-tabs-in-view", "1");
     await bob.send("Alice, while you look");
     await setHidden(second, true);
+    await expect(leader).toHaveAttribute("data-other-tabs-in-view", "0");
     await bob.send("Alice, after looking away");
     await expect.poll(() => raisedFor(raised, "after looking away").length).toBe(1);
     expect(raisedFor(raised, "while you look")).toHaveLength(0);

@@ -284,7 +284,7 @@ impl Session {
         leptos::task::spawn_local(async move {
             let permission = notify::ask().await;
             let _ = chat.permission.try_set(permission);
-            self.tell_tabs(&TabMessage::Permission);
+            self.tell_tabs(&TabMessage::Permission { permission });
         });
     }
 
@@ -417,7 +417,7 @@ impl Session {
                 chat.notify_rooms.maybe_update(|rooms| rooms.set(room, on));
             }
             TabMessage::Theme { theme } => chat.theme.set(theme),
-            TabMessage::Permission => chat.permission.set(notify::permission()),
+            TabMessage::Permission { permission } => chat.permission.set(permission),
             TabMessage::Hurry => self.connection.with_value(|connection| {
                 if let Some(connection) = connection {
                     connection.try_now();

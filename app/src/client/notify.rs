@@ -50,9 +50,18 @@ pub async fn ask() -> Permission {
     permission()
 }
 
-/// Another tab became visible or hidden.
+/// Another tab became visible or hidden. How many others are visible shows as `<body
+/// data-other-tabs-in-view>`, for whoever looks (the end-to-end tests wait on it).
 pub fn tab_visibility(tab: String, visible: bool) {
-    VISIBLE_TABS.with(|tabs| tabs.borrow_mut().insert(tab, visible));
+    let in_view = VISIBLE_TABS.with(|tabs| {
+        let mut tabs = tabs.borrow_mut();
+        tabs.insert(tab, visible);
+        tabs.values().filter(|visible| **visible).count()
+    });
+    let body = web_sys::window().and_then(|window| window.document()).and_then(|doc| doc.body());
+    if let Some(body) = body {
+        let _ = body.set_attribute("data-other-tabs-in-view", &in_view.to_string());
+    }
 }
 
 /// Whether this tab or any other of the chat is visible.

@@ -11,7 +11,7 @@
 use crate::protocol::{ChatMessage, RoomName};
 
 /// What the browser allows (`Notification.permission`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Permission {
     /// No notifications in this browser (or the page is rendered on the server).
     #[default]

@@ -26,7 +26,7 @@
 //! tells the others ([`TabMessage::Joined`], [`TabMessage::Renamed`], [`TabMessage::Left`],
 //! [`TabMessage::Follow`] …), and they change what they show without writing storage again.
 
-use super::{ConnectionState, Roster, Timeline};
+use super::{ConnectionState, Permission, Roster, Timeline};
 use crate::protocol::{Presence, RoomName, ServerEvent, User};
 use serde::{Deserialize, Serialize};
 
@@ -150,8 +150,11 @@ pub enum TabMessage {
     Theme {
         theme: Theme,
     },
-    /// The viewer answered the browser's notification prompt: read the permission again.
-    Permission,
+    /// The viewer answered the browser's notification prompt, with this answer. Carried rather
+    /// than read again: another tab's copy of `Notification.permission` may not have it yet.
+    Permission {
+        permission: Permission,
+    },
     /// A tab came into view while the stream was reconnecting: the leader tries at once (its
     /// own timers may be throttled, hidden).
     Hurry,
@@ -268,6 +271,7 @@ mod tests {
             TabMessage::Joined { user: user("alice-1", "Alice") },
             TabMessage::Follow { room: RoomName::parse("ops").unwrap() },
             TabMessage::Theme { theme: Theme::Dark },
+            TabMessage::Permission { permission: Permission::Granted },
             TabMessage::Stream(StreamMirror {
                 status: ConnectionState::Live,
                 error: None,
