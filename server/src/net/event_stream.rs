@@ -32,6 +32,7 @@ use axum::{
     http::{HeaderName, HeaderValue, Method, Request, Response, Version, header},
 };
 use bytes::Bytes;
+use hyper_util::server::graceful::Watcher;
 use std::{
     io::{self, IoSlice},
     pin::Pin,
@@ -45,7 +46,7 @@ use tokio::{
         TcpStream,
         tcp::{OwnedReadHalf, OwnedWriteHalf},
     },
-    sync::oneshot,
+    sync::{OwnedSemaphorePermit, oneshot},
 };
 use tower::ServiceExt;
 
@@ -63,47 +64,71 @@ const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 const MAX_IGNORED_BYTES: usize = 1024;
 
 /// Serves `stream`, whose first bytes announced `GET /sse`.
+///
+/// A task keeps the size of its largest state for its whole life, and an event stream lives
+/// for hours in one state: parked in its lane, waiting. So everything before that (reading
+/// the request, the router, a refusal) runs in a boxed future, freed once the stream is open,
+/// and so does the writing (see [`write_live_stream`]): the task of an idle stream holds the
+/// stream and little else.
 pub(super) async fn serve(stream: TcpStream, connection: ServeConnection) {
+    let Some(opened) = Box::pin(open(stream, connection)).await else { return };
+    let Opened { head, live, socket, held } = opened;
+    if let Err(error) = write_live_stream(head, live, socket).await {
+        tracing::debug!(%error, "event stream connection ended with an error");
+    }
+    drop(held);
+}
+
+/// A stream the router opened, ready to be written.
+struct Opened {
+    /// The response's head, written with the first chunk.
+    head: Vec<u8>,
+    live: EventStream,
+    socket: LiveSocket,
+    /// Held until the stream ends: shutdown waits for every watcher to be dropped, and the
+    /// connection counts against the limit while it is open.
+    held: (Watcher, OwnedSemaphorePermit),
+}
+
+/// Reads the request and asks the router. Anything but an opened stream is answered here
+/// (or by hyper, for requests this path does not serve), and gives `None`.
+async fn open(stream: TcpStream, connection: ServeConnection) -> Option<Opened> {
     let mut head = Vec::with_capacity(FIRST_READ_BYTES);
     let mut stream = stream;
     let read = tokio::time::timeout(HEADER_READ_TIMEOUT, read_head(&mut stream, &mut head));
     let request = tokio::select! {
         // Shutting down: a request still arriving is not waited for.
-        () = connection.shutdown.cancelled() => return,
+        () = connection.shutdown.cancelled() => return None,
         read = read => match read {
             // Silent past the deadline, or gone: nothing to answer.
-            Err(_) | Ok(Err(_)) => return,
+            Err(_) | Ok(Err(_)) => return None,
             Ok(Ok(())) => parse_request(&head),
         },
     };
     let Some(request) = request else {
-        return connection.run(Replayed { replay: head, offset: 0, inner: stream }).await;
+        connection.run(Replayed { replay: head, offset: 0, inner: stream }).await;
+        return None;
     };
     drop(head);
     let ServeConnection { router, watcher, write_timeout, metrics, lane, peer, connection_slot, .. } =
         connection;
-    // Held until the stream ends: shutdown waits for every watcher to be dropped, and the
-    // connection counts against the limit while it is open.
-    let (_watcher, _connection_slot) = (watcher, connection_slot);
     let mut request = request;
     request.extensions_mut().insert(PeerAddr(peer));
     let Ok(mut response) = router.oneshot(request).await;
     let handoff = response.extensions_mut().remove::<StreamHandoff>();
     let (reader, writer) = stream.into_split();
     // Only the stream route hands a stream over, with its `200`; anything else is a refusal.
-    let outcome = match handoff.and_then(|handoff| handoff.take()) {
-        Some(live) => {
-            let socket = LiveSocket { client: Client::new(reader), writer, write_timeout, metrics, lane };
-            // The body is never polled: the stream it would have taken is served here.
-            let head = stream_head(&response);
-            drop(response);
-            write_live_stream(head, live, socket).await
+    let Some(live) = handoff.and_then(|handoff| handoff.take()) else {
+        let written = write_whole(response, &mut WriteDeadline::new(writer, write_timeout, metrics)).await;
+        if let Err(error) = written {
+            tracing::debug!(%error, "event stream connection ended with an error");
         }
-        None => write_whole(response, &mut WriteDeadline::new(writer, write_timeout, metrics)).await,
+        return None;
     };
-    if let Err(error) = outcome {
-        tracing::debug!(%error, "event stream connection ended with an error");
-    }
+    let socket = LiveSocket { client: Client::new(reader), writer, write_timeout, metrics, lane };
+    // The body is never polled: the stream it would have taken is served here.
+    let head = stream_head(&response);
+    Some(Opened { head, live, socket, held: (watcher, connection_slot) })
 }
 
 /// Reads until the end of the request head (an empty line), the size limit, or end of input.
@@ -269,20 +294,15 @@ async fn write_live_stream(mut head: Vec<u8>, mut stream: EventStream, socket: L
     let LiveSocket { mut client, mut writer, write_timeout, metrics, lane } = socket;
     let mut unwritten = Bytes::new();
     loop {
-        let mut out = WriteDeadline::new(writer, write_timeout, Arc::clone(&metrics));
-        write_all_parts(&mut out, &[&unwritten]).await?;
-        loop {
-            let head = std::mem::take(&mut head);
-            match next_chunk(&mut stream, &mut client).await? {
-                Next::Chunk(data) => write_chunk(&mut out, &head, &data).await?,
-                Next::End => return write_last_chunk(&mut out, &head).await,
-                Next::ClientLeft => return Ok(()),
-            }
-            // A stream of several rooms has no lane: its task writes it throughout.
-            if stream.is_idle() && stream.lane_room().is_some() {
-                break;
-            }
-        }
+        let out = WriteDeadline::new(writer, write_timeout, Arc::clone(&metrics));
+        // Boxed, and not bound to a name before its `.await` (a bound future keeps its room in
+        // the task even once moved): writing holds the task's largest futures, and an idle
+        // stream spends its life parked below, in the task's smallest state.
+        let Written::Idle(out) =
+            Box::pin(write_until_idle(&mut head, &mut stream, &mut client, out, unwritten)).await?
+        else {
+            return Ok(());
+        };
         // The room keeps counting this stream while the lane has it, until the task ends.
         let hold = stream.take_guard();
         let (resume, resumed) = oneshot::channel();
@@ -305,6 +325,42 @@ async fn write_live_stream(mut head: Vec<u8>, mut stream: EventStream, socket: L
         stream.restore_guard(hold);
         writer = resumed.writer;
         unwritten = resumed.unwritten;
+    }
+}
+
+/// How [`write_until_idle`] stopped.
+enum Written {
+    /// Everything is written and the stream waits for its room's next event: the lane may
+    /// take over.
+    Idle(WriteDeadline<OwnedWriteHalf>),
+    /// The stream is over (its last chunk written), or the client left.
+    Ended,
+}
+
+/// Writes `unwritten`, then every chunk of the stream as it comes (the first after the
+/// response's `head`), until the stream is idle in a room's lane, or over.
+async fn write_until_idle(
+    head: &mut Vec<u8>,
+    stream: &mut EventStream,
+    client: &mut Client,
+    mut out: WriteDeadline<OwnedWriteHalf>,
+    unwritten: Bytes,
+) -> io::Result<Written> {
+    write_all_parts(&mut out, &[&unwritten]).await?;
+    loop {
+        let head = std::mem::take(head);
+        match next_chunk(stream, client).await? {
+            Next::Chunk(data) => write_chunk(&mut out, &head, &data).await?,
+            Next::End => {
+                write_last_chunk(&mut out, &head).await?;
+                return Ok(Written::Ended);
+            }
+            Next::ClientLeft => return Ok(Written::Ended),
+        }
+        // A stream of several rooms has no lane: its task writes it throughout.
+        if stream.is_idle() && stream.lane_room().is_some() {
+            return Ok(Written::Idle(out));
+        }
     }
 }
 
