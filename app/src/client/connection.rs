@@ -39,7 +39,12 @@
 //! first and takes a 409 as "not yet" for a while, since the server keeps the old id for its
 //! leave grace period and refuses this browser a second one until then.
 
-use super::{http, identity, notify, state, tabs::Channel, with_reason};
+use super::{
+    http, identity,
+    state::{self, Notifying},
+    tabs::Channel,
+    with_reason,
+};
 use crate::{
     model::{
         ChatSignals, ConnectionState, capitalised,
@@ -260,9 +265,7 @@ impl Inner {
                 if let Some(seq) = event.sse_id() {
                     self.last_seq.set(self.last_seq.get().max(Some(seq)));
                 }
-                if let Some(news) = state::apply(&self.chat, &room, event) {
-                    notify::consider(self.chat, &news.message, news.mentions_me);
-                }
+                state::apply(&self.chat, &room, event, Notifying::Here);
             }
             // One malformed event is no reason to drop the stream: skip it and say so.
             Err(error) => logging::warn!("ssechat: ignoring an event: {error}"),

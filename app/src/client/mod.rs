@@ -399,7 +399,7 @@ impl Session {
             }
             TabMessage::Left => {
                 if joined {
-                    self.leave_here();
+                    self.leave_here(Some("You left the chat in another tab. Join again whenever you like."));
                 }
             }
             TabMessage::JoinRefused { sentence } => {
@@ -480,8 +480,7 @@ impl Session {
                 if let Some(seq) = event.sse_id() {
                     self.link.update_value(|link| link.newest_seq = link.newest_seq.max(Some(seq)));
                 }
-                // Notifications are the leader's: one per browser.
-                let _news = state::apply(&self.chat, &room, event);
+                state::apply(&self.chat, &room, event, state::Notifying::Elsewhere);
             }
             Err(error) => logging::warn!("ssechat: ignoring a relayed event: {error}"),
         }
@@ -599,11 +598,11 @@ impl Session {
     pub fn leave(self) {
         identity::forget();
         self.tell_tabs(&TabMessage::Left);
-        self.leave_here();
-        self.chat.join_info.set(Some("You left the chat. Join again whenever you like.".to_owned()));
+        self.leave_here(Some("You left the chat. Join again whenever you like."));
     }
 
-    fn leave_here(self) {
+    /// Shows the join form again, with `info` above it, and lets the stream go.
+    fn leave_here(self, info: Option<&str>) {
         self.close();
         self.released_an_id.set_value(true);
         let chat = self.chat;
@@ -612,8 +611,7 @@ impl Session {
         chat.forget_rooms();
         chat.followed.update(Followed::reset_news);
         chat.unread.set(0);
-        chat.join_info
-            .set(Some("You left the chat in another tab. Join again whenever you like.".to_owned()));
+        chat.join_info.set(info.map(str::to_owned));
     }
 
     /// After a refusal: forget this browser's name and id (the id may be what is held
@@ -621,8 +619,7 @@ impl Session {
     pub fn start_over(self) {
         identity::forget();
         self.tell_tabs(&TabMessage::Left);
-        self.leave_here();
-        self.chat.join_info.set(None);
+        self.leave_here(None);
     }
 
     /// The address names `room`: follow it unless that would be one room too many (then say

@@ -7,22 +7,24 @@
 
 use crate::{
     model::{ChatSignals, Notice, rooms::mentions},
-    protocol::{ChatMessage, RoomName, ServerEvent},
+    protocol::{RoomName, ServerEvent},
 };
 use leptos::prelude::*;
 
-/// A new message by someone else, after the history: what a notification may be about.
-pub struct News {
-    pub message: ChatMessage,
-    pub mentions_me: bool,
+/// Whether the tab applying an event is the one that raises notifications: the tab holding
+/// the browser's stream, so that a browser raises one per message however many tabs it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notifying {
+    Here,
+    Elsewhere,
 }
 
 /// Applies one decoded event about `room`. Events about a room no longer followed (the old
-/// stream's last words after leaving it) are dropped. Returns the message, when the event
-/// brought news.
-pub fn apply(chat: &ChatSignals, room: &RoomName, event: ServerEvent) -> Option<News> {
+/// stream's last words after leaving it) are dropped. A new message by someone else, after
+/// the history, is considered for a notification when `notifying` says so.
+pub fn apply(chat: &ChatSignals, room: &RoomName, event: ServerEvent, notifying: Notifying) {
     if !chat.followed.with_untracked(|followed| followed.contains(room)) {
-        return None;
+        return;
     }
     let state = chat.room(room);
     match event {
@@ -57,8 +59,6 @@ pub fn apply(chat: &ChatSignals, room: &RoomName, event: ServerEvent) -> Option<
                 None => (false, false),
             });
             let seq = message.seq;
-            let news = (!by_me && chat.followed.with_untracked(|followed| followed.is_news(seq)))
-                .then(|| News { message: message.clone(), mentions_me });
             let mut added = false;
             state.timeline.maybe_update(|timeline| {
                 added = timeline.add_message(message);
@@ -71,7 +71,14 @@ pub fn apply(chat: &ChatSignals, room: &RoomName, event: ServerEvent) -> Option<
             if added && !by_me && super::title::is_away() {
                 chat.unread.update(|unread| *unread += 1);
             }
-            return news.filter(|_| added);
+            let news = added && !by_me && chat.followed.with_untracked(|followed| followed.is_news(seq));
+            if news && notifying == Notifying::Here {
+                state.timeline.with_untracked(|timeline| {
+                    if let Some(message) = timeline.message(seq) {
+                        super::notify::consider(*chat, message, mentions_me);
+                    }
+                });
+            }
         }
         ServerEvent::HistoryGap(_) => {
             state.timeline.update(|timeline| timeline.add_notice(Notice::Gap));
@@ -81,5 +88,4 @@ pub fn apply(chat: &ChatSignals, room: &RoomName, event: ServerEvent) -> Option<
             state.roster.update(|roster| roster.apply_presence(presence, me.as_ref()));
         }
     }
-    None
 }

@@ -181,6 +181,11 @@ impl Timeline {
             .map(|(&seq, _)| seq)
     }
 
+    /// The message `seq`, if it is shown.
+    pub fn message(&self, seq: u64) -> Option<&ChatMessage> {
+        self.messages.get(&seq).map(|shown| shown.message.as_ref())
+    }
+
     /// The newest `count` messages shown, oldest first: what another tab starts from.
     pub fn newest(&self, count: usize) -> impl Iterator<Item = &ChatMessage> {
         let skip = self.messages.len().saturating_sub(count);
