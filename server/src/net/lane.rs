@@ -55,7 +55,10 @@ use tokio::{
 
 /// A stream the lane writes, and how to hand it back to its connection's task.
 pub(super) struct Parked {
-    pub stream: EventStream,
+    /// Boxed: it moves between the task and the lane at every park and resume, and a task's
+    /// future keeps a slot for each value it holds across an `.await` (see
+    /// `event_stream::write_live_stream`).
+    pub stream: Box<EventStream>,
     pub writer: OwnedWriteHalf,
     pub resume: oneshot::Sender<Resumed>,
 }
@@ -63,7 +66,7 @@ pub(super) struct Parked {
 /// A stream back from the lane, with the end of a chunk the lane began and the socket would
 /// not take.
 pub(super) struct Resumed {
-    pub stream: EventStream,
+    pub stream: Box<EventStream>,
     pub writer: OwnedWriteHalf,
     pub unwritten: Bytes,
 }
