@@ -18,8 +18,9 @@ use super::lock;
 use crate::store::{MessageStore, StoreError};
 use app::protocol::{ChatMessage, HistoryGap, RoomName};
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -114,9 +115,27 @@ struct RingInner {
     id: u64,
     room: RoomName,
     events: broadcast::Sender<Frame>,
+    /// The streams of several rooms that follow this one, woken by each frame (see
+    /// [`Ring::watch`]).
+    watchers: Mutex<HashMap<u64, Arc<AtomicWaker>>>,
     recent: Mutex<RecentMessages>,
     /// The most messages the store keeps of a room, so the most a replay can owe.
     retention: u64,
+}
+
+/// Ids of [`Watch`]es, unique in the process.
+static WATCHES_MADE: AtomicU64 = AtomicU64::new(0);
+
+/// A waker registered with a ring (see [`Ring::watch`]); dropping it unregisters it.
+pub(crate) struct Watch {
+    ring: Ring,
+    key: u64,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        lock(&self.ring.inner.watchers).remove(&self.key);
+    }
 }
 
 /// A handle to one room's ring. Cloning is shallow.
@@ -136,6 +155,7 @@ impl Ring {
                 id: RINGS_MADE.fetch_add(1, Ordering::Relaxed),
                 room,
                 events,
+                watchers: Mutex::new(HashMap::new()),
                 recent: Mutex::new(RecentMessages {
                     frames: VecDeque::with_capacity(capacity.min(64)),
                     capacity,
@@ -166,6 +186,23 @@ impl Ring {
     pub(crate) fn send(&self, frame: Frame) {
         // No receivers is fine: nobody is listening.
         let _ = self.inner.events.send(frame);
+        // After the frame is on the ring: a watcher woken now finds it.
+        for watcher in lock(&self.inner.watchers).values() {
+            watcher.wake();
+        }
+    }
+
+    /// Wakes `watcher` at every frame put on this ring, until the returned [`Watch`] is
+    /// dropped.
+    ///
+    /// A stream of several rooms waits on all of them at once. Waiting on each ring's channel
+    /// registers and then removes a waiter in every room for every frame of any room (and
+    /// boxes a future for each): with one waker registered once in each ring, a frame costs
+    /// the stream one wake-up, and it looks at its rings without waiting on them.
+    pub(crate) fn watch(&self, watcher: &Arc<AtomicWaker>) -> Watch {
+        let key = WATCHES_MADE.fetch_add(1, Ordering::Relaxed);
+        lock(&self.inner.watchers).insert(key, Arc::clone(watcher));
+        Watch { ring: self.clone(), key }
     }
 
     /// The newest `seq` of the room this ring has (0 before its first message).
@@ -475,5 +512,48 @@ mod replay_tests {
             "not past `through`"
         );
         assert!(lock(&store.reads).is_empty(), "memory held it all");
+    }
+}
+
+#[cfg(test)]
+mod watch_tests {
+    use super::*;
+    use std::{
+        sync::atomic::AtomicUsize,
+        task::{Wake, Waker},
+    };
+
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    impl Wake for Counting {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_watch_is_woken_by_every_frame_until_it_is_dropped() {
+        let ring = Ring::new(RoomName::parse("lobby").unwrap(), 16, 100);
+        let counting = Arc::new(Counting::default());
+        let woken = Arc::new(AtomicWaker::new());
+        let watch = ring.watch(&woken);
+        let summary =
+            || Frame::Summary { bytes: Encoded { v2: Bytes::from_static(b"event: presence\n\n"), v1: None } };
+
+        woken.register(&Waker::from(Arc::clone(&counting)));
+        ring.send(summary());
+        assert_eq!(counting.0.load(Ordering::SeqCst), 1);
+        // Woken once per registration, as a task registers again at each poll.
+        woken.register(&Waker::from(Arc::clone(&counting)));
+        ring.send(summary());
+        assert_eq!(counting.0.load(Ordering::SeqCst), 2);
+
+        drop(watch);
+        woken.register(&Waker::from(Arc::clone(&counting)));
+        ring.send(summary());
+        assert_eq!(counting.0.load(Ordering::SeqCst), 2, "a dropped watch is not woken");
+        assert!(lock(&ring.inner.watchers).is_empty());
     }
 }

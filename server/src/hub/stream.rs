@@ -15,16 +15,17 @@ mod cursor;
 use super::{
     Hub, Roster, StreamGuard,
     presence::RoomView,
-    ring::{Frame, Owed},
+    ring::{Frame, Owed, Watch},
 };
 use crate::store::{MessageStore, StoreError};
 use bytes::{Bytes, BytesMut};
 use cursor::{MAX_CHUNK_BYTES, Step, StreamCursor};
-use futures_util::{Stream, StreamExt};
+use futures_util::{Stream, StreamExt, task::AtomicWaker};
 use std::{
     convert::Infallible,
     pin::Pin,
     sync::{Arc, Mutex},
+    task::Poll,
     time::Duration,
 };
 use tokio::{
@@ -64,6 +65,10 @@ pub struct EventStream {
     hub: Hub,
     /// At least one; a version 1 stream follows `general` alone.
     followed: Vec<Followed>,
+    /// Woken by every frame of the followed rooms, when there are several (see
+    /// [`next_frame`]); registered with each of their rings for as long as `_watches` lives.
+    woken: Arc<AtomicWaker>,
+    _watches: Vec<Watch>,
     /// Speaks version 1: events without their room.
     version_1: bool,
     /// Written before anything from the rings.
@@ -92,7 +97,7 @@ impl EventStream {
         let mut opening = BytesMut::with_capacity(size + 32);
         opening.extend_from_slice(format!("retry: {}\n\n", config.retry.as_millis()).as_bytes());
         let mut opening_events = 0;
-        let followed = views
+        let followed: Vec<Followed> = views
             .into_iter()
             .map(|RoomView { roster, receiver, opening: (view, events), version }| {
                 opening.extend_from_slice(&view);
@@ -100,6 +105,12 @@ impl EventStream {
                 Followed { roster, receiver, view_version: version, held: None }
             })
             .collect();
+        let woken = Arc::new(AtomicWaker::new());
+        // A stream of one room waits on its ring's channel alone.
+        let watches = match followed.as_slice() {
+            [_] => Vec::new(),
+            several => several.iter().map(|followed| followed.roster.ring().watch(&woken)).collect(),
+        };
         let period = tick_period(config);
         let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -108,6 +119,8 @@ impl EventStream {
         Self {
             hub,
             followed,
+            woken,
+            _watches: watches,
             version_1,
             opening: Some(opening),
             opening_events,
@@ -290,7 +303,7 @@ impl EventStream {
             tokio::select! {
                 biased;
                 () = self.shutdown.as_mut() => return None,
-                received = next_frame(&mut self.followed) => match received {
+                received = next_frame(&mut self.followed, &self.woken) => match received {
                     Ok((room, frame)) => match self.gather_then_drain(room, frame).await {
                         Ok(Some(chunk)) => return Some(chunk),
                         Ok(None) => {}
@@ -492,17 +505,30 @@ impl EventStream {
     }
 }
 
-/// The next frame of any of the rooms, with the room's index: a stream of one room waits on
-/// its ring alone; one of several waits on all of them (any one's news wakes it, and its
-/// drain looks at them all).
-async fn next_frame(followed: &mut [Followed]) -> Result<(usize, Frame), RecvError> {
+/// The next frame of any of the rooms, with the room's index. A stream of one room waits on
+/// its ring alone. One of several looks at each of its rings and, when all are empty, waits
+/// for `woken`, which every frame of every one of them wakes (see [`Ring::watch`]); its drain
+/// then looks at them all.
+///
+/// [`Ring::watch`]: super::ring::Ring::watch
+async fn next_frame(followed: &mut [Followed], woken: &AtomicWaker) -> Result<(usize, Frame), RecvError> {
     if let [only] = followed {
         return only.receiver.recv().await.map(|frame| (0, frame));
     }
-    let waits = followed.iter_mut().enumerate().map(|(index, followed)| {
-        Box::pin(async move { followed.receiver.recv().await.map(|frame| (index, frame)) })
-    });
-    futures_util::future::select_all(waits).await.0
+    std::future::poll_fn(|cx| {
+        // Registered before looking: a frame sent after the look wakes the task again.
+        woken.register(cx.waker());
+        for (index, followed) in followed.iter_mut().enumerate() {
+            match followed.receiver.try_recv() {
+                Ok(frame) => return Poll::Ready(Ok((index, frame))),
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Lagged(missed)) => return Poll::Ready(Err(RecvError::Lagged(missed))),
+                Err(TryRecvError::Closed) => return Poll::Ready(Err(RecvError::Closed)),
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// The next frame on a ring, if one is there.
