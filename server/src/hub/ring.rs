@@ -186,7 +186,9 @@ impl Ring {
     pub(crate) fn send(&self, frame: Frame) {
         // No receivers is fine: nobody is listening.
         let _ = self.inner.events.send(frame);
-        // After the frame is on the ring: a watcher woken now finds it.
+        // After the frame is on the ring: a watcher woken now finds it. Woken under the lock,
+        // which is safe because a task's waker only schedules the task: it never polls or drops
+        // it here (dropping it would take this lock again, in `Watch::drop`).
         for watcher in lock(&self.inner.watchers).values() {
             watcher.wake();
         }
