@@ -81,8 +81,8 @@ pub(super) async fn serve(stream: TcpStream, connection: ServeConnection) {
 
 /// [`open`], boxed outside the task's future. Written as `Box::pin(open(..)).await` inside
 /// an `async fn`, the unboxed future is a temporary of the caller's state machine, which keeps
-/// room for it for the task's whole life (4.9 KiB per idle stream, measured with heaptrack),
-/// boxed or not.
+/// room for it for the task's whole life, boxed or not: each stream's task took about 5 KB
+/// (heaptrack, BENCHMARKS.md's notes).
 fn boxed_open(
     stream: TcpStream,
     connection: ServeConnection,
