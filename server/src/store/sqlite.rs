@@ -96,8 +96,7 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
-                let marks = HashMap::new();
-                Writer { conn, last_seq, tails, marks, retention, feed }.run(receiver)
+                Writer { conn, last_seq, tails, marks: HashMap::new(), retention, feed }.run(receiver)
             })
             .map_err(|error| StoreError::Backend(error.to_string()))?;
         Ok(Self { commands, retention, closed: AtomicBool::new(false) })
@@ -228,11 +227,11 @@ struct Writer {
     /// Where each room's rows end.
     tails: HashMap<RoomName, RoomTail>,
     /// For each room, the `n` and `seq` of every row this writer wrote whose `n` is a multiple
-    /// of [`RETENTION_STEP`], oldest first, down to the room's oldest retained row.
+    /// of [`RETENTION_STEP`], oldest first, from the newest one past retention on.
     ///
     /// `n` is not part of the key, so deleting `n <= X` reads every row of the room (10,000
-    /// at the default retention, every 512 messages: 20 rows read per post, and a third of
-    /// the writer's time per post in the 16-publisher profile). `n` and `seq` grow together
+    /// at the default retention, every 512 messages: 20 rows read per post, about a tenth of
+    /// the writer's CPU per post in the 16-publisher profile). `n` and `seq` grow together
     /// within a room, so a mark turns it into `seq <= S`, one range of the b-tree that holds
     /// only the rows deleted. Rows written before the server started have no marks: until
     /// the marks reach back far enough, the room is deleted from as before.
