@@ -7,26 +7,31 @@ import { test, expect, joined, postAs, screenshot, expectAtBottom, expectCspClea
 // Many messages are posted at once: lift the per-author rate limit.
 test.use({ serverArgs: ["--rate-burst", "200"] });
 
-test("screenshots of the chat at desktop and phone widths in light and dark", async ({ openChat }, testInfo) => {
-  const visitor = await openChat("Visitor");
-  const alice = await joined(openChat, "Alice");
-  const bob = await joined(openChat, "Bob");
-  const cleo = await joined(openChat, "Cleo");
-  await expect(alice.users).toHaveCount(3);
+// One test per colour scheme: each walks its states at both widths, 13 full-page screenshots of
+// two pages. Both schemes in one test ran past the 60 s test timeout on a loaded 2-core CI
+// machine (13 s when idle), so each also gets twice the default; every step keeps its own
+// expect timeout, so a real hang still fails at the step.
+for (const scheme of ["light", "dark"] as const) {
+  test(`screenshots of the chat at desktop and phone widths in ${scheme}`, async ({ openChat }, testInfo) => {
+    test.setTimeout(120_000);
+    const visitor = await openChat("Visitor");
+    const alice = await joined(openChat, "Alice");
+    const bob = await joined(openChat, "Bob");
+    const cleo = await joined(openChat, "Cleo");
+    await expect(alice.users).toHaveCount(3);
 
-  await postAs(alice, Array.from({ length: 12 }, (_, i) => `Earlier message ${i + 1}`));
-  await postAs(bob, ["Hi all! Plans for Friday?", "The new ramen place opened: https://example.com/ramen?city=Lyon (reviews look good)."]);
-  await postAs(alice, ["Sounds great.\nI can do 7 pm, maybe 7:30.", "Bob, can you book?"]);
-  await postAs(cleo, [
-    "Count me in! Pneumonoultramicroscopicsilicovolcanoconiosis-level hunger here, and a link without spaces: https://example.com/a/very/long/path/that/keeps/going/and/going/and/going",
-  ]);
-  await postAs(bob, ["Booked for 4, 19:30 🎉"]);
-  await cleo.context.close();
-  await expect(alice.notice(/\bCleo left\b/)).toBeVisible({ timeout: 25_000 });
-  await alice.expectMessage("Booked for 4, 19:30 🎉", "Bob", false);
-  await expectAtBottom(alice);
+    await postAs(alice, Array.from({ length: 12 }, (_, i) => `Earlier message ${i + 1}`));
+    await postAs(bob, ["Hi all! Plans for Friday?", "The new ramen place opened: https://example.com/ramen?city=Lyon (reviews look good)."]);
+    await postAs(alice, ["Sounds great.\nI can do 7 pm, maybe 7:30.", "Bob, can you book?"]);
+    await postAs(cleo, [
+      "Count me in! Pneumonoultramicroscopicsilicovolcanoconiosis-level hunger here, and a link without spaces: https://example.com/a/very/long/path/that/keeps/going/and/going/and/going",
+    ]);
+    await postAs(bob, ["Booked for 4, 19:30 🎉"]);
+    await cleo.context.close();
+    await expect(alice.notice(/\bCleo left\b/)).toBeVisible({ timeout: 25_000 });
+    await alice.expectMessage("Booked for 4, 19:30 🎉", "Bob", false);
+    await expectAtBottom(alice);
 
-  for (const scheme of ["light", "dark"] as const) {
     for (const [size, viewport] of [
       ["desktop", DESKTOP],
       ["phone", PHONE],
@@ -74,10 +79,10 @@ test("screenshots of the chat at desktop and phone widths in light and dark", as
       await alice.page.locator(UI.newMessages).click();
       await expectAtBottom(alice);
     }
-  }
-  await expectCspClean(alice);
-  await expectCspClean(visitor);
-});
+    await expectCspClean(alice);
+    await expectCspClean(visitor);
+  });
+}
 
 test("screenshots of the rooms: the sidebar with unread counts, browsing rooms, the phone's folded panel", async ({
   openChat,
