@@ -4,7 +4,10 @@ import { defineConfig, devices } from "@playwright/test";
 // no fixed port: run `cargo leptos build --release` first (scripts/test.sh does).
 export default defineConfig({
   testDir: "./tests",
-  timeout: 60_000,
+  // A whole test's budget. Two workers share two cores with the browsers' wasm pages: the longest
+  // tests (axe over every state, the screenshots) take about 40 s beside another test here, and
+  // one took over 60 s in a CI run. Each step keeps its own 10 s, so a hang still fails at its step.
+  timeout: 120_000,
   expect: { timeout: 10_000 },
   fullyParallel: true,
   forbidOnly: !!process.env.CI,

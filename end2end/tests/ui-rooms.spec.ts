@@ -228,7 +228,6 @@ test.describe("reading back", () => {
   test("scrolling to the top reads 500 messages back in order, once each, without moving the view", async ({
     openChat,
   }) => {
-    test.setTimeout(120_000);
     const alice = await joined(openChat, "Alice");
     const texts = Array.from({ length: 500 }, (_, i) => `old message ${String(i + 1).padStart(3, "0")}`);
     await postAs(alice, texts);

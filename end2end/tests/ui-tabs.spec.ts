@@ -45,7 +45,8 @@ async function leaders(tabs: ChatPage[]): Promise<ChatPage[]> {
 }
 
 test.describe("ten tabs of one browser", () => {
-  test.setTimeout(120_000);
+  // Ten wasm pages in one test: 72 s beside another test on two cores, so twice the default.
+  test.setTimeout(240_000);
 
   test("share one stream, each shows every message once, post from any tab, and survive the leader closing", async ({
     browser,
