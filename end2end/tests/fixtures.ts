@@ -64,7 +64,9 @@ export async function startServer(extraArgs: string[] = [], options: StartOption
   const ownsDataDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), "ssechat-e2e-"));
   const addr = options.addr ?? "127.0.0.1:0";
-  const args = ["--addr", addr, "--data-dir", dataDir, "--leave-grace-ms", String(LEAVE_GRACE_MS), ...extraArgs];
+  // A test may set its own grace period.
+  const grace = extraArgs.includes("--leave-grace-ms") ? [] : ["--leave-grace-ms", String(LEAVE_GRACE_MS)];
+  const args = ["--addr", addr, "--data-dir", dataDir, ...grace, ...extraArgs];
   const child = spawn(SERVER_BIN, args, {
     cwd: REPO_ROOT,
     env: { ...process.env, LEPTOS_SITE_ROOT: SITE_ROOT, RUST_LOG: process.env.RUST_LOG ?? "info" },
