@@ -228,6 +228,9 @@ test.describe("reading back", () => {
   test("scrolling to the top reads 500 messages back in order, once each, without moving the view", async ({
     openChat,
   }) => {
+    // 500 posts and ten pages read back: 16 s on an idle machine, over 120 s with both cores
+    // contended.
+    test.setTimeout(240_000);
     const alice = await joined(openChat, "Alice");
     const texts = Array.from({ length: 500 }, (_, i) => `old message ${String(i + 1).padStart(3, "0")}`);
     await postAs(alice, texts);
