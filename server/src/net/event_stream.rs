@@ -73,10 +73,16 @@ const MAX_IGNORED_BYTES: usize = 1024;
 pub(super) async fn serve(stream: TcpStream, connection: ServeConnection) {
     let Some(opened) = boxed_open(stream, connection).await else { return };
     let Opened { head, live, socket, held } = opened;
-    if let Err(error) = write_live_stream(head, live, socket).await {
+    log_error(write_live_stream(head, live, socket).await);
+    drop(held);
+}
+
+/// How a connection's last write went: an error is the client's or the network's, worth a
+/// debug line only.
+fn log_error(written: io::Result<()>) {
+    if let Err(error) = written {
         tracing::debug!(%error, "event stream connection ended with an error");
     }
-    drop(held);
 }
 
 /// [`open`], boxed outside the task's future. Written as `Box::pin(open(..)).await` inside
@@ -130,10 +136,7 @@ async fn open(stream: TcpStream, connection: ServeConnection) -> Option<Opened> 
     let (reader, writer) = stream.into_split();
     // Only the stream route hands a stream over, with its `200`; anything else is a refusal.
     let Some(live) = handoff.and_then(|handoff| handoff.take()) else {
-        let written = write_whole(response, &mut WriteDeadline::new(writer, write_timeout, metrics)).await;
-        if let Err(error) = written {
-            tracing::debug!(%error, "event stream connection ended with an error");
-        }
+        log_error(write_whole(response, &mut WriteDeadline::new(writer, write_timeout, metrics)).await);
         return None;
     };
     let socket = LiveSocket { client: Client::new(reader), writer, write_timeout, metrics, lane };
