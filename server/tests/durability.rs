@@ -151,6 +151,19 @@ async fn messages_published_during_replay_arrive_once_and_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_is_dropped_while_a_fast_one_gets_everything() {
+    slow_reader_is_dropped_while_a_fast_one_gets_everything(None).await;
+}
+
+/// The same with streams of several rooms, which wait on their rings' wakers rather than in a
+/// room's lane (the posts go to `general`, one of the two).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_of_several_rooms_is_dropped_while_a_fast_one_gets_everything() {
+    slow_reader_is_dropped_while_a_fast_one_gets_everything(Some("general,lobby")).await;
+}
+
+/// A fast and a slow reader, each following `rooms` (the version 1 stream when `None`), while
+/// 4,000 large messages are posted to `general`.
+async fn slow_reader_is_dropped_while_a_fast_one_gets_everything(rooms: Option<&str>) {
     let server = TestServer::start_with(|config| {
         config.stream_buffer = 16;
         config.slow_client_timeout_ms = 1_000;
@@ -161,13 +174,16 @@ async fn a_slow_reader_is_dropped_while_a_fast_one_gets_everything() {
     let (mut ann, cookie) = join(&server, "ann", "Ann").await;
     // Ann only posts; her own stream is read too, or she would be a slow client herself.
     tokio::spawn(async move { while ann.try_next_event(PATIENCE).await.is_some() {} });
-    let (mut fast, _) = join(&server, "fast", "Fast").await;
+    let mut fast = SseClient::connect(&server, Connect { rooms, ..Connect::new("fast", "Fast") }).await;
+    assert_eq!(fast.status, StatusCode::OK);
     // The slow reader connects with a tiny receive buffer and never reads: once the socket
     // buffers are full, its cursor falls off the ring.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut slow = socket.connect(server.base.trim_start_matches("http://").parse().unwrap()).await.unwrap();
-    slow.write_all(b"GET /sse?id=slow&name=Slow HTTP/1.1\r\nHost: test\r\n\r\n").await.unwrap();
+    let rooms_query = rooms.map(|rooms| format!("&rooms={rooms}")).unwrap_or_default();
+    let request = format!("GET /sse?id=slow&name=Slow{rooms_query} HTTP/1.1\r\nHost: test\r\n\r\n");
+    slow.write_all(request.as_bytes()).await.unwrap();
     let mut head = [0u8; 12];
     slow.read_exact(&mut head).await.unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
