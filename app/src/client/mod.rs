@@ -433,12 +433,17 @@ impl Session {
         self.tell_tabs(&TabMessage::Hello { tab });
     }
 
-    /// The leader's answer to a hello: every followed room's people and newest messages.
+    /// The leader's answer to a hello: every followed room's people and newest messages. A
+    /// room its stream does not follow yet is left out: its `all-users`, relayed when it
+    /// comes, is what tells the new tab it may post there.
     fn send_snapshot(self, to: String) {
         let chat = self.chat;
         let mut events = Vec::new();
         for room in chat.followed.with_untracked(Followed::names) {
             let state = chat.room(&room);
+            if !state.in_room.get_untracked() {
+                continue;
+            }
             state.roster.with_untracked(|roster| {
                 state.timeline.with_untracked(|timeline| events.extend(snapshot(&room, roster, timeline)));
             });

@@ -28,7 +28,12 @@ pub fn apply(chat: &ChatSignals, room: &RoomName, event: ServerEvent, notifying:
     }
     let state = chat.room(room);
     match event {
-        ServerEvent::AllUsers(users) | ServerEvent::Users(users) => {
+        ServerEvent::AllUsers(users) => {
+            state.roster.update(|roster| roster.replace(users));
+            // The stream's first word about the room: from now on a post there is taken.
+            state.in_room.maybe_update(|in_room| !std::mem::replace(in_room, true));
+        }
+        ServerEvent::Users(users) => {
             state.roster.update(|roster| roster.replace(users));
         }
         ServerEvent::NewUser(user) => {

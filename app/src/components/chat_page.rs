@@ -154,6 +154,7 @@ pub fn ChatPage() -> impl IntoView {
                                             <Composer
                                                 room
                                                 draft=RwSignal::from(state.draft)
+                                                in_room=RwSignal::from(state.in_room)
                                                 status=chat.status
                                                 on_sent=sent
                                             />

@@ -1,7 +1,8 @@
 //! The composer: a text area and a Send button at the bottom of the conversation. Enter sends,
 //! Shift+Enter starts a new line; on a touch screen Enter starts a new line and the button
 //! sends (`ChatSignals::enter_sends`). Sending needs a live stream (a message sent while it is down
-//! would arrive unseen) and text the server would take (the protocol's own parser says so); a
+//! would arrive unseen) that follows the room already (a room just joined is followed once the
+//! stream that names it opens; a post before that is refused) and text the server would take (the protocol's own parser says so); a
 //! counter appears near the length limit.
 //!
 //! Each room has its own draft (kept in the room's state), so switching rooms loses nothing
@@ -31,6 +32,9 @@ pub fn Composer(
     room: RoomName,
     /// The room's draft.
     draft: RwSignal<String>,
+    /// Whether the stream follows the room yet: a post is refused until it does.
+    #[prop(into)]
+    in_room: Signal<bool>,
     #[prop(into)] status: Signal<ConnectionState>,
     #[prop(into)] on_sent: Callback<ChatMessage>,
 ) -> impl IntoView {
@@ -48,9 +52,15 @@ pub fn Composer(
     let enter_sends = move || chat.is_none_or(|chat| chat.enter_sends.get());
 
     let live = move || status.get() == ConnectionState::Live;
+    let joining = move || live() && !in_room.get();
     let chars = Memo::new(move |_| draft.with(|draft| draft.trim().chars().count()));
-    let can_send =
-        move || live() && !sending.get() && !cooling.get() && (1..=MESSAGE_MAX_CHARS).contains(&chars.get());
+    let can_send = move || {
+        live()
+            && in_room.get()
+            && !sending.get()
+            && !cooling.get()
+            && (1..=MESSAGE_MAX_CHARS).contains(&chars.get())
+    };
 
     let send = move || {
         if !untrack(can_send) {
@@ -139,13 +149,29 @@ pub fn Composer(
     };
 
     view! {
-        <form data-testid="composer" class="composer" aria-label="Send a message" on:submit=submit>
+        <form
+            data-testid="composer"
+            data-in-room=move || truth(in_room.get())
+            class="composer"
+            aria-label="Send a message"
+            on:submit=submit
+        >
             {move || {
                 offline()
                     .then(|| {
                         view! {
                             <p data-testid="composer-offline" class="composer-note">
                                 "You are offline. You can send again as soon as the connection is back; your draft is kept."
+                            </p>
+                        }
+                    })
+            }}
+            {move || {
+                joining()
+                    .then(|| {
+                        view! {
+                            <p data-testid="composer-joining" class="composer-note">
+                                "Joining the room… You can send as soon as you are in; your draft is kept."
                             </p>
                         }
                     })

@@ -37,6 +37,11 @@ pub struct RoomState {
     /// The newest `seq` the room showed when the viewer last left it for another room: what
     /// came after it, by others, is new when they come back ("New since you were last here").
     pub seen_through: ArcRwSignal<Option<u64>>,
+    /// Whether the browser's stream follows the room yet: set when its `all-users` arrives.
+    /// Until then the server refuses a post there (403 `not in room`), so the composer waits
+    /// rather than offer a Send that can only fail: a room just joined is followed only once
+    /// the stream that names it has opened.
+    pub in_room: ArcRwSignal<bool>,
 }
 
 impl Default for RoomState {
@@ -47,6 +52,7 @@ impl Default for RoomState {
             draft: ArcRwSignal::new(String::new()),
             scroll_back: ArcRwSignal::new(ScrollBack::default()),
             seen_through: ArcRwSignal::new(None),
+            in_room: ArcRwSignal::new(false),
         }
     }
 }
