@@ -1,5 +1,5 @@
 import type { Locator, Page, TestInfo } from "@playwright/test";
-import { test, expect, joined, postAs, ChatPage, UI, DESKTOP, PHONE, expectNoSeriousViolations } from "./ui-helpers";
+import { test, expect, joined, joinRoom, postAs, ChatPage, UI, DESKTOP, PHONE, expectNoSeriousViolations } from "./ui-helpers";
 
 // Accessibility: an automated axe-core check of every main state (light and dark, desktop and
 // phone) with no serious or critical violation, the landmarks and live region, and the whole
@@ -162,11 +162,6 @@ test("the whole chat works by keyboard, with a visible focus", async ({ openChat
 test("axe finds no serious or critical violation in the rooms states, desktop or phone", async ({ openChat }, testInfo) => {
   const alice = await joined(openChat, "Alice");
   const bob = await joined(openChat, "Bob");
-  const joinRoom = async (chat: ChatPage, room: string) => {
-    await chat.page.getByLabel("Join or create a room", { exact: true }).fill(room);
-    await chat.page.locator('form[data-testid="join-room"]').getByRole("button", { name: "Join" }).click();
-    await expect(chat.page.locator('[data-testid="room-title"]')).toHaveText(`# ${room}`);
-  };
   await joinRoom(alice, "design");
   await joinRoom(bob, "design");
   await alice.page.locator('[data-testid="room-list"] a[href="/"]').click();

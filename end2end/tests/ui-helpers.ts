@@ -54,6 +54,18 @@ export async function joined(openChat: (label: string) => Promise<ChatPage>, nam
 }
 
 /**
+ * Joins (or creates) `room` with the sidebar's form, and waits until it is shown and the stream
+ * follows it (the composer says so with `data-in-room`): only then does the server take a post
+ * there.
+ */
+export async function joinRoom(chat: ChatPage, room: string): Promise<void> {
+  await chat.page.getByLabel("Join or create a room", { exact: true }).fill(room);
+  await chat.page.locator('form[data-testid="join-room"]').getByRole("button", { name: "Join" }).click();
+  await expect(chat.page.locator('[data-testid="room-title"]')).toHaveText(`# ${room}`);
+  await expect(chat.composer, `${chat.label}'s stream follows ${room}`).toHaveAttribute("data-in-room", "true");
+}
+
+/**
  * Posts messages as `chat`'s user straight to `POST /message` (the browser context's cookies go
  * along), one after the other, without typing them: for tests that need many messages.
  */

@@ -1,5 +1,5 @@
 import type { Locator } from "@playwright/test";
-import { test, expect, joined, postAs, ChatPage, expectNoSeriousViolations, screenshot } from "./ui-helpers";
+import { test, expect, joined, joinRoom as joinFollowed, postAs, ChatPage, expectNoSeriousViolations, screenshot } from "./ui-helpers";
 
 // Rooms in the browser (protocol version 2): the sidebar of followed rooms with unread counts
 // and mention marks, joining by name, each room at its own address (back, forward, reload),
@@ -28,10 +28,9 @@ async function followedRooms(chat: ChatPage): Promise<string[]> {
   return chat.page.locator(`${ROOMS.list} ${ROOMS.entry}`).evaluateAll((items) => items.map((item) => item.getAttribute("data-room") ?? ""));
 }
 
-/** Joins (or creates) `room` with the sidebar's form and waits until it is the room shown. */
+/** Joins (or creates) `room` with the sidebar's form and waits until it is the room shown, followed. */
 async function joinRoom(chat: ChatPage, room: string): Promise<void> {
-  await chat.page.getByLabel("Join or create a room", { exact: true }).fill(room);
-  await chat.page.locator('form[data-testid="join-room"]').getByRole("button", { name: "Join" }).click();
+  await joinFollowed(chat, room);
   await expectRoom(chat, room);
 }
 
@@ -309,6 +308,45 @@ test("a post refused as not in the room says so and keeps the draft for a retry"
   await alice.page.locator('[data-testid="composer-retry"]').click();
   await alice.expectMessage("first try", "Alice", true);
   await expect(alice.composerError).toHaveCount(0);
+});
+
+test("a room just joined takes a message only once the stream follows it, so Send waits rather than fail", async ({
+  openChat,
+}) => {
+  const alice = await joined(openChat, "Alice");
+  // Hold the stream that names the new room: until the server has it, a post there is refused.
+  let release: () => void = () => {};
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let held = 0;
+  let posts = 0;
+  alice.page.on("request", (request) => {
+    if (request.method() === "POST" && new URL(request.url()).pathname === "/message") posts += 1;
+  });
+  const namesSlow = (url: URL) => url.pathname === "/sse" && (url.searchParams.get("rooms") ?? "").split(",").includes("slow");
+  await alice.page.route(namesSlow, async (route) => {
+    held += 1;
+    await released;
+    await route.continue();
+  });
+  await alice.page.getByLabel("Join or create a room", { exact: true }).fill("slow");
+  await alice.page.locator('form[data-testid="join-room"]').getByRole("button", { name: "Join" }).click();
+  await expectRoom(alice, "slow");
+  await expect.poll(() => held, { message: "the stream that names the room was asked for" }).toBeGreaterThan(0);
+  await alice.composerInput.fill("as soon as I am in");
+  await expect(alice.sendButton).toBeDisabled();
+  await expect(alice.composer).toHaveAttribute("data-in-room", "false");
+  await expect(alice.page.locator('[data-testid="composer-joining"]')).toHaveText(/joining the room/i);
+  await alice.composerInput.press("Enter");
+  await expect(alice.composerInput).toHaveValue("as soon as I am in");
+  await expect(alice.composerError).toHaveCount(0);
+
+  release();
+  await expect(alice.page.locator('[data-testid="composer-joining"]')).toHaveCount(0);
+  await alice.sendButton.click();
+  await alice.expectMessage("as soon as I am in", "Alice", true);
+  await expect(alice.composerError).toHaveCount(0);
+  await expect(alice.composerInput).toHaveValue("");
+  expect(posts, "one post, the one that went through").toBe(1);
 });
 
 test("back in a room, a divider sits above the first message by others since you left it", async ({ openChat }, testInfo) => {

@@ -1,4 +1,4 @@
-import { test, expect, joined, postAs, screenshot, expectAtBottom, expectCspClean, scrollToTop, UI, DESKTOP, PHONE } from "./ui-helpers";
+import { test, expect, joined, joinRoom, postAs, screenshot, expectAtBottom, expectCspClean, scrollToTop, UI, DESKTOP, PHONE } from "./ui-helpers";
 
 // Screenshots of the main states, at desktop and phone widths, in light and dark: artifacts for
 // people to look at (test-results/), not pixel assertions. Each state is checked to be the state
@@ -86,13 +86,8 @@ test("screenshots of the rooms: the sidebar with unread counts, browsing rooms, 
 }, testInfo) => {
   const alice = await joined(openChat, "Alice");
   const bob = await joined(openChat, "Bob");
-  const joinRoom = async (room: string, chat = alice) => {
-    await chat.page.getByLabel("Join or create a room", { exact: true }).fill(room);
-    await chat.page.locator('form[data-testid="join-room"]').getByRole("button", { name: "Join" }).click();
-    await expect(chat.page.locator('[data-testid="room-title"]')).toHaveText(`# ${room}`);
-  };
-  for (const room of ["design", "release-2026", "random"]) await joinRoom(room);
-  await joinRoom("design", bob);
+  for (const room of ["design", "release-2026", "random"]) await joinRoom(alice, room);
+  await joinRoom(bob, "design");
   await alice.page.locator('[data-testid="room-list"] a[href="/"]').click();
   await expect(alice.page.locator('[data-testid="room-title"]')).toHaveText("# general");
   await postAs(alice, ["Morning all."]);
