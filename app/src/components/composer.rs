@@ -1,9 +1,9 @@
 //! The composer: a text area and a Send button at the bottom of the conversation. Enter sends,
 //! Shift+Enter starts a new line; on a touch screen Enter starts a new line and the button
-//! sends (`ChatSignals::enter_sends`). Sending needs a live stream (a message sent while it is down
-//! would arrive unseen) that follows the room already (a room just joined is followed once the
-//! stream that names it opens; a post before that is refused) and text the server would take (the protocol's own parser says so); a
-//! counter appears near the length limit.
+//! sends (`ChatSignals::enter_sends`). Sending needs a live stream (a message sent while it is
+//! down would arrive unseen) that already follows the room (a room just joined is followed once
+//! the stream that names it opens; a post before that is refused), and text the server would
+//! take (the protocol's own parser says so); a counter appears near the length limit.
 //!
 //! Each room has its own draft (kept in the room's state), so switching rooms loses nothing
 //! typed. The draft stays in the text area until the server has stored the message: a send that fails
