@@ -6,7 +6,7 @@
 //   where the message list is scrolled to, hiding the tab, screenshots as artifacts, and the
 //   Content-Security-Policy violations a page reported, and axe's verdict on a page.
 import AxeBuilder from "@axe-core/playwright";
-import { expect, type Page, type TestInfo } from "@playwright/test";
+import { expect, type BrowserContext, type Page, type TestInfo } from "@playwright/test";
 import { test as base, ChatPage, startServer, type ServerHandle } from "./fixtures";
 
 export { expect, ChatPage, startServer };
@@ -53,16 +53,39 @@ export async function joined(openChat: (label: string) => Promise<ChatPage>, nam
   return chat;
 }
 
+/** Asks to join (or create) `room` with the sidebar's form, and waits for nothing. */
+export async function askToJoinRoom(chat: ChatPage, room: string): Promise<void> {
+  await chat.page.getByLabel("Join or create a room", { exact: true }).fill(room);
+  await chat.page.locator('form[data-testid="join-room"]').getByRole("button", { name: "Join" }).click();
+}
+
 /**
  * Joins (or creates) `room` with the sidebar's form, and waits until it is shown and the stream
  * follows it (the composer says so with `data-in-room`): only then does the server take a post
  * there.
  */
 export async function joinRoom(chat: ChatPage, room: string): Promise<void> {
-  await chat.page.getByLabel("Join or create a room", { exact: true }).fill(room);
-  await chat.page.locator('form[data-testid="join-room"]').getByRole("button", { name: "Join" }).click();
+  await askToJoinRoom(chat, room);
   await expect(chat.page.locator('[data-testid="room-title"]')).toHaveText(`# ${room}`);
   await expect(chat.composer, `${chat.label}'s stream follows ${room}`).toHaveAttribute("data-in-room", "true");
+}
+
+/**
+ * Holds every stream request of `context` whose `rooms` names `room` until the returned
+ * function is called, as a slow network would: the page has asked to follow the room, the
+ * server does not know yet. `held()` counts the requests held so far.
+ */
+export async function holdStreamsNaming(context: BrowserContext, room: string): Promise<{ release: () => void; held: () => number }> {
+  let release: () => void = () => {};
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let held = 0;
+  const names = (url: URL) => url.pathname === "/sse" && (url.searchParams.get("rooms") ?? "").split(",").includes(room);
+  await context.route(names, async (route) => {
+    held += 1;
+    await released;
+    await route.continue();
+  });
+  return { release, held: () => held };
 }
 
 /**

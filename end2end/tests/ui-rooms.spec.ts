@@ -1,5 +1,5 @@
 import type { Locator } from "@playwright/test";
-import { test, expect, joined, joinRoom as joinFollowed, postAs, ChatPage, expectNoSeriousViolations, screenshot } from "./ui-helpers";
+import { test, expect, joined, askToJoinRoom, joinRoom as joinFollowed, holdStreamsNaming, postAs, ChatPage, expectNoSeriousViolations, screenshot } from "./ui-helpers";
 
 // Rooms in the browser (protocol version 2): the sidebar of followed rooms with unread counts
 // and mention marks, joining by name, each room at its own address (back, forward, reload),
@@ -209,8 +209,7 @@ test.describe("a server with no room for more rooms", () => {
     const alice = await joined(openChat, "Alice");
     await joinRoom(alice, "first");
     await alice.expectLive();
-    await alice.page.getByLabel("Join or create a room", { exact: true }).fill("second");
-    await alice.page.locator('form[data-testid="join-room"]').getByRole("button", { name: "Join" }).click();
+    await askToJoinRoom(alice, "second");
     await expect(alice.page.locator(ROOMS.error)).toHaveText("This server has too many rooms; try an existing one.");
     await expectRoom(alice, "general");
     expect(await followedRooms(alice)).toEqual(["general", "first"]);
@@ -314,24 +313,15 @@ test("a room just joined takes a message only once the stream follows it, so Sen
   openChat,
 }) => {
   const alice = await joined(openChat, "Alice");
-  // Hold the stream that names the new room: until the server has it, a post there is refused.
-  let release: () => void = () => {};
-  const released = new Promise<void>((resolve) => (release = resolve));
-  let held = 0;
   let posts = 0;
   alice.page.on("request", (request) => {
     if (request.method() === "POST" && new URL(request.url()).pathname === "/message") posts += 1;
   });
-  const namesSlow = (url: URL) => url.pathname === "/sse" && (url.searchParams.get("rooms") ?? "").split(",").includes("slow");
-  await alice.page.route(namesSlow, async (route) => {
-    held += 1;
-    await released;
-    await route.continue();
-  });
-  await alice.page.getByLabel("Join or create a room", { exact: true }).fill("slow");
-  await alice.page.locator('form[data-testid="join-room"]').getByRole("button", { name: "Join" }).click();
+  // Until the server has the stream that names the new room, a post there is refused.
+  const stream = await holdStreamsNaming(alice.context, "slow");
+  await askToJoinRoom(alice, "slow");
   await expectRoom(alice, "slow");
-  await expect.poll(() => held, { message: "the stream that names the room was asked for" }).toBeGreaterThan(0);
+  await expect.poll(stream.held, { message: "the stream that names the room was asked for" }).toBeGreaterThan(0);
   await alice.composerInput.fill("as soon as I am in");
   await expect(alice.sendButton).toBeDisabled();
   await expect(alice.composer).toHaveAttribute("data-in-room", "false");
@@ -340,7 +330,7 @@ test("a room just joined takes a message only once the stream follows it, so Sen
   await expect(alice.composerInput).toHaveValue("as soon as I am in");
   await expect(alice.composerError).toHaveCount(0);
 
-  release();
+  stream.release();
   await expect(alice.page.locator('[data-testid="composer-joining"]')).toHaveCount(0);
   await alice.sendButton.click();
   await alice.expectMessage("as soon as I am in", "Alice", true);

@@ -1,5 +1,5 @@
 import type { Browser, BrowserContext } from "@playwright/test";
-import { test, expect, joined, ChatPage, UI, expectNoSeriousViolations, screenshot, type ServerHandle } from "./ui-helpers";
+import { test, expect, joined, askToJoinRoom, holdStreamsNaming, postAs, ChatPage, UI, expectNoSeriousViolations, screenshot, type ServerHandle } from "./ui-helpers";
 
 // The tabs of one browser: one stream for all of them (the leading tab's, relayed to the others
 // over a BroadcastChannel), a new leader when the leader closes, and tabs that agree on who
@@ -129,8 +129,7 @@ test("a rename, a room joined and leaving in one tab show in every tab", async (
     await bob.expectMessage("said as Alicia", "Alicia", false);
 
     // A room joined in one tab is followed in all; its messages reach every tab.
-    await tabs[2].page.getByLabel("Join or create a room", { exact: true }).fill("dev");
-    await tabs[2].page.locator('form[data-testid="join-room"]').getByRole("button", { name: "Join" }).click();
+    await askToJoinRoom(tabs[2], "dev");
     await expect(tabs[2].page).toHaveURL(/\/r\/dev$/);
     for (const tab of tabs) {
       await expect(tab.page.locator('[data-testid="room-list"] li[data-testid="room"][data-room="dev"]'), `${tab.label}: dev in the sidebar`).toHaveCount(1);
@@ -160,6 +159,44 @@ test("a rename, a room joined and leaving in one tab show in every tab", async (
     await expect(bob.users.filter({ hasText: "Alina" })).toHaveCount(1);
   } finally {
     await tabs[0].context.close();
+  }
+});
+
+test("a tab that starts while the leader's stream for a new room is still opening waits for it before posting there", async ({
+  browser,
+  server,
+}) => {
+  const [leader] = await browserWithTabs(browser, server, "Alice", 1);
+  const context = leader.context;
+  try {
+    await postAs(leader, ["before the new room"]);
+    await leader.expectMessage("before the new room", "Alice", true);
+    const stream = await holdStreamsNaming(context, "slow");
+    await askToJoinRoom(leader, "slow");
+    await expect(leader.page).toHaveURL(/\/r\/slow$/);
+    await expect.poll(stream.held, { message: "the leader asked for the stream that names slow" }).toBeGreaterThan(0);
+
+    // The new tab starts from the leader's snapshot (general's message shows it came), which
+    // must not say it is in slow: the server does not know yet.
+    const second = await openTab(context, "Alice tab 2");
+    await expect(second.page.locator("body")).toHaveAttribute("data-tab-role", "following");
+    await second.expectMessage("before the new room", "Alice", true);
+    await second.page.locator('[data-testid="room-list"] a[href="/r/slow"]').click();
+    await expect(second.page.locator('[data-testid="room-title"]')).toHaveText("# slow");
+    await expect(second.composer).toHaveAttribute("data-in-room", "false");
+    await second.composerInput.fill("from the second tab");
+    await expect(second.sendButton).toBeDisabled();
+
+    // The leader's stream opens: its all-users for slow, relayed, lets the new tab post.
+    stream.release();
+    await expect(second.composer).toHaveAttribute("data-in-room", "true");
+    await second.sendButton.click();
+    await second.expectMessage("from the second tab", "Alice", true);
+    await expect(leader.page.locator('[data-testid="room-title"]')).toHaveText("# slow");
+    await leader.expectMessage("from the second tab", "Alice", true);
+    await expect(second.composerError).toHaveCount(0);
+  } finally {
+    await context.close();
   }
 });
 
