@@ -88,6 +88,15 @@ export async function holdStreamsNaming(context: BrowserContext, room: string): 
   return { release, held: () => held };
 }
 
+/** The server's count of open event streams, from `GET /metrics`. */
+export async function streamsOpen(server: ServerHandle): Promise<number> {
+  const response = await fetch(`${server.url}/metrics`);
+  const text = await response.text();
+  const line = text.split("\n").find((l) => l.startsWith("ssechat_streams_open "));
+  expect(line, "ssechat_streams_open in /metrics").toBeTruthy();
+  return Number(line!.split(" ")[1]);
+}
+
 /**
  * Posts messages as `chat`'s user straight to `POST /message` (the browser context's cookies go
  * along), one after the other, without typing them: for tests that need many messages.

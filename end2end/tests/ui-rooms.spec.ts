@@ -1,5 +1,5 @@
 import type { Locator } from "@playwright/test";
-import { test, expect, joined, askToJoinRoom, joinRoom as joinFollowed, holdStreamsNaming, postAs, ChatPage, expectNoSeriousViolations, screenshot } from "./ui-helpers";
+import { test, expect, joined, askToJoinRoom, joinRoom as joinFollowed, holdStreamsNaming, postAs, streamsOpen, ChatPage, expectNoSeriousViolations, screenshot } from "./ui-helpers";
 
 // Rooms in the browser (protocol version 2): the sidebar of followed rooms with unread counts
 // and mention marks, joining by name, each room at its own address (back, forward, reload),
@@ -337,6 +337,39 @@ test("a room just joined takes a message only once the stream follows it, so Sen
   await expect(alice.composerError).toHaveCount(0);
   await expect(alice.composerInput).toHaveValue("");
   expect(posts, "one post, the one that went through").toBe(1);
+});
+
+test("joining a room keeps the old stream open until the new one is, so the rooms on both lists never lose you", async ({
+  openChat,
+  server,
+}) => {
+  const alice = await joined(openChat, "Alice");
+  const bob = await joined(openChat, "Bob");
+  await expect(bob.users.filter({ hasText: "Alice" })).toHaveCount(1);
+  const before = await streamsOpen(server);
+  expect(before, "Alice's stream and Bob's").toBe(2);
+
+  const stream = await holdStreamsNaming(alice.context, "slow");
+  // The page asks for the new room's newest messages right after it asks for the new stream: by
+  // the time that answer is in, the server has seen the old stream close, if it was closed.
+  const newest = alice.page.waitForResponse((response) => {
+    const url = new URL(response.url());
+    return url.pathname === "/messages" && url.searchParams.get("room") === "slow";
+  });
+  await askToJoinRoom(alice, "slow");
+  await expect.poll(stream.held, { message: "the stream that names the room was asked for" }).toBeGreaterThan(0);
+  await newest;
+  expect(await streamsOpen(server), "Alice's old stream stays open while the new one is opening").toBe(before);
+
+  stream.release();
+  await expect(alice.composer).toHaveAttribute("data-in-room", "true");
+  await expect
+    .poll(() => streamsOpen(server), { message: "the old stream closed once the new one was open" })
+    .toBe(before);
+  await postIn(alice, "general", ["still here"]);
+  await bob.expectMessage("still here", "Alice", false);
+  await expect(bob.notice(/^Alice (left|joined)$/)).toHaveCount(0);
+  await expect(bob.users.filter({ hasText: "Alice" })).toHaveCount(1);
 });
 
 test("back in a room, a divider sits above the first message by others since you left it", async ({ openChat }, testInfo) => {

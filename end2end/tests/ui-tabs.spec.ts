@@ -1,18 +1,9 @@
 import type { Browser, BrowserContext } from "@playwright/test";
-import { test, expect, joined, askToJoinRoom, holdStreamsNaming, postAs, ChatPage, UI, expectNoSeriousViolations, screenshot, type ServerHandle } from "./ui-helpers";
+import { test, expect, joined, askToJoinRoom, holdStreamsNaming, postAs, streamsOpen, ChatPage, UI, expectNoSeriousViolations, screenshot, type ServerHandle } from "./ui-helpers";
 
 // The tabs of one browser: one stream for all of them (the leading tab's, relayed to the others
 // over a BroadcastChannel), a new leader when the leader closes, and tabs that agree on who
 // the viewer is and which rooms they follow.
-
-/** The server's count of open event streams, from `GET /metrics`. */
-async function streamsOpen(server: ServerHandle): Promise<number> {
-  const response = await fetch(`${server.url}/metrics`);
-  const text = await response.text();
-  const line = text.split("\n").find((l) => l.startsWith("ssechat_streams_open "));
-  expect(line, "ssechat_streams_open in /metrics").toBeTruthy();
-  return Number(line!.split(" ")[1]);
-}
 
 /** Opens another tab of `context` on the chat, hydrated. */
 async function openTab(context: BrowserContext, label: string, path = "/"): Promise<ChatPage> {

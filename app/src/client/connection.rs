@@ -2,8 +2,9 @@
 //! this browser follows (protocol version 2), whose named events are decoded with the
 //! protocol's own [`ServerEvent::decode_v2`] and applied to the room they name
 //! ([`super::state`]). One `Last-Event-ID` resumes every room at once. When the rooms followed
-//! change, the session opens a new `Connection` with the new list and the last `seq` (then
-//! drops this one): the server sees no leave and no join in the rooms on both lists. The rules
+//! change, the session opens a new `Connection` with the new list and the last `seq`
+//! ([`Connection::hand_over`]), and closes this one only once the new one is open: the server
+//! sees no leave and no join in the rooms on both lists, however long the new stream takes. The rules
 //! of reconnecting (backoff with jitter, what each answer means, `Retry-After`, silence) are
 //! plain Rust in [`crate::reconnect`]; this module drives them with the browser's timers.
 //!
@@ -84,7 +85,8 @@ pub struct Start {
 }
 
 /// An open (or reopening) stream for one joined user. Dropping it closes the stream and stops
-/// any reconnect in progress, its silence timer and its `online`/`offline` listeners.
+/// any reconnect in progress, its silence timer and its `online`/`offline` listeners (and
+/// closes the stream it took over from, if it still holds it).
 pub struct Connection {
     inner: Rc<Inner>,
     _watch: Watch,
@@ -94,6 +96,38 @@ impl Connection {
     /// Opens the stream for `me` (the page already shows the `connecting` state). With a
     /// `relay`, every event is also told to the other tabs, as it came.
     pub fn open(chat: ChatSignals, me: User, start: Start, relay: Option<Rc<Channel>>) -> Self {
+        Self::open_after(None, chat, me, start, relay)
+    }
+
+    /// Opens a stream that follows other rooms in place of this one. This one stays open until
+    /// the new one is (its `open` event), so the rooms on both lists never lose the user, however
+    /// long the new stream takes to open (the protocol: open the new stream, "then close the old
+    /// one"). Meanwhile it is silent: its events are left to the new stream, which resumes after
+    /// `start.last_seq`, and it neither reconnects nor shows a status. If the new stream is
+    /// refused for good or the browser goes offline, this one is closed then.
+    pub fn hand_over(self, chat: ChatSignals, me: User, start: Start, relay: Option<Rc<Channel>>) -> Self {
+        let held = self.retire();
+        Self::open_after(held, chat, me, start, relay)
+    }
+
+    /// Silences this connection and returns the one whose stream should stay open until a
+    /// successor is: this one, or, when this one never opened, the one it still holds (this one
+    /// is then closed). So however fast the rooms change, a user holds at most two streams.
+    fn retire(self) -> Option<Self> {
+        self.inner.stopped.set(true);
+        if self.inner.was_live.get() {
+            return Some(self);
+        }
+        self.inner.predecessor.borrow_mut().take()
+    }
+
+    fn open_after(
+        predecessor: Option<Self>,
+        chat: ChatSignals,
+        me: User,
+        start: Start,
+        relay: Option<Rc<Channel>>,
+    ) -> Self {
         let rooms: Vec<&str> = start.rooms.iter().map(RoomName::as_str).collect();
         let rooms = rooms.join(",");
         // Room names are `[a-z0-9_-]`: nothing in them needs escaping.
@@ -118,6 +152,8 @@ impl Connection {
             added: start.added,
             settle: RefCell::new(None),
             relay,
+            was_live: Cell::new(false),
+            predecessor: RefCell::new(predecessor),
         });
         let watch = Watch::start(&inner);
         if !browser_is_online() {
@@ -152,6 +188,8 @@ impl Drop for Connection {
     fn drop(&mut self) {
         self.inner.stopped.set(true);
         self.inner.close_source();
+        // A reconnect task may keep `inner` alive a while longer: the stream held must not.
+        self.inner.let_predecessor_go();
     }
 }
 
@@ -189,6 +227,11 @@ struct Inner {
     settle: RefCell<Option<Timeout>>,
     /// The other tabs, when this tab leads.
     relay: Option<Rc<Channel>>,
+    /// Whether the stream was ever open.
+    was_live: Cell<bool>,
+    /// The connection this one took over from ([`Connection::hand_over`]), kept open and silent
+    /// until this one is open.
+    predecessor: RefCell<Option<Connection>>,
 }
 
 impl Inner {
@@ -196,6 +239,13 @@ impl Inner {
         if let Some(relay) = &self.relay {
             relay.post(message);
         }
+    }
+
+    /// Closes the stream this one took over from, if it still holds it. Taken out before it
+    /// is dropped, so nothing is borrowed while it closes.
+    fn let_predecessor_go(&self) {
+        let predecessor = self.predecessor.borrow_mut().take();
+        drop(predecessor);
     }
 }
 
@@ -274,6 +324,9 @@ impl Inner {
 
     /// The stream is open (its `open` event, or any event, came in).
     fn mark_live(&self) {
+        // The server has this stream, and with it the user in every room it follows.
+        self.was_live.set(true);
+        self.let_predecessor_go();
         self.touch();
         self.settle_history();
         let mut backoff = self.backoff.get();
@@ -351,6 +404,7 @@ impl Inner {
         self.task.set(self.task.get() + 1);
         self.reconnecting.set(false);
         self.close_source();
+        self.let_predecessor_go();
         self.set_status(ConnectionState::Offline);
     }
 
@@ -454,9 +508,12 @@ impl Inner {
     /// the server has no room for another room).
     fn refuse(&self, reason: &str) {
         self.stopped.set(true);
+        // The session then opens a stream for the rooms left, which takes over the stream this
+        // one still holds (see `retire`).
         if reason.contains("too many rooms") && self.give_up_new_rooms() {
             return;
         }
+        self.let_predecessor_go();
         let sentence = "This name is already in use in another browser, so this page cannot join the chat \
                         with it.";
         self.chat.connection_error.set(Some(with_reason(sentence, reason)));
@@ -499,6 +556,7 @@ impl Inner {
     /// try it again, and ask for another.
     fn back_to_join_form(&self, reason: &str) {
         self.stopped.set(true);
+        self.let_predecessor_go();
         identity::forget_name();
         let reason = reason.trim();
         let sentence = if reason.is_empty() {

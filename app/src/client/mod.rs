@@ -22,7 +22,7 @@
 //! The page follows a set of rooms ([`Followed`], stored by [`rooms`]) with one stream. When
 //! the set changes (a room joined or left, the address naming a new room, a room the server
 //! had no place for), [`Session::rooms_changed`] opens a stream for the new set, resuming from
-//! the last `seq`, and then drops the old one. A resumed stream brings no history of a room it
+//! the last `seq`, and closes the old one once the new one is open. A resumed stream brings no history of a room it
 //! did not follow before, so a room followed meanwhile gets its newest messages from
 //! `GET /messages`.
 //!
@@ -694,20 +694,16 @@ impl Session {
         for room in &added {
             self.load_newest(room.clone());
         }
-        let Some(last_seq) =
-            self.connection.with_value(|connection| connection.as_ref().map(Connection::last_seq))
-        else {
-            return;
-        };
+        let Some(Some(old)) = self.connection.try_update_value(Option::take) else { return };
+        let last_seq = old.last_seq();
         if let Some(seq) = last_seq {
             // Whatever the new stream brings after this is news.
             chat.followed.update(|followed| followed.news_after(seq));
         }
         let start = Start { last_seq, patient: false, rooms: now.to_vec(), added };
-        // The new stream opens before the old one is dropped, so the rooms on both lists see
-        // no leave and no join.
-        let connection = Connection::open(chat, me, start, self.relay());
-        self.connection.set_value(Some(connection));
+        // The old stream stays open until the new one is, so the rooms on both lists see no
+        // leave and no join.
+        self.connection.set_value(Some(old.hand_over(chat, me, start, self.relay())));
     }
 
     /// Shows the newest messages of a room followed while the stream was open.
