@@ -205,7 +205,7 @@ test.describe("a server with no room for more rooms", () => {
   // general and one more.
   test.use({ serverArgs: ["--max-rooms", "2"] });
 
-  test("says so, gives the room up and stays connected", async ({ openChat }) => {
+  test("says so, gives the room up and stays connected", async ({ openChat, server }) => {
     const alice = await joined(openChat, "Alice");
     await joinRoom(alice, "first");
     await alice.expectLive();
@@ -216,6 +216,9 @@ test.describe("a server with no room for more rooms", () => {
     await alice.expectLive();
     await alice.send("still here");
     await alice.expectMessage("still here", "Alice", true);
+    // The refused stream held the one before it open; the stream for the rooms left took that
+    // one over and closed it once open: one stream, none left behind.
+    await expect.poll(() => streamsOpen(server), { message: "Alice's streams" }).toBe(1);
   });
 });
 

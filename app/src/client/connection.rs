@@ -4,9 +4,10 @@
 //! ([`super::state`]). One `Last-Event-ID` resumes every room at once. When the rooms followed
 //! change, the session opens a new `Connection` with the new list and the last `seq`
 //! ([`Connection::hand_over`]), and closes this one only once the new one is open: the server
-//! sees no leave and no join in the rooms on both lists, however long the new stream takes. The rules
-//! of reconnecting (backoff with jitter, what each answer means, `Retry-After`, silence) are
-//! plain Rust in [`crate::reconnect`]; this module drives them with the browser's timers.
+//! sees no leave and no join in the rooms on both lists, however long the new stream takes.
+//! The rules of reconnecting (backoff with jitter, what each answer means, `Retry-After`,
+//! silence) are plain Rust in [`crate::reconnect`]; this module drives them with the browser's
+//! timers.
 //!
 //! The browser reconnects an `EventSource` by itself after a dropped stream, sending
 //! `Last-Event-ID`; but it gives up for good on any answer that is not a 200 stream (a 409, a

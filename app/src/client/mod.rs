@@ -22,9 +22,9 @@
 //! The page follows a set of rooms ([`Followed`], stored by [`rooms`]) with one stream. When
 //! the set changes (a room joined or left, the address naming a new room, a room the server
 //! had no place for), [`Session::rooms_changed`] opens a stream for the new set, resuming from
-//! the last `seq`, and closes the old one once the new one is open. A resumed stream brings no history of a room it
-//! did not follow before, so a room followed meanwhile gets its newest messages from
-//! `GET /messages`.
+//! the last `seq`, and closes the old one once the new one is open. A resumed stream brings no
+//! history of a room it did not follow before, so a room followed meanwhile gets its newest
+//! messages from `GET /messages`.
 //!
 //! ## Tabs
 //!
